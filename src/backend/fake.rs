@@ -1,0 +1,188 @@
+//! Scripted stand-ins for every model, for tests of turn-taking, cancellation and backpressure
+//! without loading weights. Their timing is scripted with `tokio::time`, so tests can pause time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::asr::{Asr, AsrError, LanguageHint, Transcription};
+use super::llm::{ChatRequest, Llm, LlmError, LlmEvent, LlmStream};
+use super::tts::{TtsEngine, TtsError};
+use super::vad::{VadError, VadFactory, VoiceActivity};
+use super::VoiceBank;
+
+/// Energy detector: a frame is speech when its RMS exceeds `threshold`.
+pub struct EnergyVad {
+    pub threshold: f32,
+}
+
+impl VadFactory for EnergyVad {
+    fn create(&self, sample_rate: u32) -> Result<Box<dyn VoiceActivity>, VadError> {
+        let frame = match sample_rate {
+            16_000 => 512,
+            8_000 => 256,
+            other => return Err(VadError::SampleRate(other)),
+        };
+        Ok(Box::new(EnergyStream {
+            frame,
+            threshold: self.threshold,
+        }))
+    }
+}
+
+struct EnergyStream {
+    frame: usize,
+    threshold: f32,
+}
+
+impl VoiceActivity for EnergyStream {
+    fn frame_samples(&self) -> usize {
+        self.frame
+    }
+    fn speech_probability(&mut self, frame: &[f32]) -> Result<f32, VadError> {
+        Ok(if crate::audio::rms(frame) > self.threshold {
+            1.0
+        } else {
+            0.0
+        })
+    }
+    fn reset(&mut self) {}
+}
+
+/// Returns scripted transcripts in order (the last one repeats), recording each request.
+pub struct ScriptedAsr {
+    pub replies: Vec<(String, String)>,
+    pub calls: AtomicUsize,
+    pub seen: Mutex<Vec<LanguageHint>>,
+}
+
+impl ScriptedAsr {
+    pub fn new(replies: &[(&str, &str)]) -> Self {
+        Self {
+            replies: replies
+                .iter()
+                .map(|(t, l)| (t.to_string(), l.to_string()))
+                .collect(),
+            calls: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Asr for ScriptedAsr {
+    fn transcribe(
+        &self,
+        pcm: &[f32],
+        hint: &LanguageHint,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        if cancel.is_cancelled() {
+            return Err(AsrError::Cancelled);
+        }
+        let i = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hint.clone());
+        let (text, lang) = self
+            .replies
+            .get(i)
+            .or(self.replies.last())
+            .cloned()
+            .unwrap_or_default();
+        Ok(Transcription {
+            text,
+            language: lang.clone(),
+            language_prob: 0.9,
+            candidates: vec![(lang, 0.9)],
+            audio_s: pcm.len() as f32 / 16_000.0,
+            elapsed_s: 0.0,
+        })
+    }
+}
+
+/// Streams a scripted reply word by word, `per_token` apart; records every request.
+pub struct ScriptedLlm {
+    pub reply: String,
+    pub first_token: Duration,
+    pub per_token: Duration,
+    pub requests: Mutex<Vec<ChatRequest>>,
+    /// Fail this many requests first (backend-down scenarios).
+    pub fail_first: AtomicUsize,
+}
+
+impl ScriptedLlm {
+    pub fn new(reply: &str, first_token: Duration, per_token: Duration) -> Self {
+        Self {
+            reply: reply.into(),
+            first_token,
+            per_token,
+            requests: Mutex::new(Vec::new()),
+            fail_first: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Llm for ScriptedLlm {
+    fn stream_chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<LlmStream, LlmError>> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(req);
+        let fail = self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let words: Vec<String> = self
+            .reply
+            .split_inclusive(' ')
+            .map(str::to_string)
+            .collect();
+        let (first, per) = (self.first_token, self.per_token);
+        async move {
+            if fail {
+                return Err(LlmError::Unreachable {
+                    endpoint: "scripted".into(),
+                    detail: "scripted failure".into(),
+                });
+            }
+            let stream = futures::stream::iter(words.into_iter().enumerate())
+                .then(move |(i, w)| async move {
+                    tokio::time::sleep(if i == 0 { first } else { per }).await;
+                    Ok(LlmEvent::Delta(w))
+                })
+                .chain(futures::stream::once(async { Ok(LlmEvent::Done(None)) }));
+            Ok(stream.boxed())
+        }
+        .boxed()
+    }
+}
+
+/// A voice that "speaks" 50 ms of tone per character at 16 kHz.
+pub struct ToneVoice;
+
+impl TtsEngine for ToneVoice {
+    fn name(&self) -> &str {
+        "fake:tone"
+    }
+    fn sample_rate(&self) -> u32 {
+        16_000
+    }
+    fn synthesize(&self, text: &str, _speed: f32) -> Result<Vec<f32>, TtsError> {
+        let n = text.chars().count() * 800;
+        Ok((0..n).map(|i| ((i as f32) * 0.05).sin() * 0.3).collect())
+    }
+}
+
+/// Every language speaks through [`ToneVoice`].
+pub struct ToneBank;
+
+impl VoiceBank for ToneBank {
+    fn for_language(&self, _lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
+        Ok(Arc::new(ToneVoice))
+    }
+}

@@ -1,0 +1,176 @@
+//! Backends behind each model stage, as traits so an embedded engine, a remote server or a
+//! scripted fake can stand behind a stage. `Backends::load` builds the embedded defaults once
+//! per process; sessions share them through `Arc`.
+
+pub mod asr;
+pub mod fake;
+pub mod llm;
+pub mod onnx;
+pub mod tts;
+pub mod vad;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, LlmKind};
+use crate::models::ResolvedModels;
+use asr::whisper::{WhisperAsr, WhisperOptions};
+use asr::Asr;
+use llm::openai::{Endpoint, OpenAiClient};
+use llm::worker::{self, WorkerHandle, WorkerSpec};
+use llm::Llm;
+use tts::{TtsEngine, TtsError, Voices};
+use vad::silero::SileroModel;
+use vad::VadFactory;
+
+/// Voices by language (the embedded `Voices`, or a fake in tests).
+pub trait VoiceBank: Send + Sync {
+    fn for_language(&self, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError>;
+}
+
+impl VoiceBank for Voices {
+    fn for_language(&self, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
+        Voices::for_language(self, lang)
+    }
+}
+
+/// The shared models of one process.
+pub struct Backends {
+    pub config: Arc<Config>,
+    pub vad: Arc<dyn VadFactory>,
+    pub asr: Arc<dyn Asr>,
+    pub llm: Arc<dyn Llm>,
+    pub tts: Arc<dyn VoiceBank>,
+    /// The supervised worker, when the LLM is embedded.
+    pub worker: Option<WorkerHandle>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
+    #[error(transparent)]
+    Vad(#[from] vad::VadError),
+    #[error(transparent)]
+    Asr(#[from] asr::AsrError),
+    #[error(transparent)]
+    Tts(#[from] TtsError),
+    #[error(transparent)]
+    Worker(#[from] worker::WorkerError),
+    #[error(transparent)]
+    Llm(#[from] llm::LlmError),
+}
+
+/// Whisper decoder options from the config.
+pub fn whisper_options(config: &Config) -> WhisperOptions {
+    WhisperOptions {
+        threads: config.asr.threads,
+        audio_ctx_padding_ms: config.asr.audio_ctx_padding_ms,
+        beam_size: config.asr.beam_size,
+        temperature_fallback: config.asr.temperature_fallback,
+        native_script_prompt: config.asr.native_script_prompt,
+    }
+}
+
+/// Time each model took to load, for the readiness log line.
+#[derive(Debug, Default, Clone)]
+pub struct LoadTimes {
+    pub vad: Duration,
+    pub asr: Duration,
+    pub tts: Duration,
+}
+
+impl Backends {
+    /// Loads every embedded model once and starts the LLM worker (owned by `tracker`).
+    pub fn load(
+        config: Arc<Config>,
+        models: &ResolvedModels,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, LoadTimes), BackendError> {
+        let mut times = LoadTimes::default();
+        // The LLM worker loads its model in its own process: start it first so that it loads
+        // while this process loads the others.
+        let connect = Duration::from_millis(config.llm.connect_timeout_ms);
+        let (llm, worker): (Arc<dyn Llm>, Option<WorkerHandle>) = match config.llm.kind {
+            LlmKind::Worker => {
+                let spec = WorkerSpec {
+                    binary: worker::locate_binary(config.llm.worker.binary.as_deref())?,
+                    model: config
+                        .llm
+                        .worker
+                        .model
+                        .clone()
+                        .unwrap_or_else(|| models.llm_gguf.clone()),
+                    threads: config.llm.worker.threads,
+                    ctx_size: config.llm.worker.ctx_size,
+                    max_slots: config.llm.worker.max_slots,
+                };
+                let handle = worker::supervise(spec, tracker, shutdown)?;
+                // A restarting worker may take a while: wait up to the start-up timeout.
+                let client = OpenAiClient::new(
+                    Endpoint::Worker(handle.endpoint.clone()),
+                    "vaak-llm".into(),
+                    None,
+                    worker::STARTUP_TIMEOUT.max(connect),
+                )?;
+                (Arc::new(client), Some(handle))
+            }
+            LlmKind::Openai => {
+                let key = config
+                    .llm
+                    .openai
+                    .api_key_env
+                    .as_ref()
+                    .and_then(|v| std::env::var(v).ok());
+                let client = OpenAiClient::new(
+                    Endpoint::Fixed(config.llm.openai.base_url.clone()),
+                    config.llm.openai.model.clone(),
+                    key,
+                    connect,
+                )?;
+                (Arc::new(client), None)
+            }
+        };
+
+        let env = onnx::environment(&models.onnxruntime_lib)?;
+
+        let t = std::time::Instant::now();
+        let vad = SileroModel::load(&env, &models.silero_vad)?;
+        times.vad = t.elapsed();
+
+        let t = std::time::Instant::now();
+        let whisper_path = config
+            .asr
+            .model
+            .clone()
+            .unwrap_or_else(|| models.whisper_ggml.clone());
+        let asr = WhisperAsr::load(&whisper_path, whisper_options(&config))?;
+        times.asr = t.elapsed();
+
+        let t = std::time::Instant::now();
+        let assets = tts::TtsAssets {
+            kokoro_model: models.kokoro_model.clone(),
+            kokoro_vocab: models.kokoro_vocab.clone(),
+            kokoro_voices_dir: models.kokoro_voices_dir.clone(),
+        };
+        let voices = Voices::build(&config.tts, &assets, &env)?;
+        voices.warm_up()?;
+        times.tts = t.elapsed();
+
+        Ok((
+            Self {
+                config,
+                vad: Arc::new(vad),
+                asr: Arc::new(asr),
+                llm,
+                tts: Arc::new(voices),
+                worker,
+            },
+            times,
+        ))
+    }
+}

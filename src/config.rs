@@ -1,0 +1,405 @@
+//! The one door for configuration: a TOML file deserialised into these structs (unknown keys are
+//! errors), every default a named constant, validated once at start-up. Secrets never live here:
+//! an API key is named by the environment variable that holds it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::tts::TtsConfig;
+
+pub const DEFAULT_LANGUAGES: &[&str] = &[
+    "en", "hi", "bn", "ta", "te", "mr", "gu", "kn", "ml", "pa", "ur",
+];
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_MAX_SESSIONS: u32 = 8;
+pub const DEFAULT_VAD_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_VAD_NEG_THRESHOLD: f32 = 0.35;
+pub const DEFAULT_MIN_SPEECH_MS: u32 = 250;
+pub const DEFAULT_MIN_SILENCE_MS: u32 = 500;
+pub const DEFAULT_SPEECH_PAD_MS: u32 = 200;
+pub const DEFAULT_MAX_UTTERANCE_MS: u32 = 28_000;
+pub const DEFAULT_ASR_THREADS: usize = 2;
+pub const DEFAULT_AUDIO_CTX_PADDING_MS: u32 = 1_000;
+pub const DEFAULT_LLM_MAX_TOKENS: u32 = 120;
+pub const DEFAULT_LLM_TEMPERATURE: f32 = 0.3;
+pub const DEFAULT_LLM_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_LLM_FIRST_TOKEN_TIMEOUT_MS: u64 = 20_000;
+pub const DEFAULT_LLM_IDLE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_LLM_THREADS: usize = 2;
+pub const DEFAULT_LLM_CTX: u32 = 4_096;
+pub const DEFAULT_LLM_SLOTS: u32 = 4;
+pub const DEFAULT_HISTORY_TURNS: usize = 8;
+pub const DEFAULT_INPUT_BUFFER_MS: u32 = 2_000;
+pub const DEFAULT_SYSTEM_PROMPT: &str =
+    "You are vaak, a helpful voice assistant for people in India. \
+Your replies are spoken aloud, so answer in one to three short sentences of plain text: no lists, \
+no markdown, no emoji. Always reply in the same language and script as the user ({language}).";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub models: ModelsConfig,
+    pub server: ServerConfig,
+    pub pipeline: PipelineConfig,
+    pub vad: VadConfig,
+    pub asr: AsrConfig,
+    pub llm: LlmConfig,
+    pub tts: TtsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Model cache directory; empty = `$VAAK_MODELS_DIR`, else `$XDG_CACHE_HOME/vaak/models`.
+    pub dir: Option<PathBuf>,
+    /// Which manifest set to use: `default`, `small` or `large`.
+    pub set: String,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            set: "default".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC listen address (health and reflection now; the conversation API comes next).
+    pub grpc_listen: String,
+    pub max_sessions: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: DEFAULT_GRPC_LISTEN.into(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Audio the ingest edge may hold before a realtime transport starts dropping (ms).
+    pub input_buffer_ms: u32,
+    /// Languages the assistant understands and answers in (Whisper codes).
+    pub languages: Vec<String>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            input_buffer_ms: DEFAULT_INPUT_BUFFER_MS,
+            languages: DEFAULT_LANGUAGES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VadConfig {
+    /// Speech probability above which a frame is speech.
+    pub threshold: f32,
+    /// Probability below which a frame counts towards the end of speech.
+    pub neg_threshold: f32,
+    /// Speech shorter than this is ignored (clicks, coughs).
+    pub min_speech_ms: u32,
+    /// Silence that ends an utterance.
+    pub min_silence_ms: u32,
+    /// Audio kept before speech starts and after it ends.
+    pub speech_pad_ms: u32,
+    /// An utterance is cut here (Whisper's window is 30 s).
+    pub max_utterance_ms: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        Self {
+            threshold: DEFAULT_VAD_THRESHOLD,
+            neg_threshold: DEFAULT_VAD_NEG_THRESHOLD,
+            min_speech_ms: DEFAULT_MIN_SPEECH_MS,
+            min_silence_ms: DEFAULT_MIN_SILENCE_MS,
+            speech_pad_ms: DEFAULT_SPEECH_PAD_MS,
+            max_utterance_ms: DEFAULT_MAX_UTTERANCE_MS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsrConfig {
+    /// A whisper.cpp ggml model file; empty = the model set's Whisper.
+    pub model: Option<PathBuf>,
+    pub threads: usize,
+    pub audio_ctx_padding_ms: u32,
+    /// 1 = greedy decoding; >1 = beam search.
+    pub beam_size: u32,
+    pub temperature_fallback: bool,
+    /// Prompt the decoder in the language's own script.
+    pub native_script_prompt: bool,
+}
+
+impl Default for AsrConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            threads: DEFAULT_ASR_THREADS,
+            audio_ctx_padding_ms: DEFAULT_AUDIO_CTX_PADDING_MS,
+            beam_size: 1,
+            temperature_fallback: false,
+            native_script_prompt: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// `worker` (embedded llama.cpp in the supervised `vaak-llm` process) or `openai` (remote).
+    pub kind: LlmKind,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// `{language}` is replaced by the user's language name.
+    pub system_prompt: String,
+    /// Past turns sent with each request.
+    pub history_turns: usize,
+    pub connect_timeout_ms: u64,
+    pub first_token_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub worker: LlmWorkerConfig,
+    pub openai: OpenAiConfig,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            kind: LlmKind::Worker,
+            max_tokens: DEFAULT_LLM_MAX_TOKENS,
+            temperature: DEFAULT_LLM_TEMPERATURE,
+            system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
+            history_turns: DEFAULT_HISTORY_TURNS,
+            connect_timeout_ms: DEFAULT_LLM_CONNECT_TIMEOUT_MS,
+            first_token_timeout_ms: DEFAULT_LLM_FIRST_TOKEN_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_LLM_IDLE_TIMEOUT_MS,
+            worker: LlmWorkerConfig::default(),
+            openai: OpenAiConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmKind {
+    Worker,
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmWorkerConfig {
+    /// A GGUF chat model; empty = the model set's LLM.
+    pub model: Option<PathBuf>,
+    /// The `vaak-llm` binary; empty = next to `vaak`.
+    pub binary: Option<PathBuf>,
+    pub threads: usize,
+    pub ctx_size: u32,
+    pub max_slots: u32,
+}
+
+impl Default for LlmWorkerConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            binary: None,
+            threads: DEFAULT_LLM_THREADS,
+            ctx_size: DEFAULT_LLM_CTX,
+            max_slots: DEFAULT_LLM_SLOTS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// e.g. `http://127.0.0.1:8000` (the client appends `/v1/chat/completions`).
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (the key itself never goes here).
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is invalid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { detail, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                detail,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            detail: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The defaults as a commented TOML document (`vaak config print-default`).
+    pub fn default_toml() -> String {
+        let body = toml::to_string_pretty(&Config::default())
+            .unwrap_or_else(|e| format!("# cannot render defaults: {e}\n"));
+        format!(
+            "# vaak configuration: every key below is optional and shows its default.\n\
+             # Unknown keys are errors. Secrets are never written here: llm.openai.api_key_env\n\
+             # names the environment variable that holds the key.\n\n{body}"
+        )
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !["default", "small", "large"].contains(&self.models.set.as_str()) {
+            return bad(format!(
+                "models.set must be default, small or large, not `{}`",
+                self.models.set
+            ));
+        }
+        let v = &self.vad;
+        if !(0.0..=1.0).contains(&v.threshold) || !(0.0..=1.0).contains(&v.neg_threshold) {
+            return bad("vad thresholds must be within 0..1".into());
+        }
+        if v.neg_threshold > v.threshold {
+            return bad("vad.neg_threshold must not exceed vad.threshold".into());
+        }
+        if v.min_silence_ms < 100 || v.max_utterance_ms > 30_000 || v.max_utterance_ms < 1_000 {
+            return bad(
+                "vad.min_silence_ms must be >= 100 and vad.max_utterance_ms within 1000..30000"
+                    .into(),
+            );
+        }
+        if self.pipeline.languages.is_empty() {
+            return bad("pipeline.languages must name at least one language".into());
+        }
+        for l in &self.pipeline.languages {
+            if crate::text::script::Script::of_language(l).is_none() {
+                return bad(format!("pipeline.languages: unknown language code `{l}`"));
+            }
+        }
+        if self.pipeline.input_buffer_ms < 100 {
+            return bad("pipeline.input_buffer_ms must be at least 100".into());
+        }
+        if self.asr.threads == 0 || self.llm.worker.threads == 0 {
+            return bad("thread counts must be at least 1".into());
+        }
+        if self.llm.max_tokens == 0 || !(0.0..=2.0).contains(&self.llm.temperature) {
+            return bad("llm.max_tokens must be > 0 and llm.temperature within 0..2".into());
+        }
+        if self.llm.kind == LlmKind::Openai && self.llm.openai.base_url.is_empty() {
+            return bad("llm.kind = \"openai\" needs llm.openai.base_url".into());
+        }
+        if let Some(var) = &self.llm.openai.api_key_env {
+            if self.llm.kind == LlmKind::Openai && std::env::var_os(var).is_none() {
+                return bad(format!(
+                    "llm.openai.api_key_env names `{var}`, which is not set"
+                ));
+            }
+        }
+        self.tts
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("tts: {e}")))?;
+        Ok(())
+    }
+
+    /// Per-language map of configured voices, for display.
+    pub fn languages(&self) -> BTreeMap<String, String> {
+        self.pipeline
+            .languages
+            .iter()
+            .map(|l| (l.clone(), language_name(l).to_string()))
+            .collect()
+    }
+}
+
+/// English name of a language code (used in prompts and tables).
+pub fn language_name(code: &str) -> &'static str {
+    match code {
+        "en" => "English",
+        "hi" => "Hindi",
+        "bn" => "Bengali",
+        "ta" => "Tamil",
+        "te" => "Telugu",
+        "mr" => "Marathi",
+        "gu" => "Gujarati",
+        "kn" => "Kannada",
+        "ml" => "Malayalam",
+        "pa" => "Punjabi",
+        "ur" => "Urdu",
+        "or" => "Odia",
+        "as" => "Assamese",
+        "ne" => "Nepali",
+        _ => "the user's language",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_validate() {
+        let text = Config::default_toml();
+        let cfg = Config::parse(&text).unwrap();
+        assert_eq!(cfg.server.max_sessions, DEFAULT_MAX_SESSIONS);
+        assert_eq!(cfg.pipeline.languages.len(), DEFAULT_LANGUAGES.len());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::parse("[vad]\nthreshhold = 0.4\n").unwrap_err();
+        assert!(e.to_string().contains("threshhold"), "{e}");
+        assert!(Config::parse("colour = 1\n").is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        assert!(Config::parse("[vad]\nthreshold = 1.5\n").is_err());
+        assert!(Config::parse("[pipeline]\nlanguages = [\"xx\"]\n").is_err());
+        assert!(Config::parse("[llm]\nkind = \"openai\"\n").is_err());
+        assert!(Config::parse("[models]\nset = \"huge\"\n").is_err());
+    }
+
+    #[test]
+    fn partial_files_keep_other_defaults() {
+        let cfg = Config::parse("[vad]\nmin_silence_ms = 700\n").unwrap();
+        assert_eq!(cfg.vad.min_silence_ms, 700);
+        assert_eq!(cfg.vad.threshold, DEFAULT_VAD_THRESHOLD);
+    }
+}

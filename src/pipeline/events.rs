@@ -1,0 +1,52 @@
+//! What a session's pipeline tells its transport: the same events a gRPC stream, a WebRTC data
+//! channel or the `converse` command show to the user.
+
+use super::messages::{StageTimings, TurnId};
+
+#[derive(Debug, Clone)]
+pub enum PipelineEvent {
+    SpeechStarted,
+    SpeechStopped {
+        turn: TurnId,
+        audio_s: f32,
+    },
+    Transcript {
+        turn: TurnId,
+        text: String,
+        language: String,
+        confidence: f32,
+        /// Whisper's spoken-language candidates (restricted to the configured set).
+        spoken: Vec<(String, f32)>,
+    },
+    /// A caption: one clause of the reply, sent just before its audio.
+    ReplyText {
+        turn: TurnId,
+        text: String,
+    },
+    ReplyAudio {
+        turn: TurnId,
+        samples: Vec<f32>,
+        sample_rate: u32,
+        /// Offset of the first sample within this turn's reply audio.
+        offset_samples: u64,
+    },
+    TurnCompleted {
+        turn: TurnId,
+        reply_text: String,
+        voice: String,
+        timings: StageTimings,
+    },
+    /// The user spoke over the reply; `played_s` of it had been handed out.
+    Interrupted {
+        turn: TurnId,
+        played_s: f32,
+    },
+    /// A turn could not be answered; the session goes on.
+    TurnFailed {
+        turn: TurnId,
+        stage: &'static str,
+        message: String,
+    },
+    /// The input ended and no speech was heard in it at all.
+    NoSpeech,
+}

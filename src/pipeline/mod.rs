@@ -1,0 +1,104 @@
+//! The pipeline of one session, wired in one function that reads like the diagram:
+//! ingest → VAD → ASR → language id → LLM → TTS → output. Each stage is one task owned by the
+//! caller's `TaskTracker`; edges are bounded `mpsc` channels (capacities below, with what
+//! happens when full); control (shutdown, barge-in) travels by cancellation tokens.
+
+pub mod events;
+pub mod messages;
+pub mod turns;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::Backends;
+use crate::metrics::Metrics;
+use crate::stages;
+pub use events::PipelineEvent;
+pub use messages::{Ingest, TurnId};
+pub use turns::TurnControl;
+
+/// VAD → ASR: whole utterances; backpressure (ASR is the slowest consumer of audio).
+pub const UTTERANCE_EDGE: usize = 2;
+/// ASR → language id → LLM: one message per turn; backpressure.
+pub const TURN_EDGE: usize = 2;
+/// LLM → TTS: clauses of a reply; backpressure holds the LLM when TTS falls behind.
+pub const CLAUSE_EDGE: usize = 16;
+/// TTS → output: reply audio in chunks of [`stages::tts::AUDIO_CHUNK_MS`]; sized in time
+/// (25 × 200 ms = 5 s buffered); backpressure.
+pub const AUDIO_OUT_EDGE: usize = 25;
+/// Pipeline → transport events; backpressure (a transport that stops reading stalls its own
+/// session only).
+pub const EVENT_EDGE: usize = 64;
+/// Chunk length transports should use when feeding audio.
+pub const INGEST_CHUNK_MS: u32 = 20;
+
+/// Per-session settings that transports choose.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub session_id: String,
+    /// Detect among these; a single entry fixes the language.
+    pub languages: Vec<String>,
+    /// User speech during a reply interrupts it (live audio). Off for files.
+    pub barge_in: bool,
+    pub speech_rate: f32,
+    /// Overrides `vad.min_silence_ms` (a file's question may hold long pauses).
+    pub min_silence_ms: Option<u32>,
+}
+
+/// Capacity of the ingest edge for a given buffer length and chunk size.
+pub fn ingest_capacity(buffer_ms: u32, chunk_ms: u32) -> usize {
+    (buffer_ms / chunk_ms.max(1)).max(2) as usize
+}
+
+/// The handles a transport keeps for one running session.
+pub struct SessionPipeline {
+    /// Audio in. Realtime transports `try_send` and count drops; files `send().await`.
+    pub input: mpsc::Sender<Ingest>,
+    pub events: mpsc::Receiver<PipelineEvent>,
+    pub turns: Arc<TurnControl>,
+}
+
+/// Starts the stage tasks of one session on `tracker`. Dropping `input` ends the session
+/// gracefully (every stage drains and exits); cancelling `shutdown` stops it at once.
+pub fn spawn(
+    backends: Arc<Backends>,
+    settings: SessionSettings,
+    input_capacity: usize,
+    metrics: Arc<Metrics>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> SessionPipeline {
+    let (ingest_tx, ingest_rx) = mpsc::channel(input_capacity);
+    let (utt_tx, utt_rx) = mpsc::channel(UTTERANCE_EDGE);
+    let (tr_tx, tr_rx) = mpsc::channel(TURN_EDGE);
+    let (user_tx, user_rx) = mpsc::channel(TURN_EDGE);
+    let (clause_tx, clause_rx) = mpsc::channel(CLAUSE_EDGE);
+    let (audio_tx, audio_rx) = mpsc::channel(AUDIO_OUT_EDGE);
+    let (event_tx, event_rx) = mpsc::channel(EVENT_EDGE);
+
+    let turns = Arc::new(TurnControl::new(shutdown.clone()));
+    let ctx = stages::StageCtx {
+        shutdown,
+        events: event_tx,
+        metrics,
+        turns: Arc::clone(&turns),
+        settings: Arc::new(settings),
+        backends,
+    };
+
+    tracker.spawn(stages::vad::run(ctx.clone(), ingest_rx, utt_tx));
+    tracker.spawn(stages::asr::run(ctx.clone(), utt_rx, tr_tx));
+    tracker.spawn(stages::lang_id::run(ctx.clone(), tr_rx, user_tx));
+    tracker.spawn(stages::llm::run(ctx.clone(), user_rx, clause_tx));
+    tracker.spawn(stages::tts::run(ctx.clone(), clause_rx, audio_tx));
+    tracker.spawn(stages::output::run(ctx, audio_rx));
+
+    SessionPipeline {
+        input: ingest_tx,
+        events: event_rx,
+        turns,
+    }
+}

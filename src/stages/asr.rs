@@ -1,0 +1,111 @@
+//! ASR stage: transcribes each utterance on the blocking pool (abortable through the turn's
+//! token) with spoken-language detection restricted to the session's languages.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::StageCtx;
+use crate::backend::asr::{AsrError, LanguageHint};
+use crate::metrics::Metrics;
+use crate::pipeline::messages::{Transcript, TurnClock, Utterance};
+use crate::pipeline::PipelineEvent;
+use crate::text::redact::redact;
+
+/// Whisper's stock outputs for non-speech (noise, music): not something the user said.
+fn is_non_speech(text: &str) -> bool {
+    let t = text.trim();
+    t.is_empty()
+        || (t.starts_with('[') && t.ends_with(']'))
+        || (t.starts_with('(') && t.ends_with(')'))
+        || t.chars().all(|c| !c.is_alphanumeric())
+}
+
+pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sender<Transcript>) {
+    let span = info_span!("stage", name = "asr", session = %ctx.settings.session_id);
+    async move {
+        let hint = match ctx.settings.languages.as_slice() {
+            [one] => LanguageHint::Fixed(one.clone()),
+            many => LanguageHint::DetectAmong(many.to_vec()),
+        };
+        while let Some(utt) = ctx.next(&mut rx).await {
+            if ctx.drop_if_stale(&utt.turn) {
+                continue;
+            }
+            let asr = Arc::clone(&ctx.backends.asr);
+            let turn = Arc::clone(&utt.turn);
+            let hint = hint.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                asr.transcribe(&utt.pcm, &hint, &turn.cancel)
+            })
+            .await;
+            let turn = utt.turn;
+            TurnClock::mark(&turn.clock.asr_done);
+            let result = match result {
+                Ok(r) => r,
+                Err(e) => Err(AsrError::Failed(format!("ASR task failed: {e}"))),
+            };
+            match result {
+                Ok(t) if is_non_speech(&t.text) => {
+                    Metrics::incr(&ctx.metrics.turns_failed);
+                    ctx.turns.finish(turn.id);
+                    ctx.emit(PipelineEvent::TurnFailed {
+                        turn: turn.id,
+                        stage: "asr",
+                        message: "no words were recognised in the speech".into(),
+                    })
+                    .await;
+                }
+                Ok(t) => {
+                    debug!(turn = turn.id.0, lang = %t.language, text = %redact(&t.text), rtf = t.elapsed_s / t.audio_s.max(0.01), "transcribed");
+                    if let Some(d) = turn.clock.asr_done.get() {
+                        ctx.metrics.observe("asr", d.duration_since(turn.clock.speech_end));
+                    }
+                    let msg = Transcript {
+                        turn,
+                        text: t.text,
+                        spoken_language: t.language,
+                        spoken_prob: t.language_prob,
+                        candidates: t.candidates,
+                        audio_s: t.audio_s,
+                        asr_compute_s: t.elapsed_s,
+                    };
+                    if !ctx.forward(&tx, msg).await {
+                        return;
+                    }
+                }
+                Err(AsrError::Cancelled) => {
+                    Metrics::incr(&ctx.metrics.stale_messages_dropped);
+                }
+                Err(e) => {
+                    warn!(turn = turn.id.0, error = %e, "ASR failed");
+                    Metrics::incr(&ctx.metrics.turns_failed);
+                    ctx.turns.finish(turn.id);
+                    ctx.emit(PipelineEvent::TurnFailed {
+                        turn: turn.id,
+                        stage: "asr",
+                        message: e.to_string(),
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_non_speech;
+
+    #[test]
+    fn whisper_noise_markers_are_not_speech() {
+        assert!(is_non_speech(" [Music] "));
+        assert!(is_non_speech("(upbeat music)"));
+        assert!(is_non_speech("..."));
+        assert!(!is_non_speech("नमस्ते"));
+        assert!(!is_non_speech("And so, my fellow Americans"));
+    }
+}

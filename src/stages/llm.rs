@@ -1,0 +1,156 @@
+//! LLM stage: asks the model for a short spoken answer in the user's language, streams its
+//! tokens through the clause splitter, and hands each clause to TTS as soon as it is complete.
+//! Owns the session's conversation memory.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::StageCtx;
+use crate::backend::llm::{with_deadlines, ChatRequest, LlmEvent};
+use crate::metrics::Metrics;
+use crate::pipeline::messages::{ReplyText, TurnClock, UserTurn};
+use crate::pipeline::PipelineEvent;
+use crate::session::{Conversation, Exchange};
+use crate::text::clauses::ClauseSplitter;
+
+/// Removes what a TTS voice should not read out: markdown emphasis, headings, code ticks.
+pub fn speakable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '*' | '#' | '`' | '_' | '~' | '|' | '\u{FFFD}'))
+        .filter(|c| !is_emoji(*c))
+        .collect()
+}
+
+fn is_emoji(c: char) -> bool {
+    matches!(c as u32, 0x1F300..=0x1FAFF | 0x2600..=0x27BF | 0xFE0F)
+}
+
+pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Sender<ReplyText>) {
+    let span = info_span!("stage", name = "llm", session = %ctx.settings.session_id);
+    async move {
+        let cfg = &ctx.backends.config.llm;
+        let mut memory = Conversation::new(cfg.system_prompt.clone(), cfg.history_turns);
+        while let Some(user) = ctx.next(&mut rx).await {
+            if ctx.drop_if_stale(&user.turn) {
+                continue;
+            }
+            let turn = user.turn.clone();
+            let clause = |text: String, last: bool| ReplyText {
+                turn: turn.clone(),
+                text,
+                language: user.language.clone(),
+                last,
+                asr_compute_s: user.asr_compute_s,
+            };
+            let req = ChatRequest {
+                messages: memory.messages_for(&user.text, &user.language),
+                max_tokens: cfg.max_tokens,
+                temperature: cfg.temperature,
+                session_key: Some(ctx.settings.session_id.clone()),
+            };
+            let mut reply = String::new();
+            let mut failure: Option<String> = None;
+            let opened = tokio::select! {
+                biased;
+                _ = turn.cancel.cancelled() => None,
+                r = ctx.backends.llm.stream_chat(req) => Some(r),
+            };
+            match opened {
+                None => {}
+                Some(Err(e)) => failure = Some(e.to_string()),
+                Some(Ok(stream)) => {
+                    let mut stream = with_deadlines(
+                        stream,
+                        Duration::from_millis(cfg.first_token_timeout_ms),
+                        Duration::from_millis(cfg.idle_timeout_ms),
+                    );
+                    let mut splitter = ClauseSplitter::new();
+                    loop {
+                        let ev = tokio::select! {
+                            biased;
+                            _ = turn.cancel.cancelled() => break,
+                            ev = stream.next() => ev,
+                        };
+                        match ev {
+                            Some(Ok(LlmEvent::Delta(d))) => {
+                                TurnClock::mark(&turn.clock.llm_first_token);
+                                reply.push_str(&d);
+                                for c in splitter.push(&d) {
+                                    TurnClock::mark(&turn.clock.first_clause);
+                                    if !ctx.forward(&tx, clause(speakable(&c), false)).await {
+                                        return;
+                                    }
+                                }
+                            }
+                            Some(Ok(LlmEvent::Done(usage))) => {
+                                debug!(turn = turn.id.0, ?usage, "reply done");
+                                break;
+                            }
+                            Some(Err(e)) => {
+                                failure = Some(e.to_string());
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if !turn.is_stale() {
+                        if let Some(rest) = splitter.finish() {
+                            TurnClock::mark(&turn.clock.first_clause);
+                            if !ctx.forward(&tx, clause(speakable(&rest), false)).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            TurnClock::mark(&turn.clock.llm_done);
+            if let (Some(first), Some(lang)) =
+                (turn.clock.llm_first_token.get(), turn.clock.lang_done.get())
+            {
+                ctx.metrics
+                    .observe("llm_first_token", first.duration_since(*lang));
+            }
+            let reply = reply.trim().to_string();
+            if let Some(msg) = &failure {
+                warn!(turn = turn.id.0, error = %msg, "LLM failed");
+                if reply.is_empty() {
+                    Metrics::incr(&ctx.metrics.turns_failed);
+                    ctx.emit(PipelineEvent::TurnFailed {
+                        turn: turn.id,
+                        stage: "llm",
+                        message: msg.clone(),
+                    })
+                    .await;
+                }
+            }
+            if !reply.is_empty() {
+                memory.record(Exchange {
+                    user: user.text.clone(),
+                    assistant: reply,
+                    language: user.language.clone(),
+                    interrupted: turn.is_stale(),
+                });
+            }
+            // Always close the reply so the output stage can complete (or fail) the turn.
+            if !ctx.forward(&tx, clause(String::new(), true)).await {
+                return;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::speakable;
+
+    #[test]
+    fn markdown_and_emoji_are_not_spoken() {
+        assert_eq!(speakable("**Namaste** 🙏 `code`"), "Namaste  code");
+        assert_eq!(speakable("नमस्ते।"), "नमस्ते।");
+    }
+}

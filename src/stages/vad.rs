@@ -1,0 +1,390 @@
+//! VAD stage: frames the incoming audio, asks the detector for speech probabilities, and turns
+//! them into utterances with the endpointing rules of `VadConfig` (min speech, min silence,
+//! padding, maximum length). Speech during a reply (live sessions) interrupts it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::StageCtx;
+use crate::audio::PIPELINE_RATE;
+use crate::backend::vad::VoiceActivity;
+use crate::config::VadConfig;
+use crate::metrics::Metrics;
+use crate::pipeline::messages::{Ingest, Utterance};
+use crate::pipeline::PipelineEvent;
+
+/// What one frame did to the endpointer.
+#[derive(Debug, PartialEq)]
+pub enum Endpoint {
+    /// Speech confirmed (lasted `min_speech_ms`).
+    SpeechStarted,
+    /// An utterance ended (silence, length cap, or end of input), with its audio.
+    Utterance(Vec<f32>),
+}
+
+/// Probability → utterance state machine, independent of the model (unit-tested with scripted
+/// probabilities).
+pub struct Endpointer {
+    cfg: VadConfig,
+    frame: usize,
+    /// Pre-roll kept while silent (speech_pad_ms).
+    preroll: VecDeque<f32>,
+    preroll_max: usize,
+    utterance: Vec<f32>,
+    /// Frames of speech seen since the candidate started.
+    speech_frames: usize,
+    /// Consecutive non-speech frames at the tail of `utterance`.
+    silence_frames: usize,
+    confirmed: bool,
+    in_speech: bool,
+}
+
+impl Endpointer {
+    pub fn new(cfg: VadConfig, frame: usize) -> Self {
+        let preroll_max = ms_to_samples(cfg.speech_pad_ms);
+        Self {
+            cfg,
+            frame,
+            preroll: VecDeque::with_capacity(preroll_max + frame),
+            preroll_max,
+            utterance: Vec::new(),
+            speech_frames: 0,
+            silence_frames: 0,
+            confirmed: false,
+            in_speech: false,
+        }
+    }
+
+    fn frames_for(&self, ms: u32) -> usize {
+        (ms_to_samples(ms) / self.frame).max(1)
+    }
+
+    pub fn push(&mut self, frame: &[f32], prob: f32) -> Option<Endpoint> {
+        if !self.in_speech {
+            if prob >= self.cfg.threshold {
+                self.in_speech = true;
+                self.utterance.clear();
+                self.utterance.extend(self.preroll.drain(..));
+                self.utterance.extend_from_slice(frame);
+                self.speech_frames = 1;
+                self.silence_frames = 0;
+                self.confirmed = false;
+                return self.confirm_if_long_enough();
+            }
+            self.preroll.extend(frame.iter().copied());
+            while self.preroll.len() > self.preroll_max {
+                self.preroll.pop_front();
+            }
+            return None;
+        }
+
+        self.utterance.extend_from_slice(frame);
+        if prob < self.cfg.neg_threshold {
+            self.silence_frames += 1;
+        } else {
+            self.silence_frames = 0;
+            if prob >= self.cfg.threshold {
+                self.speech_frames += 1;
+            }
+        }
+        if !self.confirmed {
+            // A candidate that falls silent before min_speech is noise: forget it.
+            if self.silence_frames >= self.frames_for(self.cfg.min_silence_ms) {
+                self.reset_to_silence();
+                return None;
+            }
+            return self.confirm_if_long_enough();
+        }
+        if self.silence_frames >= self.frames_for(self.cfg.min_silence_ms) {
+            return Some(Endpoint::Utterance(self.take_utterance()));
+        }
+        if self.utterance.len() >= ms_to_samples(self.cfg.max_utterance_ms) {
+            return Some(Endpoint::Utterance(self.take_utterance()));
+        }
+        None
+    }
+
+    fn confirm_if_long_enough(&mut self) -> Option<Endpoint> {
+        if !self.confirmed && self.speech_frames >= self.frames_for(self.cfg.min_speech_ms) {
+            self.confirmed = true;
+            return Some(Endpoint::SpeechStarted);
+        }
+        None
+    }
+
+    /// End of input: a confirmed utterance in progress is complete.
+    pub fn finish(&mut self) -> Option<Vec<f32>> {
+        let out = (self.in_speech && self.confirmed).then(|| self.take_utterance());
+        self.reset_to_silence();
+        out
+    }
+
+    pub fn in_confirmed_speech(&self) -> bool {
+        self.in_speech && self.confirmed
+    }
+
+    /// Cuts trailing silence beyond the padding and returns the utterance.
+    fn take_utterance(&mut self) -> Vec<f32> {
+        let trailing = self.silence_frames * self.frame;
+        let keep_tail = self.preroll_max.min(trailing);
+        let cut = trailing - keep_tail;
+        let len = self.utterance.len().saturating_sub(cut);
+        let mut utt = std::mem::take(&mut self.utterance);
+        utt.truncate(len);
+        self.reset_to_silence();
+        utt
+    }
+
+    fn reset_to_silence(&mut self) {
+        self.in_speech = false;
+        self.confirmed = false;
+        self.speech_frames = 0;
+        self.silence_frames = 0;
+        self.utterance.clear();
+        self.preroll.clear();
+    }
+}
+
+fn ms_to_samples(ms: u32) -> usize {
+    (u64::from(ms) * u64::from(PIPELINE_RATE) / 1000) as usize
+}
+
+struct Work {
+    detector: Box<dyn VoiceActivity>,
+    endpointer: Endpointer,
+    pending: Vec<f32>,
+    error: Option<String>,
+}
+
+/// Runs the detector over `audio` on the blocking pool; returns the endpoint events.
+async fn process(mut work: Work, audio: Vec<f32>) -> Option<(Work, Vec<Endpoint>)> {
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        work.pending.extend_from_slice(&audio);
+        let frame = work.detector.frame_samples();
+        let mut start = 0;
+        while work.pending.len() - start >= frame {
+            let f = &work.pending[start..start + frame];
+            let p = match work.detector.speech_probability(f) {
+                Ok(p) => p,
+                Err(e) => {
+                    // One bad inference must not end the session: count it as silence.
+                    if work.error.is_none() {
+                        work.error = Some(e.to_string());
+                    }
+                    0.0
+                }
+            };
+            if let Some(ev) = work.endpointer.push(f, p) {
+                out.push(ev);
+            }
+            start += frame;
+        }
+        work.pending.drain(..start);
+        (work, out)
+    })
+    .await;
+    // Fails only if the closure panicked or the runtime is shutting down: the stage ends.
+    joined
+        .map_err(|e| warn!(error = %e, "VAD worker failed"))
+        .ok()
+}
+
+pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender<Utterance>) {
+    let span = info_span!("stage", name = "vad", session = %ctx.settings.session_id);
+    async move {
+        let detector = match ctx.backends.vad.create(PIPELINE_RATE) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "VAD unavailable");
+                return;
+            }
+        };
+        let frame = detector.frame_samples();
+        let mut work = Some(Work {
+            detector,
+            endpointer: Endpointer::new(vad_config(&ctx), frame),
+            pending: Vec::with_capacity(frame * 4),
+            error: None,
+        });
+        let mut heard_speech = false;
+        while let Some(msg) = ctx.next(&mut rx).await {
+            let (Some(w), events) = (match msg {
+                Ingest::Audio(samples) => {
+                    let Some(w) = work.take() else { break };
+                    let Some((w, evs)) = process(w, samples).await else {
+                        break;
+                    };
+                    (Some(w), evs)
+                }
+                Ingest::EndOfInput => {
+                    let Some(mut w) = work.take() else { break };
+                    let evs: Vec<Endpoint> = w
+                        .endpointer
+                        .finish()
+                        .map(Endpoint::Utterance)
+                        .into_iter()
+                        .collect();
+                    (Some(w), evs)
+                }
+            }) else {
+                break;
+            };
+            if let Some(e) = &w.error {
+                warn!(error = %e, "VAD inference error (treated as silence)");
+            }
+            work = Some(w);
+            for ev in events {
+                match ev {
+                    Endpoint::SpeechStarted => {
+                        heard_speech = true;
+                        if ctx.settings.barge_in {
+                            if let Some(turn) = ctx.turns.interrupt() {
+                                Metrics::incr(&ctx.metrics.interruptions);
+                                debug!(turn = turn.id.0, "barge-in");
+                                ctx.emit(PipelineEvent::Interrupted {
+                                    turn: turn.id,
+                                    played_s: turn.played_s(),
+                                })
+                                .await;
+                            }
+                        }
+                        ctx.emit(PipelineEvent::SpeechStarted).await;
+                    }
+                    Endpoint::Utterance(pcm) => {
+                        heard_speech = true;
+                        if !send_utterance(&ctx, &tx, pcm).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        // Input closed: flush an utterance in progress.
+        if let Some(mut w) = work {
+            if let Some(pcm) = w.endpointer.finish() {
+                heard_speech = true;
+                send_utterance(&ctx, &tx, pcm).await;
+            }
+        }
+        if !heard_speech && !ctx.shutdown.is_cancelled() {
+            ctx.emit(PipelineEvent::NoSpeech).await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn vad_config(ctx: &StageCtx) -> VadConfig {
+    let mut cfg = ctx.backends.config.vad.clone();
+    if let Some(ms) = ctx.settings.min_silence_ms {
+        cfg.min_silence_ms = ms;
+    }
+    cfg
+}
+
+async fn send_utterance(ctx: &StageCtx, tx: &mpsc::Sender<Utterance>, pcm: Vec<f32>) -> bool {
+    let turn = ctx.turns.begin(ctx.settings.barge_in);
+    let audio_s = pcm.len() as f32 / PIPELINE_RATE as f32;
+    debug!(turn = turn.id.0, audio_s, "utterance");
+    ctx.emit(PipelineEvent::SpeechStopped {
+        turn: turn.id,
+        audio_s,
+    })
+    .await;
+    ctx.forward(
+        tx,
+        Utterance {
+            turn: Arc::clone(&turn),
+            pcm,
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> VadConfig {
+        VadConfig {
+            threshold: 0.5,
+            neg_threshold: 0.35,
+            min_speech_ms: 96,
+            min_silence_ms: 320,
+            speech_pad_ms: 64,
+            max_utterance_ms: 2_000,
+        }
+    }
+
+    /// Feeds a script of probabilities (one 32 ms frame each) and collects events.
+    fn run_script(probs: &[f32]) -> (Vec<Endpoint>, Endpointer) {
+        let mut ep = Endpointer::new(cfg(), 512);
+        let mut evs = Vec::new();
+        for (i, &p) in probs.iter().enumerate() {
+            let frame = vec![i as f32; 512];
+            evs.extend(ep.push(&frame, p));
+        }
+        (evs, ep)
+    }
+
+    #[test]
+    fn speech_then_silence_makes_one_padded_utterance() {
+        let mut probs = vec![0.0; 5];
+        probs.extend([0.9; 10]);
+        probs.extend([0.1; 12]);
+        let (evs, _) = run_script(&probs);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0], Endpoint::SpeechStarted);
+        let Endpoint::Utterance(u) = &evs[1] else {
+            panic!()
+        };
+        // 2 frames pre-roll (64 ms) + 10 speech + 2 frames of trailing pad.
+        assert_eq!(u.len(), (2 + 10 + 2) * 512);
+        assert_eq!(u[0], 3.0, "pre-roll starts two frames before speech");
+    }
+
+    #[test]
+    fn blips_shorter_than_min_speech_are_ignored() {
+        let mut probs = vec![0.9, 0.9];
+        probs.extend([0.0; 20]);
+        let (evs, mut ep) = run_script(&probs);
+        assert!(evs.is_empty());
+        assert!(ep.finish().is_none());
+    }
+
+    #[test]
+    fn pauses_shorter_than_min_silence_do_not_split() {
+        let mut probs = vec![0.9; 6];
+        probs.extend([0.1; 5]);
+        probs.extend([0.9; 6]);
+        probs.extend([0.1; 12]);
+        let (evs, _) = run_script(&probs);
+        let utts = evs
+            .iter()
+            .filter(|e| matches!(e, Endpoint::Utterance(_)))
+            .count();
+        assert_eq!(utts, 1);
+    }
+
+    #[test]
+    fn long_speech_is_cut_at_max_length_and_end_of_input_flushes() {
+        let probs = vec![0.9; 100];
+        let (evs, mut ep) = run_script(&probs);
+        let cuts: Vec<usize> = evs
+            .iter()
+            .filter_map(|e| match e {
+                Endpoint::Utterance(u) => Some(u.len()),
+                _ => None,
+            })
+            .collect();
+        assert!(!cuts.is_empty());
+        assert!(cuts.iter().all(|&n| n <= 32_000 + 512));
+        // The rest is still in progress: end of input hands it out if it was confirmed.
+        let rest = ep.finish();
+        assert!(rest.is_some() || ep.in_confirmed_speech());
+    }
+}

@@ -1,0 +1,119 @@
+//! Helpers shared by the integration tests: where the eval clips and the binary are, running
+//! `vaak` as a user would, and making test WAV files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `../shared/eval` (or `$VAAK_EVAL_DIR`); panics with a clear message if absent.
+pub fn eval_dir() -> PathBuf {
+    let dir = std::env::var_os("VAAK_EVAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"));
+    assert!(
+        dir.join("en/jfk.wav").is_file(),
+        "eval clips not found at {} (set VAAK_EVAL_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn vaak() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vaak"));
+    c.env("VAAK_LOG", "warn");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    let out = vaak().args(args).output().expect("run vaak");
+    eprintln!(
+        "$ vaak {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `vaak converse --json` and returns the parsed report.
+pub fn converse_json(input: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "converse",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "converse failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("converse --json prints JSON")
+}
+
+/// Runs `vaak transcribe` on a file.
+pub fn transcribe(input: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["transcribe", input.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "transcribe failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("transcribe prints JSON")
+}
+
+/// Reads a WAV (must be 16-bit PCM mono) and returns (samples, rate).
+pub fn read_pcm16(path: &Path) -> (Vec<i16>, u32) {
+    let mut r = hound::WavReader::open(path).expect("valid WAV");
+    let spec = r.spec();
+    assert_eq!(spec.bits_per_sample, 16, "16-bit PCM");
+    assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+    assert_eq!(spec.channels, 1);
+    let s: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+    (s, spec.sample_rate)
+}
+
+pub fn rms_i16(s: &[i16]) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    (s.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / s.len() as f64).sqrt() / 32768.0
+}
+
+/// Writes `samples` (mono f32 at `rate`) as a WAV with `channels` identical channels.
+pub fn write_wav(path: &Path, samples: &[f32], rate: u32, channels: u16, bits: u16) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: if bits == 32 {
+            hound::SampleFormat::Float
+        } else {
+            hound::SampleFormat::Int
+        },
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        for _ in 0..channels {
+            if bits == 32 {
+                w.write_sample(s).unwrap();
+            } else {
+                w.write_sample((s * 32767.0) as i16).unwrap();
+            }
+        }
+    }
+    w.finalize().unwrap();
+}
+
+pub fn read_f32(path: &Path) -> (Vec<f32>, u32) {
+    vaak::audio::wav::read_mono(path).expect("readable wav")
+}
+
+pub fn is_script(text: &str, lo: u32, hi: u32) -> bool {
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
+    let inside = letters
+        .iter()
+        .filter(|&&c| (lo..=hi).contains(&(c as u32)))
+        .count();
+    !letters.is_empty() && inside as f32 / letters.len() as f32 > 0.9
+}

@@ -1,0 +1,8 @@
+//! vaak's integration tests, one binary (each test binary links whisper.cpp and ONNX Runtime,
+//! so one binary keeps links and disk small). Themes are modules.
+
+mod bad_input;
+mod common;
+mod config_cli;
+mod converse_real;
+mod turn_taking;

@@ -1,0 +1,320 @@
+//! Turn-taking logic on scripted fake backends with paused time: event order of a turn,
+//! barge-in cancelling a reply mid-stream, a failing LLM costing one turn only, and shutdown
+//! reaching every stage task promptly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use vaak::backend::fake::{EnergyVad, ScriptedAsr, ScriptedLlm, ToneBank};
+use vaak::backend::Backends;
+use vaak::config::Config;
+use vaak::metrics::Metrics;
+use vaak::pipeline::{self, Ingest, PipelineEvent, SessionSettings};
+
+fn backends(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Arc<Backends> {
+    Arc::new(Backends {
+        config: Arc::new(Config::default()),
+        vad: Arc::new(EnergyVad { threshold: 0.05 }),
+        asr,
+        llm,
+        tts: Arc::new(ToneBank),
+        worker: None,
+    })
+}
+
+fn settings(barge_in: bool) -> SessionSettings {
+    SessionSettings {
+        session_id: "test".into(),
+        languages: vec!["en".into(), "hi".into()],
+        barge_in,
+        speech_rate: 1.0,
+        min_silence_ms: None,
+    }
+}
+
+/// 20 ms chunks: `speech_ms` of loud tone then `silence_ms` of silence.
+async fn speak(tx: &mpsc::Sender<Ingest>, speech_ms: u32, silence_ms: u32) {
+    for i in 0..(speech_ms + silence_ms) / 20 {
+        let loud = i * 20 < speech_ms;
+        let chunk: Vec<f32> = (0..320)
+            .map(|n| {
+                if loud {
+                    ((n as f32) * 0.3).sin() * 0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        tx.send(Ingest::Audio(chunk)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn kind(e: &PipelineEvent) -> &'static str {
+    match e {
+        PipelineEvent::SpeechStarted => "speech_started",
+        PipelineEvent::SpeechStopped { .. } => "speech_stopped",
+        PipelineEvent::Transcript { .. } => "transcript",
+        PipelineEvent::ReplyText { .. } => "reply_text",
+        PipelineEvent::ReplyAudio { .. } => "reply_audio",
+        PipelineEvent::TurnCompleted { .. } => "turn_completed",
+        PipelineEvent::Interrupted { .. } => "interrupted",
+        PipelineEvent::TurnFailed { .. } => "turn_failed",
+        PipelineEvent::NoSpeech => "no_speech",
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_turn_events_arrive_in_order() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "Hello there, how can I help?",
+        Duration::from_millis(300),
+        Duration::from_millis(40),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[("what time is it", "en")]));
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let mut p = pipeline::spawn(
+        backends(llm.clone(), asr),
+        settings(true),
+        100,
+        Arc::new(Metrics::default()),
+        &tracker,
+        shutdown.clone(),
+    );
+    speak(&p.input, 600, 800).await;
+    drop(p.input);
+    let mut kinds = Vec::new();
+    let mut completed = None;
+    while let Some(e) = p.events.recv().await {
+        if let PipelineEvent::TurnCompleted {
+            reply_text,
+            timings,
+            ..
+        } = &e
+        {
+            completed = Some((reply_text.clone(), timings.clone()));
+        }
+        kinds.push(kind(&e));
+    }
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "speech_started",
+            "speech_stopped",
+            "transcript",
+            "reply_text",
+            "reply_audio",
+            "reply_text",
+            "reply_audio",
+            "turn_completed"
+        ]
+    );
+    let (reply, timings) = completed.unwrap();
+    assert_eq!(reply, "Hello there, how can I help?");
+    // With paused time the scripted 300 ms first token shows up in the timings.
+    let first_token = timings.llm_first_token.unwrap();
+    assert!(first_token >= Duration::from_millis(300), "{first_token:?}");
+    assert!(timings.end_to_first_audio.unwrap() >= first_token);
+    // The LLM saw the system prompt and the user's words.
+    {
+        let req = &llm.requests.lock().unwrap()[0];
+        assert!(req.messages[0].content.contains("English"));
+        assert_eq!(req.messages.last().unwrap().content, "what time is it");
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn barge_in_cancels_the_reply_and_the_next_turn_is_answered() {
+    // A slow reply: 40 words at 200 ms each.
+    let long: String = (1..=20)
+        .map(|i| format!("This is sentence number {i}. "))
+        .collect();
+    let llm = Arc::new(ScriptedLlm::new(
+        &long,
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[
+        ("tell me a long story", "en"),
+        ("stop, what is the weather", "en"),
+    ]));
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::default());
+    let mut p = pipeline::spawn(
+        backends(llm.clone(), asr),
+        settings(true),
+        100,
+        metrics.clone(),
+        &tracker,
+        shutdown.clone(),
+    );
+    let input = p.input.clone();
+    drop(p.input);
+    let feeder = tokio::spawn(async move {
+        speak(&input, 600, 700).await;
+        // The reply is streaming now; the user talks over it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        speak(&input, 600, 700).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut events = Vec::new();
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(40), p.events.recv())
+        .await
+        .ok()
+        .flatten()
+    {
+        let done = matches!(&e, PipelineEvent::TurnCompleted { turn, .. } if turn.0 == 2);
+        events.push(e);
+        if done {
+            break;
+        }
+    }
+    feeder.abort();
+    let interrupted = events
+        .iter()
+        .position(|e| matches!(e, PipelineEvent::Interrupted { turn, .. } if turn.0 == 1));
+    assert!(
+        interrupted.is_some(),
+        "turn 1 was not reported interrupted: {:?}",
+        events.iter().map(kind).collect::<Vec<_>>()
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, PipelineEvent::TurnCompleted { turn, .. } if turn.0 == 1)));
+    // Nothing of turn 1 is sent after the interruption.
+    let after = &events[interrupted.unwrap()..];
+    assert!(!after
+        .iter()
+        .any(|e| matches!(e, PipelineEvent::ReplyAudio { turn, .. } if turn.0 == 1)));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, PipelineEvent::TurnCompleted { turn, .. } if turn.0 == 2)));
+    assert!(Metrics::counter(&metrics.interruptions) >= 1);
+    // The second request carries the first exchange, marked as interrupted.
+    {
+        let reqs = llm.requests.lock().unwrap();
+        assert_eq!(reqs.len(), 2);
+        let history: Vec<&str> = reqs[1]
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        assert!(
+            history.iter().any(|m| m.contains("interrupted")),
+            "{history:?}"
+        );
+    }
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn llm_failure_costs_one_turn_not_the_session() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "All good now.",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    llm.fail_first.store(1, std::sync::atomic::Ordering::SeqCst);
+    let asr = Arc::new(ScriptedAsr::new(&[("first", "en"), ("second", "en")]));
+    let tracker = TaskTracker::new();
+    let mut p = pipeline::spawn(
+        backends(llm, asr),
+        settings(false),
+        100,
+        Arc::new(Metrics::default()),
+        &tracker,
+        CancellationToken::new(),
+    );
+    speak(&p.input, 600, 800).await;
+    speak(&p.input, 600, 800).await;
+    drop(p.input);
+    let mut failed = 0;
+    let mut completed = Vec::new();
+    while let Some(e) = p.events.recv().await {
+        match e {
+            PipelineEvent::TurnFailed { stage, message, .. } => {
+                assert_eq!(stage, "llm");
+                assert!(message.contains("scripted failure"), "{message}");
+                failed += 1;
+            }
+            PipelineEvent::TurnCompleted {
+                turn, reply_text, ..
+            } => completed.push((turn.0, reply_text)),
+            _ => {}
+        }
+    }
+    assert_eq!(failed, 1);
+    assert_eq!(completed, vec![(2, "All good now.".to_string())]);
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_every_stage_promptly() {
+    let llm = Arc::new(ScriptedLlm::new(
+        &"slow ".repeat(500),
+        Duration::from_millis(10),
+        Duration::from_millis(500),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[("go on forever", "en")]));
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let mut p = pipeline::spawn(
+        backends(llm, asr),
+        settings(true),
+        100,
+        Arc::new(Metrics::default()),
+        &tracker,
+        shutdown.clone(),
+    );
+    speak(&p.input, 600, 800).await;
+    // Wait for the reply to start, then shut down with the input still open.
+    while let Some(e) = p.events.recv().await {
+        if matches!(e, PipelineEvent::ReplyAudio { .. }) {
+            break;
+        }
+    }
+    shutdown.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(1), tracker.wait())
+        .await
+        .expect("all stage tasks end within 1 s of shutdown");
+    drop(p.input);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_only_reports_no_speech() {
+    let llm = Arc::new(ScriptedLlm::new("x", Duration::ZERO, Duration::ZERO));
+    let asr = Arc::new(ScriptedAsr::new(&[("x", "en")]));
+    let tracker = TaskTracker::new();
+    let mut p = pipeline::spawn(
+        backends(llm, asr.clone()),
+        settings(false),
+        100,
+        Arc::new(Metrics::default()),
+        &tracker,
+        CancellationToken::new(),
+    );
+    speak(&p.input, 0, 2000).await;
+    p.input.send(Ingest::EndOfInput).await.unwrap();
+    drop(p.input);
+    let mut kinds = Vec::new();
+    while let Some(e) = p.events.recv().await {
+        kinds.push(kind(&e));
+    }
+    assert_eq!(kinds, ["no_speech"]);
+    assert_eq!(asr.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    tracker.close();
+    tracker.wait().await;
+}
