@@ -19,6 +19,9 @@ use crate::audio::PIPELINE_RATE;
 
 /// Encoder positions per second of audio (Whisper: 100 mel frames/s, stride 2).
 const AUDIO_CTX_PER_SECOND: f32 = 50.0;
+/// Spoken-language detection looks at this much of the utterance (6 s; shorter windows were
+/// seen to misjudge Hindi clips).
+const LID_WINDOW_SAMPLES: usize = 6 * PIPELINE_RATE as usize;
 /// Whisper cannot transcribe less than 100 ms.
 const MIN_SAMPLES: usize = PIPELINE_RATE as usize / 10;
 
@@ -167,7 +170,10 @@ impl WhisperAsr {
                 // language detection. A `full` call limited to 100 ms computes the mel, stores
                 // the trimmed context in the state and returns before decoding anything, so the
                 // restricted detection below runs the encoder on the utterance only.
-                let mut prime = self.base_params(audio_ctx);
+                // Detection only needs the first seconds: encoding just those costs a fraction
+                // of the full utterance's encoder pass.
+                let lid_ctx = self.audio_ctx_for(pcm.len().min(LID_WINDOW_SAMPLES));
+                let mut prime = self.base_params(lid_ctx);
                 prime.set_language(Some("en"));
                 prime.set_duration_ms(100);
                 state
@@ -176,7 +182,14 @@ impl WhisperAsr {
                 if cancel.is_cancelled() {
                     return Err(AsrError::Cancelled);
                 }
-                self.detect(state, allowed)?
+                let primed = started.elapsed();
+                let d = self.detect(state, allowed)?;
+                tracing::debug!(
+                    prime_ms = primed.as_millis() as u64,
+                    detect_ms = (started.elapsed() - primed).as_millis() as u64,
+                    "language detected"
+                );
+                d
             }
         };
 
