@@ -27,5 +27,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked -- --test-threads 2
 fi
-cargo test --workspace --locked --doc
 echo "test.sh: all green in $(( $(date +%s) - started )) s"

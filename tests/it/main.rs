@@ -5,4 +5,6 @@ mod bad_input;
 mod common;
 mod config_cli;
 mod converse_real;
+mod serve;
 mod turn_taking;
+mod worker_restart;

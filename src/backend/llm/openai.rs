@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use super::{ChatRequest, Llm, LlmError, LlmEvent, LlmStream, Usage};
 
+/// Times a request to the local worker is re-sent after a refused connection.
+const WORKER_RETRIES: u32 = 3;
 /// Longest SSE line accepted (a runaway server cannot make us buffer without bound).
 const MAX_SSE_LINE: usize = 1 << 20;
 
@@ -69,8 +71,41 @@ impl OpenAiClient {
         }
     }
 
+    /// Opens a stream. A supervised worker that just died still has its old address published
+    /// until the supervisor notices, so a refused connection waits for the next address
+    /// (nothing was sent yet, so retrying is safe) — a crash costs the reply in flight only.
     async fn open(&self, req: ChatRequest) -> Result<LlmStream, LlmError> {
-        let base = self.base_url().await?;
+        let mut attempts = 0;
+        loop {
+            let base = self.base_url().await?;
+            match self.send(&base, &req).await {
+                Err(LlmError::Unreachable { .. })
+                    if attempts < WORKER_RETRIES
+                        && matches!(self.endpoint, Endpoint::Worker(_)) =>
+                {
+                    attempts += 1;
+                    self.wait_for_new_address(&base).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn wait_for_new_address(&self, old: &str) {
+        if let Endpoint::Worker(rx) = &self.endpoint {
+            let mut rx = rx.clone();
+            let old = old.to_string();
+            let _ = tokio::time::timeout(self.connect_timeout, async move {
+                rx.wait_for(|v| v.as_deref().is_some_and(|u| u.trim_end_matches('/') != old))
+                    .await
+                    .map(|_| ())
+            })
+            .await;
+        }
+    }
+
+    async fn send(&self, base: &str, req: &ChatRequest) -> Result<LlmStream, LlmError> {
+        let base = base.to_string();
         let url = format!("{base}/v1/chat/completions");
         let mut body = serde_json::json!({
             "model": self.model,

@@ -1,0 +1,119 @@
+//! The LLM worker is a supervised process: killing it mid-reply fails only the reply in flight;
+//! the supervisor restarts it (on a new port) and the next request is answered.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use vaak::backend::llm::{ChatMessage, ChatRequest, LlmEvent, Role};
+use vaak::backend::Backends;
+use vaak::config::Config;
+use vaak::models::{self, ModelSet, ModelStore};
+
+/// Pid of our child process named `name`.
+fn child_named(name: &str) -> Option<u32> {
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let comm = stat
+            .split('(')
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().nth(1));
+        if comm == name && ppid == Some(&me.to_string()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn request(text: &str) -> ChatRequest {
+    ChatRequest {
+        messages: vec![ChatMessage::new(Role::User, text)],
+        max_tokens: 48,
+        temperature: 0.0,
+        session_key: Some("restart-test".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_costs_one_reply_and_comes_back() {
+    let config = Arc::new(Config::default());
+    let store = ModelStore::default_location();
+    let resolved = models::resolve(&store, ModelSet::Default)
+        .expect("models fetched (scripts/test.sh does it)");
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let (backends, _) = {
+        let (c, t, s) = (Arc::clone(&config), tracker.clone(), shutdown.clone());
+        tokio::task::spawn_blocking(move || Backends::load(c, &resolved, &t, s))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let worker = backends.worker.clone().expect("embedded worker");
+    let first_url = worker.ready(Duration::from_secs(180)).await.unwrap();
+    let pid = child_named("vaak-llm").expect("worker is our child");
+
+    // A reply is streaming when the worker dies: that reply fails.
+    let mut stream = backends
+        .llm
+        .stream_chat(request("Count from one to fifty in words."))
+        .await
+        .unwrap();
+    let first = stream.next().await.expect("a first event");
+    assert!(matches!(first, Ok(LlmEvent::Delta(_))), "{first:?}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let mut failed = false;
+    while let Some(ev) = stream.next().await {
+        if ev.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(
+        failed,
+        "the reply in flight must end with an error, not silently"
+    );
+
+    // The supervisor restarts it; the next request is answered by the new process.
+    let started = Instant::now();
+    let mut reply = String::new();
+    let mut stream = backends
+        .llm
+        .stream_chat(request("Say hello."))
+        .await
+        .expect("answered after restart");
+    while let Some(ev) = stream.next().await {
+        if let LlmEvent::Delta(d) = ev.expect("clean stream after restart") {
+            reply.push_str(&d);
+        }
+    }
+    assert!(!reply.trim().is_empty());
+    let second_url = worker.ready(Duration::from_secs(1)).await.unwrap();
+    assert_ne!(first_url, second_url, "a new worker process on a new port");
+    assert_ne!(child_named("vaak-llm"), Some(pid));
+    eprintln!(
+        "worker back and answering {:.1} s after the kill",
+        started.elapsed().as_secs_f32()
+    );
+
+    shutdown.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(15), tracker.wait())
+        .await
+        .expect("supervisor stops");
+}
