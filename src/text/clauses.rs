@@ -11,15 +11,28 @@ const SCRIPT_BOUNDARIES: &[char] = &['।', '॥', '۔', '؟', '、', '\n'];
 /// no punctuation still streams.
 pub const MAX_CLAUSE_CHARS: usize = 160;
 
+/// The first clause of a reply is cut sooner (at a space past this many characters) when the
+/// model writes no punctuation: the first audio is what the user waits for.
+pub const MAX_FIRST_CLAUSE_CHARS: usize = 60;
+
 /// Accumulates streamed text and hands out complete clauses.
 #[derive(Debug, Default)]
 pub struct ClauseSplitter {
     buf: String,
+    emitted: usize,
 }
 
 impl ClauseSplitter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn max_chars(&self) -> usize {
+        if self.emitted == 0 {
+            MAX_FIRST_CLAUSE_CHARS
+        } else {
+            MAX_CLAUSE_CHARS
+        }
     }
 
     /// Adds a delta; returns the clauses it completed (trimmed, non-empty).
@@ -30,6 +43,7 @@ impl ClauseSplitter {
             let clause: String = self.buf[..end].trim().to_string();
             self.buf.drain(..end);
             if has_speakable(&clause) {
+                self.emitted += 1;
                 out.push(clause);
             }
         }
@@ -68,7 +82,7 @@ impl ClauseSplitter {
             }
             prev = Some(c);
             n_chars += 1;
-            if n_chars >= MAX_CLAUSE_CHARS {
+            if n_chars >= self.max_chars() {
                 let last_space = self.buf[..end]
                     .char_indices()
                     .rev()
