@@ -594,6 +594,39 @@ fn plan(model: &Ct2Model, hp: &WhisperHparams) -> Result<Vec<Plan>, ModelError> 
             true,
         );
     }
+    // The block's MLP (fc1 = mlp.0, fc2 = mlp.2) and its layer norm, same in encoder and decoder.
+    fn feed_forward(
+        add: &mut dyn FnMut(String, String, usize, Vec<usize>, bool),
+        dst: &str,
+        ffn: &str,
+        n_mlp: usize,
+        width: usize,
+    ) {
+        linear(
+            add,
+            &format!("{dst}.mlp.0"),
+            &format!("{ffn}/linear_0"),
+            0,
+            n_mlp,
+            width,
+            true,
+        );
+        linear(
+            add,
+            &format!("{dst}.mlp.2"),
+            &format!("{ffn}/linear_1"),
+            0,
+            width,
+            n_mlp,
+            true,
+        );
+        norm(
+            add,
+            &format!("{dst}.mlp_ln"),
+            &format!("{ffn}/layer_norm"),
+            width,
+        );
+    }
 
     let d = hp.n_audio_state as usize;
     let n_mels = hp.n_mels as usize;
@@ -662,31 +695,8 @@ fn plan(model: &Ct2Model, hp: &WhisperHparams) -> Result<Vec<Plan>, ModelError> 
             &format!("{sa}/layer_norm"),
             d,
         );
-        let (n_mlp, _) = dims2(model, &format!("{ffn}/linear_0/weight"))?;
-        linear(
-            &mut add,
-            &format!("{dst}.mlp.0"),
-            &format!("{ffn}/linear_0"),
-            0,
-            n_mlp,
-            d,
-            true,
-        );
-        linear(
-            &mut add,
-            &format!("{dst}.mlp.2"),
-            &format!("{ffn}/linear_1"),
-            0,
-            d,
-            n_mlp,
-            true,
-        );
-        norm(
-            &mut add,
-            &format!("{dst}.mlp_ln"),
-            &format!("{ffn}/layer_norm"),
-            d,
-        );
+        let n_mlp = dims2(model, &format!("{ffn}/linear_0/weight"))?.0;
+        feed_forward(&mut add, &dst, &ffn, n_mlp, d);
     }
     norm(&mut add, "encoder.ln_post", "encoder/layer_norm", d);
 
@@ -782,31 +792,8 @@ fn plan(model: &Ct2Model, hp: &WhisperHparams) -> Result<Vec<Plan>, ModelError> 
             &format!("{ca}/layer_norm"),
             t,
         );
-        let (n_mlp, _) = dims2(model, &format!("{ffn}/linear_0/weight"))?;
-        linear(
-            &mut add,
-            &format!("{dst}.mlp.0"),
-            &format!("{ffn}/linear_0"),
-            0,
-            n_mlp,
-            t,
-            true,
-        );
-        linear(
-            &mut add,
-            &format!("{dst}.mlp.2"),
-            &format!("{ffn}/linear_1"),
-            0,
-            t,
-            n_mlp,
-            true,
-        );
-        norm(
-            &mut add,
-            &format!("{dst}.mlp_ln"),
-            &format!("{ffn}/layer_norm"),
-            t,
-        );
+        let n_mlp = dims2(model, &format!("{ffn}/linear_0/weight"))?.0;
+        feed_forward(&mut add, &dst, &ffn, n_mlp, t);
     }
     norm(&mut add, "decoder.ln", "decoder/layer_norm", t);
 

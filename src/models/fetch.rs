@@ -330,6 +330,31 @@ fn plausible(path: &Path, f: &FinalFile) -> bool {
     }
 }
 
+/// Compares what was written with the manifest's pinned size and sha256.
+fn check_size_and_sha(
+    pinned: (Option<u64>, Option<&String>),
+    what: String,
+    size: u64,
+    sha: &str,
+) -> Result<(), ModelError> {
+    let (pinned_size, pinned_sha) = pinned;
+    if let Some(expected) = pinned_size.filter(|s| *s != size) {
+        return Err(ModelError::Size {
+            what,
+            expected,
+            actual: size,
+        });
+    }
+    if let Some(expected) = pinned_sha.filter(|s| s.as_str() != sha) {
+        return Err(ModelError::Checksum {
+            what,
+            expected: expected.clone(),
+            actual: sha.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Writes `out` through `.partial`, checking size and sha256; returns the sha256. On any
 /// failure the partial file is deleted.
 fn install_file(
@@ -351,20 +376,7 @@ fn install_file(
         file.sync_all().map_err(|e| ModelError::io(&partial, e))?;
         drop(file);
         let what = format!("{id}/{}", f.name);
-        if let Some(expected) = f.size.filter(|s| *s != size) {
-            return Err(ModelError::Size {
-                what,
-                expected,
-                actual: size,
-            });
-        }
-        if let Some(expected) = f.sha256.as_ref().filter(|s| **s != sha) {
-            return Err(ModelError::Checksum {
-                what,
-                expected: expected.clone(),
-                actual: sha,
-            });
-        }
+        check_size_and_sha((f.size, f.sha256.as_ref()), what, size, &sha)?;
         std::fs::rename(&partial, out).map_err(|e| ModelError::io(out, e))?;
         Ok(sha)
     })();
@@ -521,20 +533,7 @@ fn assemble_dir(
                 ),
             });
         }
-        if let Some(expected) = f.size.filter(|s| *s != size) {
-            return Err(ModelError::Size {
-                what,
-                expected,
-                actual: size,
-            });
-        }
-        if let Some(expected) = f.sha256.as_ref().filter(|s| **s != sha) {
-            return Err(ModelError::Checksum {
-                what,
-                expected: expected.clone(),
-                actual: sha,
-            });
-        }
+        check_size_and_sha((f.size, f.sha256.as_ref()), what, size, &sha)?;
         if out.exists() {
             std::fs::remove_dir_all(&out).map_err(|e| ModelError::io(&out, e))?;
         }

@@ -17,17 +17,22 @@ pub const AUDIO_CHUNK_MS: u32 = 200;
 
 /// Sends a clause's caption without audio (its voice failed): text still reaches the user.
 async fn caption_only(ctx: &StageCtx, tx: &mpsc::Sender<ReplyAudio>, clause: &ReplyText) {
-    let msg = ReplyAudio {
+    ctx.forward(tx, without_audio(clause, clause.text.clone(), false))
+        .await;
+}
+
+/// A message for the output stage that carries no audio: a caption, or the end of a reply.
+fn without_audio(clause: &ReplyText, text: String, last: bool) -> ReplyAudio {
+    ReplyAudio {
         turn: Arc::clone(&clause.turn),
         samples: Vec::new(),
         sample_rate: 0,
-        text: clause.text.clone(),
+        text,
         voice: String::new(),
-        last: false,
+        last,
         asr_compute_s: clause.asr_compute_s,
         synth_s: 0.0,
-    };
-    ctx.forward(tx, msg).await;
+    }
 }
 
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sender<ReplyAudio>) {
@@ -40,20 +45,12 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
             }
             let turn = Arc::clone(&clause.turn);
             if clause.text.trim().is_empty() {
-                if clause.last {
-                    let done = ReplyAudio {
-                        turn,
-                        samples: Vec::new(),
-                        sample_rate: 0,
-                        text: String::new(),
-                        voice: String::new(),
-                        last: true,
-                        asr_compute_s: clause.asr_compute_s,
-                        synth_s: 0.0,
-                    };
-                    if !ctx.forward(&tx, done).await {
-                        return;
-                    }
+                if clause.last
+                    && !ctx
+                        .forward(&tx, without_audio(&clause, String::new(), true))
+                        .await
+                {
+                    return;
                 }
                 continue;
             }
@@ -132,20 +129,12 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                     return;
                 }
             }
-            if clause.last {
-                let done = ReplyAudio {
-                    turn,
-                    samples: Vec::new(),
-                    sample_rate: rate,
-                    text: String::new(),
-                    voice: String::new(),
-                    last: true,
-                    asr_compute_s: clause.asr_compute_s,
-                    synth_s: 0.0,
-                };
-                if !ctx.forward(&tx, done).await {
-                    return;
-                }
+            if clause.last
+                && !ctx
+                    .forward(&tx, without_audio(&clause, String::new(), true))
+                    .await
+            {
+                return;
             }
         }
     }
