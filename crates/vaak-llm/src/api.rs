@@ -30,6 +30,14 @@ pub struct ChatRequest {
     #[serde(default)]
     pub top_p: Option<f32>,
     #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    /// llama.cpp's multiplicative repetition penalty (not OpenAI; llama.cpp server and vLLM
+    /// accept it too).
+    #[serde(default)]
+    pub repetition_penalty: Option<f32>,
+    #[serde(default)]
     pub stop: Option<StopField>,
     #[serde(default)]
     pub seed: Option<i64>,
@@ -104,6 +112,10 @@ pub struct SamplingParams {
     /// 0 means greedy.
     pub temperature: f32,
     pub top_p: f32,
+    /// Multiplicative penalty on tokens seen in the last [`PENALTY_LAST_N`] generated tokens.
+    pub repetition_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
     /// `None`: a random seed.
     pub seed: Option<u32>,
     pub max_tokens: u32,
@@ -119,6 +131,11 @@ pub struct ValidRequest {
     /// KV-cache session key.
     pub session: Option<String>,
 }
+
+/// Small models loop ("ను ను ను …") without a repetition penalty; 1.1 is llama.cpp's classic.
+pub const DEFAULT_REPETITION_PENALTY: f32 = 1.1;
+/// How many recent generated tokens the penalties look at.
+pub const PENALTY_LAST_N: i32 = 64;
 
 /// Default temperature when the request gives none (OpenAI's 1.0 is too wild for sub-2B
 /// models; llama.cpp's server uses 0.8).
@@ -164,6 +181,21 @@ pub fn parse_request(
             Some("top_p"),
         ));
     }
+    let repetition_penalty = req.repetition_penalty.unwrap_or(DEFAULT_REPETITION_PENALTY);
+    if !(1.0..=2.0).contains(&repetition_penalty) {
+        return Err(ApiError::bad_request(
+            "`repetition_penalty` must be between 1 and 2",
+            Some("repetition_penalty"),
+        ));
+    }
+    let frequency_penalty = req.frequency_penalty.unwrap_or(0.0);
+    let presence_penalty = req.presence_penalty.unwrap_or(0.0);
+    if !(-2.0..=2.0).contains(&frequency_penalty) || !(-2.0..=2.0).contains(&presence_penalty) {
+        return Err(ApiError::bad_request(
+            "`frequency_penalty` and `presence_penalty` must be between -2 and 2",
+            Some("frequency_penalty"),
+        ));
+    }
     let max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)
@@ -196,6 +228,9 @@ pub fn parse_request(
         params: SamplingParams {
             temperature,
             top_p,
+            repetition_penalty,
+            frequency_penalty,
+            presence_penalty,
             seed,
             max_tokens,
             stop,

@@ -296,6 +296,7 @@ fn thread_main(
         return;
     }
     let mut w = Worker {
+        n_vocab: model.n_vocab(),
         vocab: model.vocab(),
         ctx,
         batch,
@@ -366,6 +367,7 @@ enum Outcome {
 }
 
 struct Worker<'m> {
+    n_vocab: i32,
     vocab: LlamaVocab<'m>,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
@@ -480,7 +482,7 @@ impl Worker<'_> {
         let prompt_len = req.prompt.len();
         let room = self.ctx_per_slot.saturating_sub(prompt_len);
         let max_tokens = (req.params.max_tokens as usize).min(room);
-        let sampler = make_sampler(&req.params);
+        let sampler = make_sampler(&req.params, self.n_vocab);
         let stop = StopMatcher::new(req.params.stop.clone());
         let mut a = Active {
             sampler,
@@ -778,12 +780,23 @@ fn summarize(a: &Active, reason: FinishReason) -> Summary {
     }
 }
 
-/// Temperature / top-p / seed as a llama.cpp sampler chain; greedy at temperature 0.
-fn make_sampler(p: &SamplingParams) -> LlamaSampler {
-    if p.temperature <= 0.0 {
-        return LlamaSampler::greedy();
+/// Repetition penalties, then temperature / top-p / seed as a llama.cpp sampler chain;
+/// greedy at temperature 0.
+fn make_sampler(p: &SamplingParams, n_vocab: i32) -> LlamaSampler {
+    let mut chain = Vec::with_capacity(4);
+    if p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            crate::api::PENALTY_LAST_N,
+            p.repetition_penalty,
+            p.frequency_penalty,
+            p.presence_penalty,
+        ));
     }
-    let mut chain = Vec::with_capacity(3);
+    if p.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+        return LlamaSampler::chain_simple(chain);
+    }
     if p.top_p < 1.0 {
         chain.push(LlamaSampler::top_p(p.top_p, 1));
     }
