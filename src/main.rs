@@ -289,7 +289,8 @@ fn converse_cmd(
             w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
         }
         let stop = shutdown.clone();
-        let ctrl_c = tokio::spawn(async move {
+        // Owned by the tracker like every other task; aborted once the turn is done.
+        let ctrl_c = tracker.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 stop.cancel();
             }
