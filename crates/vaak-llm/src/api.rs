@@ -132,6 +132,18 @@ pub struct ValidRequest {
     pub session: Option<String>,
 }
 
+/// `value` if it lies within `lo..=hi`, else a 400 naming the field and its bounds.
+fn in_range(field: &'static str, value: f32, lo: f32, hi: f32) -> Result<f32, ApiError> {
+    if (lo..=hi).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request(
+            format!("`{field}` must be between {lo} and {hi}"),
+            Some(field),
+        ))
+    }
+}
+
 /// Small models loop ("ను ను ను …") without a repetition penalty; 1.1 is llama.cpp's classic.
 pub const DEFAULT_REPETITION_PENALTY: f32 = 1.1;
 /// How many recent generated tokens the penalties look at.
@@ -167,13 +179,12 @@ pub fn parse_request(
             return Err(ApiError::bad_request("only n = 1 is supported", Some("n")));
         }
     }
-    let temperature = req.temperature.unwrap_or(DEFAULT_TEMPERATURE);
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::bad_request(
-            "`temperature` must be between 0 and 2",
-            Some("temperature"),
-        ));
-    }
+    let temperature = in_range(
+        "temperature",
+        req.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+        0.0,
+        2.0,
+    )?;
     let top_p = req.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(ApiError::bad_request(
@@ -181,21 +192,24 @@ pub fn parse_request(
             Some("top_p"),
         ));
     }
-    let repetition_penalty = req.repetition_penalty.unwrap_or(DEFAULT_REPETITION_PENALTY);
-    if !(1.0..=2.0).contains(&repetition_penalty) {
-        return Err(ApiError::bad_request(
-            "`repetition_penalty` must be between 1 and 2",
-            Some("repetition_penalty"),
-        ));
-    }
-    let frequency_penalty = req.frequency_penalty.unwrap_or(0.0);
-    let presence_penalty = req.presence_penalty.unwrap_or(0.0);
-    if !(-2.0..=2.0).contains(&frequency_penalty) || !(-2.0..=2.0).contains(&presence_penalty) {
-        return Err(ApiError::bad_request(
-            "`frequency_penalty` and `presence_penalty` must be between -2 and 2",
-            Some("frequency_penalty"),
-        ));
-    }
+    let repetition_penalty = in_range(
+        "repetition_penalty",
+        req.repetition_penalty.unwrap_or(DEFAULT_REPETITION_PENALTY),
+        1.0,
+        2.0,
+    )?;
+    let frequency_penalty = in_range(
+        "frequency_penalty",
+        req.frequency_penalty.unwrap_or(0.0),
+        -2.0,
+        2.0,
+    )?;
+    let presence_penalty = in_range(
+        "presence_penalty",
+        req.presence_penalty.unwrap_or(0.0),
+        -2.0,
+        2.0,
+    )?;
     let max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)

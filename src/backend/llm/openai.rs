@@ -57,18 +57,31 @@ impl OpenAiClient {
     async fn base_url(&self) -> Result<String, LlmError> {
         match &self.endpoint {
             Endpoint::Fixed(url) => Ok(url.trim_end_matches('/').to_string()),
-            Endpoint::Worker(rx) => {
-                let mut rx = rx.clone();
-                let found = tokio::time::timeout(self.connect_timeout, async {
-                    rx.wait_for(|v| v.is_some()).await.map(|v| v.clone())
-                })
-                .await;
-                match found {
-                    Ok(Ok(Some(url))) => Ok(url),
-                    _ => Err(LlmError::WorkerDown),
-                }
-            }
+            Endpoint::Worker(rx) => self
+                .published_url(rx, None)
+                .await
+                .ok_or(LlmError::WorkerDown),
         }
+    }
+
+    /// Waits up to the connect timeout for the worker to publish an address other than
+    /// `avoid` (any address if `None`).
+    async fn published_url(
+        &self,
+        rx: &watch::Receiver<Option<String>>,
+        avoid: Option<&str>,
+    ) -> Option<String> {
+        let mut rx = rx.clone();
+        let wanted = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|u| avoid != Some(u.trim_end_matches('/')))
+        };
+        tokio::time::timeout(self.connect_timeout, async {
+            rx.wait_for(wanted).await.ok().and_then(|v| v.clone())
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Opens a stream. A supervised worker that just died still has its old address published
@@ -93,14 +106,7 @@ impl OpenAiClient {
 
     async fn wait_for_new_address(&self, old: &str) {
         if let Endpoint::Worker(rx) = &self.endpoint {
-            let mut rx = rx.clone();
-            let old = old.to_string();
-            let _ = tokio::time::timeout(self.connect_timeout, async move {
-                rx.wait_for(|v| v.as_deref().is_some_and(|u| u.trim_end_matches('/') != old))
-                    .await
-                    .map(|_| ())
-            })
-            .await;
+            self.published_url(rx, Some(old)).await;
         }
     }
 
