@@ -22,6 +22,8 @@ export VAAK_TEST_LLM_GGUF="$VAAK_MODELS_DIR/smollm2-135m/SmolLM2-135M-Instruct.Q
 if [ ! -f "$VAAK_TEST_LLM_GGUF" ]; then
   "$VAAK_BIN" models fetch --set small
 fi
+VAAK_TEST_LLAMA_SERVER="$(scripts/llama-server.sh | tail -n 1)"
+export VAAK_TEST_LLAMA_SERVER
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --test-threads 2 --no-fail-fast
 else

@@ -32,6 +32,56 @@ pub const DEFAULT_LLM_CTX: u32 = 4_096;
 pub const DEFAULT_LLM_SLOTS: u32 = 4;
 pub const DEFAULT_HISTORY_TURNS: usize = 8;
 pub const DEFAULT_INPUT_BUFFER_MS: u32 = 2_000;
+pub const DEFAULT_HISTORY_TOKEN_BUDGET: usize = 1_200;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+pub const DEFAULT_MAX_SESSION_S: u64 = 3_600;
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 120;
+pub const DEFAULT_RETRY_AFTER_MS: u64 = 2_000;
+pub const DEFAULT_SESSION_TTL_S: u64 = 1_800;
+pub const DEFAULT_SPECULATIVE_PAUSE_MS: u32 = 200;
+pub const DEFAULT_BARGE_IN_MIN_MS: u32 = 600;
+pub const DEFAULT_OUTPUT_LEAD_MS: u32 = 400;
+pub const DEFAULT_LLM_RETRIES: u32 = 1;
+/// Short acknowledgements that do not interrupt the assistant, per language (matched after
+/// lower-casing and removing punctuation).
+pub const DEFAULT_BACKCHANNELS: &[(&str, &[&str])] = &[
+    (
+        "en",
+        &[
+            "ok", "okay", "hmm", "mm", "mhm", "uh huh", "yeah", "yes", "right", "i see", "sure",
+        ],
+    ),
+    (
+        "hi",
+        &[
+            "हाँ",
+            "हां",
+            "हम्म",
+            "अच्छा",
+            "ठीक है",
+            "जी",
+            "जी हाँ",
+            "ओके",
+            "haan",
+            "han",
+            "accha",
+            "acha",
+            "theek hai",
+            "ji",
+            "hmm",
+            "ok",
+        ],
+    ),
+    ("bn", &["হ্যাঁ", "আচ্ছা", "ঠিক আছে", "হুম", "ওকে"]),
+    ("ta", &["ஆமா", "ஆமாம்", "சரி", "ம்ம்", "ஓகே"]),
+    ("te", &["అవును", "సరే", "అలాగే", "హ్మ్", "ఓకే", "ఊ"]),
+    ("mr", &["हो", "हां", "बरं", "ठीक आहे", "ओके"]),
+    ("gu", &["હા", "બરાબર", "સારું", "ઓકે"]),
+    ("kn", &["ಹೌದು", "ಸರಿ", "ಹ್ಮ್", "ಓಕೆ"]),
+    ("ml", &["അതെ", "ശരി", "ഉം", "ഓക്കെ"]),
+    ("pa", &["ਹਾਂ", "ਠੀਕ ਹੈ", "ਅੱਛਾ", "ਓਕੇ"]),
+    ("ur", &["جی", "ہاں", "اچھا", "ٹھیک ہے", "اوکے"]),
+];
 pub const DEFAULT_SYSTEM_PROMPT: &str =
     "You are vaak, a helpful voice assistant for people in India. \
 Your replies are spoken aloud, so answer in one to three short sentences of plain text: no lists, \
@@ -47,6 +97,8 @@ pub struct Config {
     pub asr: AsrConfig,
     pub llm: LlmConfig,
     pub tts: TtsConfig,
+    pub turn: TurnConfig,
+    pub sessions: SessionsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,9 +122,23 @@ impl Default for ModelsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// gRPC listen address (health and reflection now; the conversation API comes next).
+    /// gRPC listen address (the `vaak.v1.Vaak` API, health and reflection).
     pub grpc_listen: String,
+    /// Conversations open at once; one more is refused with RESOURCE_EXHAUSTED.
     pub max_sessions: u32,
+    /// Largest gRPC message accepted (an audio chunk, a text turn).
+    pub max_message_bytes: usize,
+    /// A conversation ends after this long, whatever happens in it.
+    pub max_session_s: u64,
+    /// A conversation with no client message for this long ends.
+    pub idle_timeout_s: u64,
+    /// Sent as `retry-after-ms` when the session limit refuses a stream.
+    pub retry_after_ms: u64,
+    /// API keys, each named by the environment variable that holds it. Empty = no auth
+    /// (bind to loopback then).
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Serve TLS (rustls) with this certificate chain and key (PEM files).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -80,7 +146,95 @@ impl Default for ServerConfig {
         Self {
             grpc_listen: DEFAULT_GRPC_LISTEN.into(),
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_session_s: DEFAULT_MAX_SESSION_S,
+            idle_timeout_s: DEFAULT_IDLE_TIMEOUT_S,
+            retry_after_ms: DEFAULT_RETRY_AFTER_MS,
+            api_keys: Vec::new(),
+            tls: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who the key belongs to (sessions are visible only to their tenant).
+    pub tenant: String,
+    /// Environment variable holding the key.
+    pub key_env: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Turn-taking of live conversations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    /// A pause this long starts answering speculatively (held until `vad.min_silence_ms`
+    /// confirms the end of the turn, cancelled if the user goes on); 0 = off.
+    pub speculative_pause_ms: u32,
+    /// User speech over the reply must last this long to interrupt it (shorter speech is
+    /// transcribed, and interrupts only if it is not a backchannel).
+    pub barge_in_min_ms: u32,
+    /// Live transports send reply audio at most this far ahead of real-time playback, so an
+    /// interruption stops what the user has not heard yet.
+    pub output_lead_ms: u32,
+    /// language -> phrases that never interrupt ("haan", "ok" …).
+    pub backchannels: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            speculative_pause_ms: DEFAULT_SPECULATIVE_PAUSE_MS,
+            barge_in_min_ms: DEFAULT_BARGE_IN_MIN_MS,
+            output_lead_ms: DEFAULT_OUTPUT_LEAD_MS,
+            backchannels: DEFAULT_BACKCHANNELS
+                .iter()
+                .map(|(l, w)| (l.to_string(), w.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        }
+    }
+}
+
+/// Where conversations are kept so that a client can reconnect and continue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// SQLite file; empty = `$XDG_STATE_HOME/vaak/sessions.sqlite` (`~/.local/state/…`).
+    pub store: Option<PathBuf>,
+    /// Keep nothing on disk (history lives only as long as the stream).
+    pub in_memory: bool,
+    /// A session not resumed within this long is deleted.
+    pub ttl_s: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            in_memory: false,
+            ttl_s: DEFAULT_SESSION_TTL_S,
+        }
+    }
+}
+
+impl SessionsConfig {
+    pub fn store_path(&self) -> PathBuf {
+        if let Some(p) = &self.store {
+            return p.clone();
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("vaak").join("sessions.sqlite")
     }
 }
 
@@ -170,6 +324,8 @@ pub struct LlmConfig {
     pub system_prompt: String,
     /// Past turns sent with each request.
     pub history_turns: usize,
+    /// Past turns are trimmed, oldest first, to about this many tokens.
+    pub history_token_budget: usize,
     pub connect_timeout_ms: u64,
     pub first_token_timeout_ms: u64,
     pub idle_timeout_ms: u64,
@@ -185,6 +341,7 @@ impl Default for LlmConfig {
             temperature: DEFAULT_LLM_TEMPERATURE,
             system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
             history_turns: DEFAULT_HISTORY_TURNS,
+            history_token_budget: DEFAULT_HISTORY_TOKEN_BUDGET,
             connect_timeout_ms: DEFAULT_LLM_CONNECT_TIMEOUT_MS,
             first_token_timeout_ms: DEFAULT_LLM_FIRST_TOKEN_TIMEOUT_MS,
             idle_timeout_ms: DEFAULT_LLM_IDLE_TIMEOUT_MS,
@@ -225,7 +382,7 @@ impl Default for LlmWorkerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiConfig {
     /// e.g. `http://127.0.0.1:8000` (the client appends `/v1/chat/completions`).
@@ -233,6 +390,23 @@ pub struct OpenAiConfig {
     pub model: String,
     /// Name of the environment variable holding the API key (the key itself never goes here).
     pub api_key_env: Option<String>,
+    /// Further attempts after a failed connect (before any token arrived).
+    pub retries: u32,
+    /// Also start the embedded worker and answer with it when the server fails, so a dead
+    /// server costs one slow turn, not the conversation.
+    pub fallback_to_worker: bool,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            model: String::new(),
+            api_key_env: None,
+            retries: DEFAULT_LLM_RETRIES,
+            fallback_to_worker: true,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +505,52 @@ impl Config {
                     "llm.openai.api_key_env names `{var}`, which is not set"
                 ));
             }
+        }
+        let srv = &self.server;
+        if srv.max_sessions == 0 || srv.max_message_bytes < 1024 {
+            return bad("server.max_sessions must be >= 1 and max_message_bytes >= 1024".into());
+        }
+        if srv.max_session_s == 0 || srv.idle_timeout_s == 0 {
+            return bad("server.max_session_s and server.idle_timeout_s must be > 0".into());
+        }
+        for k in &srv.api_keys {
+            if k.tenant.trim().is_empty() {
+                return bad("server.api_keys: every key needs a tenant".into());
+            }
+            match std::env::var(&k.key_env) {
+                Ok(v) if v.len() >= 16 => {}
+                Ok(_) => {
+                    return bad(format!(
+                        "server.api_keys: the key in `{}` is shorter than 16 characters",
+                        k.key_env
+                    ))
+                }
+                Err(_) => {
+                    return bad(format!(
+                        "server.api_keys: environment variable `{}` (tenant {}) is not set",
+                        k.key_env, k.tenant
+                    ))
+                }
+            }
+        }
+        if let Some(tls) = &srv.tls {
+            for p in [&tls.cert, &tls.key] {
+                if !p.is_file() {
+                    return bad(format!(
+                        "server.tls: {} is not a readable file",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        if self.sessions.ttl_s == 0 {
+            return bad("sessions.ttl_s must be > 0".into());
+        }
+        if self.turn.speculative_pause_ms >= self.vad.min_silence_ms {
+            return bad(
+                "turn.speculative_pause_ms must be shorter than vad.min_silence_ms (0 = off)"
+                    .into(),
+            );
         }
         self.tts
             .validate()

@@ -94,11 +94,12 @@ pub async fn converse(
     let tracker = TaskTracker::new();
     let session_token = shutdown.child_token();
     let settings = SessionSettings {
-        session_id: format!("converse-{}", std::process::id()),
-        languages: req.languages.clone(),
-        barge_in: false,
         speech_rate: req.speech_rate,
         min_silence_ms: Some(req.min_silence_ms),
+        ..SessionSettings::new(
+            format!("converse-{}", std::process::id()),
+            req.languages.clone(),
+        )
     };
     let capacity =
         pipeline::ingest_capacity(backends.config.pipeline.input_buffer_ms, FEED_CHUNK_MS);
@@ -143,6 +144,7 @@ pub async fn converse(
                 language,
                 confidence,
                 spoken,
+                ..
             } => {
                 if let Some(t) = turns.iter_mut().find(|t| t.turn == turn) {
                     t.transcript = text;
@@ -165,6 +167,7 @@ pub async fn converse(
                 reply_text,
                 voice,
                 timings,
+                ..
             } => {
                 if let Some(t) = turns.iter_mut().find(|t| t.turn == turn) {
                     t.reply_text = reply_text;
@@ -175,7 +178,9 @@ pub async fn converse(
                 pending_audio_s = 0.0;
                 writer.gap(GAP_BETWEEN_REPLIES_MS)?;
             }
-            PipelineEvent::Interrupted { .. } => {}
+            PipelineEvent::Interrupted { .. }
+            | PipelineEvent::LanguageChanged { .. }
+            | PipelineEvent::Backchannel { .. } => {}
             PipelineEvent::TurnFailed {
                 turn,
                 stage,

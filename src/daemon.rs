@@ -1,7 +1,7 @@
-//! `vaak serve`: loads every model once, starts the LLM worker, serves gRPC health (the
-//! streaming API is served from here as transports land), reports readiness in one log line, and
-//! on SIGINT/SIGTERM turns health to NOT_SERVING, cancels the shutdown tree and waits for every
-//! owned task with a deadline.
+//! `vaak serve`: loads every model once, starts the LLM worker, opens the session store, serves
+//! the gRPC API (with health and reflection), reports readiness in one log line, and on
+//! SIGINT/SIGTERM turns health to NOT_SERVING, refuses new sessions, lets open ones finish until
+//! the drain deadline, then stops every owned task (awaited with a deadline).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +13,11 @@ use tracing::{info, warn};
 
 use crate::backend::{BackendError, Backends};
 use crate::config::Config;
+use crate::grpc;
+use crate::metrics::Metrics;
 use crate::models::ResolvedModels;
+use crate::service::SessionService;
+use crate::session::store::SessionStore;
 
 /// How long open work gets to finish after a stop signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -30,7 +34,12 @@ pub enum DaemonError {
     Worker(String),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("session store: {0}")]
+    Store(String),
 }
+
+/// How often expired sessions are deleted from the store.
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the daemon until SIGINT/SIGTERM (or `stop` is cancelled).
 pub async fn serve(
@@ -74,6 +83,18 @@ pub async fn serve(
         }
     }
 
+    let store = open_store(&config).await?;
+    let metrics = Arc::new(Metrics::default());
+    // Sessions get their own token: they stop at the drain deadline, after the listener.
+    let sessions_stop = CancellationToken::new();
+    let svc = Arc::new(SessionService::new(
+        Arc::clone(&backends),
+        Arc::clone(&metrics),
+        store,
+        tracker.clone(),
+        sessions_stop.clone(),
+    ));
+
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -91,16 +112,30 @@ pub async fn serve(
         addr,
         detail: e.to_string(),
     })?;
-    let grpc_stop = shutdown.clone();
-    let server = tracker.spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming_shutdown(tokio_stream_from(listener), grpc_stop.cancelled_owned())
-            .await
+    let listener_stop = CancellationToken::new();
+    let server = tracker.spawn(grpc::serve(
+        Arc::clone(&svc),
+        listener,
+        health,
+        listener_stop.clone(),
+    ));
+    let purge_svc = Arc::clone(&svc);
+    let purge_stop = shutdown.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = purge_stop.cancelled() => break,
+                _ = tokio::time::sleep(PURGE_EVERY) => purge_svc.purge_expired().await,
+            }
+        }
     });
 
     info!(
         grpc = %bound,
+        tls = config.server.tls.is_some(),
+        auth = !config.server.api_keys.is_empty(),
+        max_sessions = config.server.max_sessions,
         load_ms = started.elapsed().as_millis() as u64,
         vad_ms = times.vad.as_millis() as u64,
         asr_ms = times.asr.as_millis() as u64,
@@ -109,14 +144,48 @@ pub async fn serve(
         "vaak ready"
     );
 
-    wait_for_stop(&stop).await?;
-    info!("stopping: health NOT_SERVING, draining");
+    tokio::select! {
+        biased;
+        r = wait_for_stop(&stop) => r?,
+        r = server => {
+            // The listener died on its own (e.g. a TLS error): stop everything.
+            let detail = match r {
+                Ok(Ok(())) => "gRPC server stopped".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            shutdown.cancel();
+            sessions_stop.cancel();
+            tracker.close();
+            let _ = tokio::time::timeout(DRAIN_DEADLINE, tracker.wait()).await;
+            return Err(DaemonError::Serve { addr: bound, detail });
+        }
+    }
+    let open = svc.open_sessions();
+    info!(
+        open_sessions = open,
+        "stopping: health NOT_SERVING, refusing new sessions, draining"
+    );
     reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     reporter
         .set_service_status("vaak.v1.Vaak", tonic_health::ServingStatus::NotServing)
         .await;
+    svc.start_draining();
+    // Open conversations get until the deadline to finish; new ones are refused meanwhile.
+    let drain_until = tokio::time::Instant::now() + DRAIN_DEADLINE;
+    while svc.open_sessions() > 0 && tokio::time::Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if svc.open_sessions() > 0 {
+        warn!(
+            open_sessions = svc.open_sessions(),
+            "sessions still open at the drain deadline: ending them"
+        );
+    }
+    sessions_stop.cancel();
+    listener_stop.cancel();
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait())
@@ -128,20 +197,26 @@ pub async fn serve(
             "tasks still running at the drain deadline"
         );
     }
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(10), server).await {
-        warn!(error = %e, "gRPC server ended with an error");
-    }
     info!("vaak stopped");
     Ok(())
 }
 
-fn tokio_stream_from(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
-    futures::stream::unfold(listener, |l| async move {
-        let r = l.accept().await.map(|(s, _)| s);
-        Some((r, l))
+/// The session store: the configured SQLite file, or memory only.
+async fn open_store(config: &Config) -> Result<Option<Arc<SessionStore>>, DaemonError> {
+    let ttl = Duration::from_secs(config.sessions.ttl_s);
+    let path = config.sessions.store_path();
+    let in_memory = config.sessions.in_memory;
+    let store = tokio::task::spawn_blocking(move || {
+        if in_memory {
+            SessionStore::in_memory(ttl)
+        } else {
+            SessionStore::open(&path, ttl)
+        }
     })
+    .await
+    .map_err(|e| DaemonError::Store(e.to_string()))?
+    .map_err(|e| DaemonError::Store(e.to_string()))?;
+    Ok(Some(Arc::new(store)))
 }
 
 async fn wait_for_stop(stop: &CancellationToken) -> Result<(), DaemonError> {

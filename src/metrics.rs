@@ -16,6 +16,14 @@ pub struct Metrics {
     pub interruptions: AtomicU64,
     pub turns_completed: AtomicU64,
     pub turns_failed: AtomicU64,
+    /// Replies started at a short pause / abandoned because the user went on.
+    pub speculative_started: AtomicU64,
+    pub speculative_abandoned: AtomicU64,
+    /// Short speech over a reply that did not interrupt it.
+    pub backchannels: AtomicU64,
+    pub language_switches: AtomicU64,
+    pub sessions_opened: AtomicU64,
+    pub sessions_refused: AtomicU64,
     latencies: Mutex<BTreeMap<&'static str, Series>>,
 }
 

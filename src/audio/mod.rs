@@ -1,6 +1,7 @@
 //! Audio plumbing shared by every transport: sample conversion, resampling to the pipeline
 //! rate, and WAV files. Everything after ingest works on mono `f32` at [`PIPELINE_RATE`].
 
+pub mod g711;
 pub mod pcm;
 pub mod resample;
 pub mod wav;

@@ -185,4 +185,22 @@ impl VoiceBank for ToneBank {
     fn for_language(&self, _lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
         Ok(Arc::new(ToneVoice))
     }
+    fn named(&self, name: &str, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
+        if name == "tone" {
+            return Ok(Arc::new(ToneVoice));
+        }
+        Err(TtsError::UnknownVoice {
+            engine: "fake",
+            voice: name.to_string(),
+            available: format!("tone (for {lang})"),
+        })
+    }
+    fn voices(&self) -> Vec<crate::backend::tts::VoiceChoice> {
+        vec![crate::backend::tts::VoiceChoice {
+            name: "tone".into(),
+            language: "en".into(),
+            sample_rate: 16_000,
+            is_default: true,
+        }]
+    }
 }

@@ -19,6 +19,7 @@ use crate::config::{Config, LlmKind};
 use crate::models::ResolvedModels;
 use asr::whisper::{WhisperAsr, WhisperOptions};
 use asr::Asr;
+use llm::fallback::{FallbackLlm, FallbackPolicy};
 use llm::openai::{Endpoint, OpenAiClient};
 use llm::worker::{self, WorkerHandle, WorkerSpec};
 use llm::Llm;
@@ -29,11 +30,21 @@ use vad::VadFactory;
 /// Voices by language (the embedded `Voices`, or a fake in tests).
 pub trait VoiceBank: Send + Sync {
     fn for_language(&self, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError>;
+    /// A voice the user chose by name (see [`VoiceBank::voices`]) for `lang`.
+    fn named(&self, name: &str, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError>;
+    /// Every voice that can be chosen: (name, language, sample rate, is the language's default).
+    fn voices(&self) -> Vec<tts::VoiceChoice>;
 }
 
 impl VoiceBank for Voices {
     fn for_language(&self, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
         Voices::for_language(self, lang)
+    }
+    fn named(&self, name: &str, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
+        Voices::named(self, name, lang)
+    }
+    fn voices(&self) -> Vec<tts::VoiceChoice> {
+        Voices::choices(self)
     }
 }
 
@@ -83,6 +94,37 @@ pub struct LoadTimes {
     pub tts: Duration,
 }
 
+/// Starts the supervised `vaak-llm` worker and a client that follows it across restarts.
+fn start_worker(
+    config: &Config,
+    models: &ResolvedModels,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<(OpenAiClient, WorkerHandle), BackendError> {
+    let spec = WorkerSpec {
+        binary: worker::locate_binary(config.llm.worker.binary.as_deref())?,
+        model: config
+            .llm
+            .worker
+            .model
+            .clone()
+            .unwrap_or_else(|| models.llm_gguf.clone()),
+        threads: config.llm.worker.threads,
+        ctx_size: config.llm.worker.ctx_size,
+        max_slots: config.llm.worker.max_slots,
+    };
+    let handle = worker::supervise(spec, tracker, shutdown)?;
+    // A restarting worker may take a while: wait up to the start-up timeout.
+    let connect = Duration::from_millis(config.llm.connect_timeout_ms);
+    let client = OpenAiClient::new(
+        Endpoint::Worker(handle.endpoint.clone()),
+        "vaak-llm".into(),
+        None,
+        worker::STARTUP_TIMEOUT.max(connect),
+    )?;
+    Ok((client, handle))
+}
+
 impl Backends {
     /// Loads every embedded model once and starts the LLM worker (owned by `tracker`).
     pub fn load(
@@ -97,26 +139,7 @@ impl Backends {
         let connect = Duration::from_millis(config.llm.connect_timeout_ms);
         let (llm, worker): (Arc<dyn Llm>, Option<WorkerHandle>) = match config.llm.kind {
             LlmKind::Worker => {
-                let spec = WorkerSpec {
-                    binary: worker::locate_binary(config.llm.worker.binary.as_deref())?,
-                    model: config
-                        .llm
-                        .worker
-                        .model
-                        .clone()
-                        .unwrap_or_else(|| models.llm_gguf.clone()),
-                    threads: config.llm.worker.threads,
-                    ctx_size: config.llm.worker.ctx_size,
-                    max_slots: config.llm.worker.max_slots,
-                };
-                let handle = worker::supervise(spec, tracker, shutdown)?;
-                // A restarting worker may take a while: wait up to the start-up timeout.
-                let client = OpenAiClient::new(
-                    Endpoint::Worker(handle.endpoint.clone()),
-                    "vaak-llm".into(),
-                    None,
-                    worker::STARTUP_TIMEOUT.max(connect),
-                )?;
+                let (client, handle) = start_worker(&config, models, tracker, shutdown)?;
                 (Arc::new(client), Some(handle))
             }
             LlmKind::Openai => {
@@ -126,13 +149,22 @@ impl Backends {
                     .api_key_env
                     .as_ref()
                     .and_then(|v| std::env::var(v).ok());
-                let client = OpenAiClient::new(
+                let remote: Arc<dyn Llm> = Arc::new(OpenAiClient::new(
                     Endpoint::Fixed(config.llm.openai.base_url.clone()),
                     config.llm.openai.model.clone(),
                     key,
                     connect,
-                )?;
-                (Arc::new(client), None)
+                )?);
+                // The embedded worker answers while the server is down (it loads its model
+                // now, so it is ready by the time it is needed).
+                let (fallback, handle) = if config.llm.openai.fallback_to_worker {
+                    let (client, handle) = start_worker(&config, models, tracker, shutdown)?;
+                    (Some(Arc::new(client) as Arc<dyn Llm>), Some(handle))
+                } else {
+                    (None, None)
+                };
+                let policy = FallbackPolicy::for_remote(&config.llm, fallback.is_some());
+                (Arc::new(FallbackLlm::new(remote, fallback, policy)), handle)
             }
         };
 

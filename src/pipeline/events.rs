@@ -10,6 +10,8 @@ pub enum PipelineEvent {
         turn: TurnId,
         audio_s: f32,
     },
+    /// What the user said. `is_final` is false for a transcript of a speculative turn (the user
+    /// paused but may go on); the final one follows when the turn is confirmed.
     Transcript {
         turn: TurnId,
         text: String,
@@ -17,6 +19,18 @@ pub enum PipelineEvent {
         confidence: f32,
         /// Whisper's spoken-language candidates (restricted to the configured set).
         spoken: Vec<(String, f32)>,
+        is_final: bool,
+    },
+    /// The session's language changed with this turn.
+    LanguageChanged {
+        turn: TurnId,
+        from: String,
+        to: String,
+    },
+    /// Short speech over the reply that was an acknowledgement ("haan", "ok"): not a turn.
+    Backchannel {
+        turn: TurnId,
+        text: String,
     },
     /// A caption: one clause of the reply, sent just before its audio.
     ReplyText {
@@ -34,12 +48,15 @@ pub enum PipelineEvent {
         turn: TurnId,
         reply_text: String,
         voice: String,
+        language: String,
         timings: StageTimings,
     },
-    /// The user spoke over the reply; `played_s` of it had been handed out.
+    /// The user spoke over the reply; `played_s` of it had been heard, and the history keeps
+    /// `kept_text` of it.
     Interrupted {
         turn: TurnId,
         played_s: f32,
+        kept_text: String,
     },
     /// A turn could not be answered; the session goes on.
     TurnFailed {

@@ -2,8 +2,8 @@
 //! drop messages of a cancelled (stale) turn on arrival, and the turn's clock collects the
 //! per-stage timestamps reported in `turn_completed`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,6 +15,11 @@ use tokio_util::sync::CancellationToken;
 pub struct TurnId(pub u64);
 
 /// One user turn: its id, its cancellation token (child of the session's), and its clock.
+///
+/// A turn may start speculatively (at a short pause): its reply is prepared but held back from
+/// the transport until [`Turn::confirm`] (the pause became the end of the turn); if the user goes
+/// on, the turn is abandoned (cancelled without ever being heard). A turn heard over a reply is
+/// tentative until its transcript shows it is not a backchannel.
 #[derive(Debug)]
 pub struct Turn {
     pub id: TurnId,
@@ -22,15 +27,38 @@ pub struct Turn {
     pub clock: TurnClock,
     /// Reply audio handed to the transport so far, in milliseconds.
     pub played_ms: AtomicU64,
+    confirmed: tokio::sync::watch::Sender<bool>,
+    /// Set when the user interrupted the reply: what had been played at that moment (ms).
+    interrupted_at_ms: OnceLock<u64>,
+    /// Clauses handed out: (text, start ms within the reply, duration ms).
+    clauses: Mutex<Vec<(String, u64, u64)>>,
+    /// Heard while the assistant was answering another turn.
+    pub over_reply: AtomicBool,
+    /// The user's words once recognised: (text, language, confidence).
+    pub user_text: OnceLock<(String, String, f32)>,
 }
 
 impl Turn {
     pub fn new(id: TurnId, cancel: CancellationToken) -> Self {
+        Self::with_confirmation(id, cancel, true)
+    }
+
+    /// A turn whose reply is held until [`Turn::confirm`].
+    pub fn speculative(id: TurnId, cancel: CancellationToken) -> Self {
+        Self::with_confirmation(id, cancel, false)
+    }
+
+    fn with_confirmation(id: TurnId, cancel: CancellationToken, confirmed: bool) -> Self {
         Self {
             id,
             cancel,
             clock: TurnClock::starting_now(),
             played_ms: AtomicU64::new(0),
+            confirmed: tokio::sync::watch::Sender::new(confirmed),
+            interrupted_at_ms: OnceLock::new(),
+            clauses: Mutex::new(Vec::new()),
+            over_reply: AtomicBool::new(false),
+            user_text: OnceLock::new(),
         }
     }
 
@@ -38,13 +66,95 @@ impl Turn {
         self.cancel.is_cancelled()
     }
 
+    pub fn is_confirmed(&self) -> bool {
+        *self.confirmed.borrow()
+    }
+
+    /// The pause was the end of the turn: its reply may go out. Returns false if it already was.
+    pub fn confirm(&self) -> bool {
+        self.confirmed
+            .send_if_modified(|c| !std::mem::replace(c, true))
+    }
+
+    /// Waits until the turn is confirmed; false if it was cancelled first.
+    pub async fn wait_confirmed(&self) -> bool {
+        let mut rx = self.confirmed.subscribe();
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => false,
+            r = rx.wait_for(|c| *c) => r.is_ok(),
+        }
+    }
+
     pub fn add_played(&self, samples: usize, rate: u32) {
         let ms = samples as u64 * 1000 / u64::from(rate.max(1));
         self.played_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
+    /// Reply audio the user has had: what was handed out, and — for live transports that pace
+    /// audio in real time — no more than the time since the first audio went out.
     pub fn played_s(&self) -> f32 {
-        self.played_ms.load(Ordering::Relaxed) as f32 / 1000.0
+        if let Some(ms) = self.interrupted_at_ms.get() {
+            return *ms as f32 / 1000.0;
+        }
+        self.played_now_ms() as f32 / 1000.0
+    }
+
+    fn played_now_ms(&self) -> u64 {
+        let sent = self.played_ms.load(Ordering::Relaxed);
+        match self.clock.output_first_audio.get() {
+            Some(first) => sent.min(first.elapsed().as_millis() as u64),
+            None => 0,
+        }
+    }
+
+    /// Records a clause of the reply as it is handed out.
+    pub fn record_clause(&self, text: &str, start_ms: u64, duration_ms: u64) {
+        self.lock_clauses()
+            .push((text.to_string(), start_ms, duration_ms));
+    }
+
+    fn lock_clauses(&self) -> std::sync::MutexGuard<'_, Vec<(String, u64, u64)>> {
+        // A plain Vec of clauses: a panic elsewhere cannot leave it torn.
+        self.clauses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Barge-in: freezes how much was played, then cancels the turn. Returns false if the turn
+    /// had already been cancelled (someone else interrupted or abandoned it).
+    pub fn interrupt(&self) -> bool {
+        if self.is_stale() {
+            return false;
+        }
+        let _ = self.interrupted_at_ms.set(self.played_now_ms());
+        self.cancel.cancel();
+        true
+    }
+
+    pub fn was_interrupted(&self) -> bool {
+        self.interrupted_at_ms.get().is_some()
+    }
+
+    /// The part of the reply the user heard: whole clauses played, and the played share of the
+    /// clause in progress (by words).
+    pub fn heard_text(&self) -> String {
+        let played = (self.played_s() * 1000.0) as u64;
+        let mut out: Vec<String> = Vec::new();
+        for (text, start, dur) in self.lock_clauses().iter() {
+            if *start >= played {
+                break;
+            }
+            if start + dur <= played {
+                out.push(text.clone());
+                continue;
+            }
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let share = (played - start) as f64 / (*dur).max(1) as f64;
+            let n = ((words.len() as f64) * share).floor() as usize;
+            if n > 0 {
+                out.push(words[..n].join(" "));
+            }
+        }
+        out.join(" ")
     }
 }
 
@@ -133,15 +243,24 @@ pub struct StageTimings {
 #[derive(Debug)]
 pub enum Ingest {
     Audio(Vec<f32>),
+    /// A typed user turn (accessibility, chat fallback): skips VAD and ASR.
+    Text(String),
     /// The caller has no more audio for now: finish any utterance in progress.
     EndOfInput,
+}
+
+/// What the user said, as audio or typed text.
+#[derive(Debug)]
+pub enum UserInput {
+    Speech(Vec<f32>),
+    Typed(String),
 }
 
 /// VAD → ASR: one utterance.
 #[derive(Debug)]
 pub struct Utterance {
     pub turn: Arc<Turn>,
-    pub pcm: Vec<f32>,
+    pub input: UserInput,
 }
 
 /// ASR → language id.
@@ -188,4 +307,6 @@ pub struct ReplyAudio {
     pub last: bool,
     pub asr_compute_s: f32,
     pub synth_s: f32,
+    /// Length of the whole clause's audio (set on its first chunk), for what-was-heard.
+    pub clause_ms: u64,
 }

@@ -4,9 +4,11 @@
 //! happens when full); control (shutdown, barge-in) travels by cancellation tokens.
 
 pub mod events;
+pub mod memory;
 pub mod messages;
 pub mod turns;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -17,6 +19,7 @@ use crate::backend::Backends;
 use crate::metrics::Metrics;
 use crate::stages;
 pub use events::PipelineEvent;
+pub use memory::{HistorySink, SessionMemory};
 pub use messages::{Ingest, TurnId};
 pub use turns::TurnControl;
 
@@ -46,6 +49,45 @@ pub struct SessionSettings {
     pub speech_rate: f32,
     /// Overrides `vad.min_silence_ms` (a file's question may hold long pauses).
     pub min_silence_ms: Option<u32>,
+    /// Start answering at short pauses (live audio; `turn.speculative_pause_ms`).
+    pub speculative: bool,
+    /// Hand reply audio out in real time (at most `turn.output_lead_ms` ahead), so that an
+    /// interruption stops what was not heard. Live transports; files go as fast as possible.
+    pub pace_output: bool,
+    /// Captions only, no reply audio.
+    pub text_only: bool,
+    /// language -> voice name chosen by the user.
+    pub voices: BTreeMap<String, String>,
+    /// History to continue and where to keep it; `None` = a fresh, unpersisted conversation.
+    pub memory: Option<Arc<SessionMemory>>,
+}
+
+impl SessionSettings {
+    /// Settings for a file or a test: no barge-in, no speculation, no pacing.
+    pub fn new(session_id: impl Into<String>, languages: Vec<String>) -> Self {
+        Self {
+            session_id: session_id.into(),
+            languages,
+            barge_in: false,
+            speech_rate: 1.0,
+            min_silence_ms: None,
+            speculative: false,
+            pace_output: false,
+            text_only: false,
+            voices: BTreeMap::new(),
+            memory: None,
+        }
+    }
+
+    /// Settings for a live conversation: barge-in, speculative starts and paced output on.
+    pub fn live(session_id: impl Into<String>, languages: Vec<String>) -> Self {
+        Self {
+            barge_in: true,
+            speculative: true,
+            pace_output: true,
+            ..Self::new(session_id, languages)
+        }
+    }
 }
 
 /// Capacity of the ingest edge for a given buffer length and chunk size.
@@ -59,6 +101,29 @@ pub struct SessionPipeline {
     pub input: mpsc::Sender<Ingest>,
     pub events: mpsc::Receiver<PipelineEvent>,
     pub turns: Arc<TurnControl>,
+    pub memory: Arc<SessionMemory>,
+}
+
+/// What an interruption cut: the turn, how much of its reply was heard, and what history keeps.
+#[derive(Debug, Clone)]
+pub struct InterruptInfo {
+    pub turn: TurnId,
+    pub played_s: f32,
+    pub kept_text: String,
+}
+
+impl SessionPipeline {
+    /// A client's explicit interrupt: cancels the current reply at once (control does not queue
+    /// behind audio) and cuts the history to what was heard.
+    pub async fn interrupt(&self) -> Option<InterruptInfo> {
+        let turn = self.turns.interrupt()?;
+        self.memory.on_interrupted(&turn).await;
+        Some(InterruptInfo {
+            turn: turn.id,
+            played_s: turn.played_s(),
+            kept_text: turn.heard_text(),
+        })
+    }
 }
 
 /// Starts the stage tasks of one session on `tracker`. Dropping `input` ends the session
@@ -80,6 +145,13 @@ pub fn spawn(
     let (event_tx, event_rx) = mpsc::channel(EVENT_EDGE);
 
     let turns = Arc::new(TurnControl::new(shutdown.clone()));
+    let memory = settings.memory.clone().unwrap_or_else(|| {
+        let llm = &backends.config.llm;
+        let conversation =
+            crate::session::Conversation::new(llm.system_prompt.clone(), llm.history_turns)
+                .with_token_budget(llm.history_token_budget);
+        Arc::new(SessionMemory::new(conversation, None))
+    });
     let ctx = stages::StageCtx {
         shutdown,
         events: event_tx,
@@ -87,6 +159,7 @@ pub fn spawn(
         turns: Arc::clone(&turns),
         settings: Arc::new(settings),
         backends,
+        memory: Arc::clone(&memory),
     };
 
     tracker.spawn(stages::vad::run(ctx.clone(), ingest_rx, utt_tx));
@@ -100,5 +173,6 @@ pub fn spawn(
         input: ingest_tx,
         events: event_rx,
         turns,
+        memory,
     }
 }

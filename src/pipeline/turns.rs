@@ -38,23 +38,63 @@ impl TurnControl {
     /// Starts a turn at end of speech. With `supersede`, a turn still being answered is
     /// cancelled (live conversation); without, turns queue behind each other (files).
     pub fn begin(&self, supersede: bool) -> Arc<Turn> {
-        let mut inner = self.lock();
-        if supersede {
-            if let Some(old) = inner.active.take() {
-                old.cancel.cancel();
-            }
-        }
-        let turn = Arc::new(Turn::new(TurnId(inner.next_id), self.session.child_token()));
-        inner.next_id += 1;
-        inner.active = Some(Arc::clone(&turn));
+        self.start(supersede).0
+    }
+
+    /// Like [`TurnControl::begin`], also returning the turn it interrupted (if one was live).
+    pub fn start(&self, supersede: bool) -> (Arc<Turn>, Option<Arc<Turn>>) {
+        let turn = self.new_turn(Turn::new);
+        let old = self.adopt(&turn, supersede);
+        (turn, old)
+    }
+
+    /// A turn started at a short pause: current, but its reply is held until it is confirmed.
+    pub fn begin_speculative(&self) -> Arc<Turn> {
+        let turn = self.new_turn(Turn::speculative);
+        self.adopt(&turn, true);
         turn
     }
 
-    /// Barge-in: cancels the active turn, returning it if there was one.
+    /// A turn heard over a reply: not current until [`TurnControl::adopt`] (its transcript may
+    /// show a backchannel that must not interrupt).
+    pub fn begin_tentative(&self) -> Arc<Turn> {
+        let turn = self.new_turn(Turn::new);
+        turn.over_reply
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        turn
+    }
+
+    fn new_turn(&self, make: fn(TurnId, CancellationToken) -> Turn) -> Arc<Turn> {
+        let mut inner = self.lock();
+        let turn = Arc::new(make(TurnId(inner.next_id), self.session.child_token()));
+        inner.next_id += 1;
+        turn
+    }
+
+    /// Makes `turn` current. With `supersede`, the turn it replaces is interrupted and returned
+    /// (if it was still live).
+    pub fn adopt(&self, turn: &Arc<Turn>, supersede: bool) -> Option<Arc<Turn>> {
+        let mut inner = self.lock();
+        let old = inner.active.replace(Arc::clone(turn))?;
+        if old.id == turn.id || !supersede {
+            return None;
+        }
+        old.interrupt().then_some(old)
+    }
+
+    /// Barge-in: interrupts the current turn, returning it if it was live.
     pub fn interrupt(&self) -> Option<Arc<Turn>> {
         let turn = self.lock().active.take()?;
+        turn.interrupt().then_some(turn)
+    }
+
+    /// A speculative turn the user talked over: cancelled, never heard.
+    pub fn abandon(&self, turn: &Turn) {
+        let mut inner = self.lock();
+        if inner.active.as_ref().is_some_and(|t| t.id == turn.id) {
+            inner.active = None;
+        }
         turn.cancel.cancel();
-        Some(turn)
     }
 
     /// The reply of `id` has been fully handed out.
@@ -67,6 +107,14 @@ impl TurnControl {
 
     pub fn active(&self) -> Option<Arc<Turn>> {
         self.lock().active.clone()
+    }
+
+    /// True while a confirmed reply is being prepared or played.
+    pub fn replying(&self) -> bool {
+        self.lock()
+            .active
+            .as_ref()
+            .is_some_and(|t| t.is_confirmed() && !t.is_stale())
     }
 }
 
@@ -84,8 +132,33 @@ mod tests {
         assert!(b.id > a.id);
         let i = c.interrupt().unwrap();
         assert_eq!(i.id, b.id);
-        assert!(b.is_stale());
+        assert!(b.is_stale() && b.was_interrupted());
         assert!(c.interrupt().is_none());
+    }
+
+    #[test]
+    fn speculative_turns_wait_and_tentative_turns_are_not_current() {
+        let c = TurnControl::new(CancellationToken::new());
+        let reply = c.begin(true);
+        assert!(c.replying());
+        let t = c.begin_tentative();
+        assert_eq!(
+            c.active().map(|a| a.id),
+            Some(reply.id),
+            "tentative is not current"
+        );
+        let old = c.adopt(&t, true).unwrap();
+        assert_eq!(old.id, reply.id);
+        assert!(reply.was_interrupted());
+        c.finish(t.id);
+        let s = c.begin_speculative();
+        assert!(!s.is_confirmed() && !c.replying());
+        c.abandon(&s);
+        assert!(s.is_stale() && !s.was_interrupted());
+        assert!(c.active().is_none());
+        let s2 = c.begin_speculative();
+        assert!(s2.confirm() && !s2.confirm());
+        assert!(c.replying());
     }
 
     #[test]

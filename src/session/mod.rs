@@ -1,11 +1,17 @@
 //! Conversation memory of one session: the turns so far, trimmed to a budget, turned into the
 //! chat messages the LLM sees. A reply cut short by barge-in is kept only as far as it was
-//! played, and marked as interrupted.
+//! played, and marked as interrupted. [`store`] keeps that memory across reconnects.
+
+pub mod store;
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::backend::llm::{ChatMessage, Role};
 use crate::config::language_name;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {
     pub user: String,
     pub assistant: String,
@@ -13,11 +19,66 @@ pub struct Exchange {
     pub interrupted: bool,
 }
 
+impl Exchange {
+    /// The assistant message as the LLM sees it: an interrupted reply says so.
+    fn assistant_content(&self) -> Cow<'_, str> {
+        if self.interrupted {
+            Cow::Owned(format!("{} …(interrupted by the user)", self.assistant))
+        } else {
+            Cow::Borrowed(&self.assistant)
+        }
+    }
+
+    /// Estimated prompt tokens of this exchange: both messages plus their chat-template markers.
+    fn estimated_tokens(&self) -> usize {
+        2 * MESSAGE_OVERHEAD_TOKENS
+            + estimate_tokens(&self.user)
+            + estimate_tokens(&self.assistant_content())
+    }
+}
+
+/// Tokens a chat template adds around each message (`<|im_start|>user\n … <|im_end|>\n` in
+/// Qwen, the header/eot tokens in Llama 3).
+const MESSAGE_OVERHEAD_TOKENS: usize = 4;
+
+/// A cheap estimate of how many tokens `text` costs a Qwen 2.5 / Llama 3 byte-level BPE
+/// tokenizer, erring high so a history trimmed to a budget fits the context.
+///
+/// Counted per `char`, in quarter tokens:
+/// - ASCII: 1/4 token (≈ 4 characters per token, the usual figure for English, digits and code);
+/// - Devanagari, Arabic (Urdu), and non-ASCII Latin, Greek and Cyrillic: 1/2 token. These are
+///   common enough on the web that both vocabularies hold many merges for them; measured Hindi
+///   fertility is ≈ 0.4–0.7 tokens per character, so 1/2 is near the top of that;
+/// - everything else (Bengali, Gurmukhi, Gujarati, Odia, Tamil, Telugu, Kannada, Malayalam, CJK,
+///   emoji …): 1 token. These scripts have few merges and often split into the 3 UTF-8 bytes of
+///   a character, so one token per character is a floor rather than an overestimate for some
+///   text, but it is right for common syllables and keeps the estimate simple.
+///
+/// The sum is rounded up; the empty string costs 0. Exact counts would need the model's
+/// tokenizer, which lives in the worker process.
+pub fn estimate_tokens(text: &str) -> usize {
+    let quarters: usize = text.chars().map(quarter_tokens).sum();
+    quarters.div_ceil(4)
+}
+
+/// Quarter tokens one character costs; see [`estimate_tokens`].
+fn quarter_tokens(c: char) -> usize {
+    match c as u32 {
+        0..=0x7F => 1,
+        // Latin-1 supplement to Cyrillic supplement (accented Latin, IPA, Greek, Cyrillic),
+        // Arabic, and Devanagari.
+        0x80..=0x052F | 0x0600..=0x06FF | 0x0900..=0x097F => 2,
+        _ => 4,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Conversation {
     system_prompt: String,
     exchanges: Vec<Exchange>,
     max_turns: usize,
+    /// Estimated tokens the kept exchanges may cost; `None` is unlimited.
+    token_budget: Option<usize>,
 }
 
 impl Conversation {
@@ -26,17 +87,54 @@ impl Conversation {
             system_prompt: system_prompt.into(),
             exchanges: Vec::new(),
             max_turns,
+            token_budget: None,
         }
+    }
+
+    /// Also keep the history within about `tokens` estimated tokens (see [`estimate_tokens`]),
+    /// dropping the oldest exchanges first. The newest exchange is always kept, however long.
+    pub fn with_token_budget(mut self, tokens: usize) -> Self {
+        self.token_budget = Some(tokens);
+        self.trim();
+        self
     }
 
     pub fn record(&mut self, exchange: Exchange) {
         self.exchanges.push(exchange);
-        let excess = self.exchanges.len().saturating_sub(self.max_turns);
-        self.exchanges.drain(..excess);
+        self.trim();
+    }
+
+    /// Replaces the history (e.g. with one loaded from the session store), then applies the
+    /// turn and token limits.
+    pub fn restore(&mut self, exchanges: Vec<Exchange>) {
+        self.exchanges = exchanges;
+        self.trim();
+    }
+
+    /// Forgets the whole history.
+    pub fn clear(&mut self) {
+        self.exchanges.clear();
     }
 
     pub fn exchanges(&self) -> &[Exchange] {
         &self.exchanges
+    }
+
+    /// Drops the oldest exchanges beyond `max_turns`, then while the rest exceed the token
+    /// budget (keeping at least the newest one).
+    fn trim(&mut self) {
+        let excess = self.exchanges.len().saturating_sub(self.max_turns);
+        self.exchanges.drain(..excess);
+        let Some(budget) = self.token_budget else {
+            return;
+        };
+        let mut total: usize = self.exchanges.iter().map(Exchange::estimated_tokens).sum();
+        let mut drop = 0;
+        while total > budget && drop + 1 < self.exchanges.len() {
+            total -= self.exchanges[drop].estimated_tokens();
+            drop += 1;
+        }
+        self.exchanges.drain(..drop);
     }
 
     /// Messages for a new user turn in `language`. The system prompt stays byte-identical for a
@@ -52,12 +150,10 @@ impl Conversation {
         }
         for ex in &self.exchanges {
             msgs.push(ChatMessage::new(Role::User, ex.user.clone()));
-            let reply = if ex.interrupted {
-                format!("{} …(interrupted by the user)", ex.assistant)
-            } else {
-                ex.assistant.clone()
-            };
-            msgs.push(ChatMessage::new(Role::Assistant, reply));
+            msgs.push(ChatMessage::new(
+                Role::Assistant,
+                ex.assistant_content().into_owned(),
+            ));
         }
         msgs.push(ChatMessage::new(Role::User, user_text.to_string()));
         msgs
@@ -140,5 +236,102 @@ mod tests {
         assert_eq!(m[3].content, "q1");
         assert!(m[6].content.contains("interrupted"));
         assert_eq!(m.last().unwrap().content, "q3");
+    }
+
+    fn ex(user: &str, assistant: &str) -> Exchange {
+        Exchange {
+            user: user.into(),
+            assistant: assistant.into(),
+            language: "en".into(),
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn token_estimate_table() {
+        let cases: &[(&str, usize)] = &[
+            ("", 0),
+            ("a", 1),
+            ("abcd", 1),
+            ("abcde", 2),
+            // 25 ASCII characters.
+            ("Hello, how are you today?", 7),
+            // 6 Devanagari characters at 1/2.
+            ("नमस्ते", 3),
+            // 3 ASCII + 1 Latin-1 = 5 quarters.
+            ("café", 2),
+            // 8 Telugu characters at 1.
+            ("నమస్కారం", 8),
+            // 3 ASCII + 1 emoji = 7 quarters.
+            ("ok 👍", 2),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(estimate_tokens(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn token_budget_drops_oldest_but_keeps_newest() {
+        // Each exchange: 8 overhead + 10 + 10 tokens = 28.
+        let forty = "x".repeat(40);
+        let mut c = Conversation::new("", 10).with_token_budget(60);
+        for _ in 0..3 {
+            c.record(ex(&forty, &forty));
+        }
+        assert_eq!(c.exchanges().len(), 2);
+        // One exchange alone over the budget is still kept.
+        c.record(ex(&"y".repeat(1000), "z"));
+        assert_eq!(c.exchanges().len(), 1);
+        assert!(c.exchanges()[0].user.starts_with('y'));
+    }
+
+    #[test]
+    fn budget_counts_the_interrupted_marker() {
+        let plain = ex("q", "a");
+        let cut = Exchange {
+            interrupted: true,
+            ..plain.clone()
+        };
+        assert!(cut.estimated_tokens() > plain.estimated_tokens());
+    }
+
+    #[test]
+    fn restore_applies_both_limits_and_clear_empties() {
+        let mut c = Conversation::new("", 3).with_token_budget(1_000);
+        let many: Vec<_> = (0..5).map(|i| ex(&format!("q{i}"), "a")).collect();
+        c.restore(many);
+        let users: Vec<_> = c.exchanges().iter().map(|e| e.user.as_str()).collect();
+        assert_eq!(users, ["q2", "q3", "q4"]);
+        let mut tight = Conversation::new("", 3).with_token_budget(0);
+        tight.restore(c.exchanges().to_vec());
+        assert_eq!(tight.exchanges().len(), 1);
+        assert_eq!(tight.exchanges()[0].user, "q4");
+        c.clear();
+        assert!(c.exchanges().is_empty());
+    }
+
+    #[test]
+    fn exchange_round_trips_through_json() {
+        let e = Exchange {
+            user: "మీరు ఎవరు?".into(),
+            assistant: "मैं वाक हूँ".into(),
+            language: "te".into(),
+            interrupted: true,
+        };
+        let json = serde_json::to_string(&e).expect("serialise");
+        assert_eq!(serde_json::from_str::<Exchange>(&json).expect("parse"), e);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn token_estimate_is_bounded_and_additive(a in "\\PC*", b in "\\PC*") {
+            let (ea, eb) = (estimate_tokens(&a), estimate_tokens(&b));
+            let joined = estimate_tokens(&format!("{a}{b}"));
+            proptest::prop_assert!(joined >= ea.max(eb));
+            proptest::prop_assert!(joined <= ea + eb);
+            let chars = a.chars().count();
+            proptest::prop_assert!(ea <= chars);
+            proptest::prop_assert!(ea >= chars.div_ceil(4));
+        }
     }
 }

@@ -9,7 +9,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use super::StageCtx;
 use crate::backend::asr::{AsrError, LanguageHint};
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{Transcript, TurnClock, Utterance};
+use crate::pipeline::messages::{Transcript, Turn, TurnClock, UserInput, Utterance};
 use crate::pipeline::PipelineEvent;
 use crate::text::redact::redact;
 
@@ -33,13 +33,22 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
             if ctx.drop_if_stale(&utt.turn) {
                 continue;
             }
+            let pcm = match utt.input {
+                UserInput::Speech(pcm) => pcm,
+                UserInput::Typed(text) => {
+                    TurnClock::mark(&utt.turn.clock.asr_done);
+                    if !ctx.forward(&tx, typed(&ctx, utt.turn, text)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let asr = Arc::clone(&ctx.backends.asr);
             let turn = Arc::clone(&utt.turn);
             let hint = hint.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                asr.transcribe(&utt.pcm, &hint, &turn.cancel)
-            })
-            .await;
+            let result =
+                tokio::task::spawn_blocking(move || asr.transcribe(&pcm, &hint, &turn.cancel))
+                    .await;
             let turn = utt.turn;
             TurnClock::mark(&turn.clock.asr_done);
             let result = match result {
@@ -48,8 +57,12 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
             };
             match result {
                 Ok(t) if is_non_speech(&t.text) => {
-                    Metrics::incr(&ctx.metrics.turns_failed);
                     ctx.turns.finish(turn.id);
+                    // A speculative turn that the user went on with is nobody's business.
+                    if !turn.wait_confirmed().await {
+                        continue;
+                    }
+                    Metrics::incr(&ctx.metrics.turns_failed);
                     ctx.emit(PipelineEvent::TurnFailed {
                         turn: turn.id,
                         stage: "asr",
@@ -80,8 +93,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
                 }
                 Err(e) => {
                     warn!(turn = turn.id.0, error = %e, "ASR failed");
-                    Metrics::incr(&ctx.metrics.turns_failed);
                     ctx.turns.finish(turn.id);
+                    if !turn.wait_confirmed().await {
+                        continue;
+                    }
+                    Metrics::incr(&ctx.metrics.turns_failed);
                     ctx.emit(PipelineEvent::TurnFailed {
                         turn: turn.id,
                         stage: "asr",
@@ -94,6 +110,23 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
     }
     .instrument(span)
     .await
+}
+
+/// A typed turn: its language from its script and words (the session's first language if the
+/// text does not say).
+fn typed(ctx: &StageCtx, turn: Arc<Turn>, text: String) -> Transcript {
+    let allowed = &ctx.settings.languages;
+    let (language, prob) = crate::text::script::language_of_text(&text, allowed)
+        .unwrap_or_else(|| (allowed.first().cloned().unwrap_or_else(|| "en".into()), 0.5));
+    Transcript {
+        turn,
+        text,
+        spoken_language: language.clone(),
+        spoken_prob: prob,
+        candidates: vec![(language, prob)],
+        audio_s: 0.0,
+        asr_compute_s: 0.0,
+    }
 }
 
 #[cfg(test)]

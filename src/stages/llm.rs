@@ -13,7 +13,6 @@ use crate::backend::llm::{with_deadlines, ChatRequest, LlmEvent};
 use crate::metrics::Metrics;
 use crate::pipeline::messages::{ReplyText, TurnClock, UserTurn};
 use crate::pipeline::PipelineEvent;
-use crate::session::{Conversation, Exchange};
 use crate::text::clauses::ClauseSplitter;
 
 /// Removes what a TTS voice should not read out: markdown emphasis, headings, code ticks.
@@ -32,7 +31,6 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
     let span = info_span!("stage", name = "llm", session = %ctx.settings.session_id);
     async move {
         let cfg = &ctx.backends.config.llm;
-        let mut memory = Conversation::new(cfg.system_prompt.clone(), cfg.history_turns);
         while let Some(user) = ctx.next(&mut rx).await {
             if ctx.drop_if_stale(&user.turn) {
                 continue;
@@ -46,7 +44,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
                 asr_compute_s: user.asr_compute_s,
             };
             let req = ChatRequest {
-                messages: memory.messages_for(&user.text, &user.language),
+                messages: ctx.memory.messages_for(&user.text, &user.language),
                 max_tokens: cfg.max_tokens,
                 temperature: cfg.temperature,
                 session_key: Some(ctx.settings.session_id.clone()),
@@ -126,13 +124,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
                     .await;
                 }
             }
-            if !reply.is_empty() {
-                memory.record(Exchange {
-                    user: user.text.clone(),
-                    assistant: reply,
-                    language: user.language.clone(),
-                    interrupted: turn.is_stale(),
-                });
+            // A speculative turn is remembered only once the user's pause proved final.
+            if turn.is_confirmed() || turn.wait_confirmed().await {
+                ctx.memory
+                    .record(&turn, user.text.clone(), reply, user.language.clone())
+                    .await;
             }
             // Always close the reply so the output stage can complete (or fail) the turn.
             if !ctx.forward(&tx, clause(String::new(), true)).await {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::Backends;
 use crate::metrics::Metrics;
 use crate::pipeline::messages::Turn;
-use crate::pipeline::{PipelineEvent, SessionSettings, TurnControl};
+use crate::pipeline::{PipelineEvent, SessionMemory, SessionSettings, TurnControl};
 
 /// Everything a stage task needs besides its own edges.
 #[derive(Clone)]
@@ -28,6 +28,7 @@ pub struct StageCtx {
     pub turns: Arc<TurnControl>,
     pub settings: Arc<SessionSettings>,
     pub backends: Arc<Backends>,
+    pub memory: Arc<SessionMemory>,
 }
 
 impl StageCtx {
@@ -52,6 +53,24 @@ impl StageCtx {
     /// Reports an event to the transport (backpressure; `false` once the transport is gone).
     pub async fn emit(&self, event: PipelineEvent) -> bool {
         self.forward(&self.events, event).await
+    }
+
+    /// Reports an interruption of `turn` (already cancelled by [`Turn::interrupt`]): counts it,
+    /// cuts the history to what was heard, tells the transport.
+    pub async fn report_interrupted(&self, turn: &Turn) {
+        if !turn.is_confirmed() {
+            // A speculative reply nobody heard: nothing was interrupted.
+            return;
+        }
+        Metrics::incr(&self.metrics.interruptions);
+        self.memory.on_interrupted(turn).await;
+        tracing::debug!(turn = turn.id.0, played_s = turn.played_s(), "barge-in");
+        self.emit(PipelineEvent::Interrupted {
+            turn: turn.id,
+            played_s: turn.played_s(),
+            kept_text: turn.heard_text(),
+        })
+        .await;
     }
 
     /// True (and counted) if `turn` was cancelled and its message must be dropped.

@@ -1,26 +1,59 @@
-//! Output stage: hands reply audio to the transport in order, tracks how much of each reply went
-//! out (what barge-in reports as played), and closes each turn with its stage timings.
+//! Output stage: hands reply captions and audio to the transport in order. It holds a
+//! speculative turn's reply until the turn is confirmed (the user really stopped), paces audio
+//! in real time for live transports (so an interruption stops what was not yet heard), records
+//! which clause went out when (what barge-in keeps in the history), and closes each turn with
+//! its stage timings.
+
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, info_span, Instrument};
 
 use super::StageCtx;
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{ReplyAudio, TurnClock, TurnId};
+use crate::pipeline::messages::{ReplyAudio, Turn, TurnClock, TurnId};
 use crate::pipeline::PipelineEvent;
 
 struct Progress {
     turn: TurnId,
     offset: u64,
-    rate: u32,
     text: String,
     voice: String,
     audio_s: f64,
     synth_s: f64,
+    /// When the reply's first audio went out (pacing reference).
+    started: Option<Instant>,
+}
+
+impl Progress {
+    fn new(turn: TurnId) -> Self {
+        Self {
+            turn,
+            offset: 0,
+            text: String::new(),
+            voice: String::new(),
+            audio_s: 0.0,
+            synth_s: 0.0,
+            started: None,
+        }
+    }
+}
+
+/// Waits until audio starting `audio_s` into the reply may go out: no more than `lead` ahead of
+/// real-time playback. False if the turn was cancelled meanwhile.
+async fn pace(turn: &Turn, started: Instant, audio_s: f64, lead: Duration) -> bool {
+    let due = started + Duration::from_secs_f64(audio_s).saturating_sub(lead);
+    tokio::select! {
+        biased;
+        _ = turn.cancel.cancelled() => false,
+        _ = tokio::time::sleep_until(due) => true,
+    }
 }
 
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyAudio>) {
     let span = info_span!("stage", name = "output", session = %ctx.settings.session_id);
+    let lead = Duration::from_millis(u64::from(ctx.backends.config.turn.output_lead_ms));
     async move {
         let mut cur: Option<Progress> = None;
         while let Some(a) = ctx.next(&mut rx).await {
@@ -31,20 +64,43 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyAudio>) {
             if ctx.drop_if_stale(&a.turn) {
                 continue;
             }
-            let p = cur.get_or_insert_with(|| Progress {
-                turn: a.turn.id,
-                offset: 0,
-                rate: a.sample_rate,
-                text: String::new(),
-                voice: String::new(),
-                audio_s: 0.0,
-                synth_s: 0.0,
-            });
+            if cur.is_none() {
+                // First output of this turn: a speculative reply waits for the end of the turn.
+                if !a.turn.is_confirmed() {
+                    if !a.turn.wait_confirmed().await {
+                        Metrics::incr(&ctx.metrics.stale_messages_dropped);
+                        continue;
+                    }
+                    if let Some((text, language, confidence)) = a.turn.user_text.get() {
+                        let final_transcript = PipelineEvent::Transcript {
+                            turn: a.turn.id,
+                            text: text.clone(),
+                            language: language.clone(),
+                            confidence: *confidence,
+                            spoken: Vec::new(),
+                            is_final: true,
+                        };
+                        if !ctx.emit(final_transcript).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            let p = cur.get_or_insert_with(|| Progress::new(a.turn.id));
+            if !a.samples.is_empty() && ctx.settings.pace_output {
+                let started = *p.started.get_or_insert_with(Instant::now);
+                if !pace(&a.turn, started, p.audio_s, lead).await {
+                    Metrics::incr(&ctx.metrics.stale_messages_dropped);
+                    continue;
+                }
+            }
             if !a.text.is_empty() {
                 if !p.text.is_empty() {
                     p.text.push(' ');
                 }
                 p.text.push_str(&a.text);
+                a.turn
+                    .record_clause(&a.text, (p.audio_s * 1000.0) as u64, a.clause_ms);
                 // The caption goes out just before the audio it belongs to.
                 let caption = PipelineEvent::ReplyText {
                     turn: a.turn.id,
@@ -70,7 +126,6 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyAudio>) {
                     offset_samples: p.offset,
                 };
                 p.offset += n;
-                p.rate = a.sample_rate;
                 if !ctx.emit(ev).await {
                     return;
                 }
@@ -83,7 +138,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyAudio>) {
                     ctx.metrics.observe("end_to_first_audio", d);
                 }
                 ctx.turns.finish(a.turn.id);
-                if p.offset > 0 {
+                if p.offset > 0 || !p.text.is_empty() {
                     Metrics::incr(&ctx.metrics.turns_completed);
                     info!(
                         turn = a.turn.id.0,
@@ -91,10 +146,17 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyAudio>) {
                         reply_audio_s = p.audio_s,
                         "turn completed"
                     );
+                    let language = a
+                        .turn
+                        .user_text
+                        .get()
+                        .map(|(_, l, _)| l.clone())
+                        .unwrap_or_default();
                     ctx.emit(PipelineEvent::TurnCompleted {
                         turn: a.turn.id,
                         reply_text: p.text,
                         voice: p.voice,
+                        language,
                         timings,
                     })
                     .await;

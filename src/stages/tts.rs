@@ -32,6 +32,7 @@ fn without_audio(clause: &ReplyText, text: String, last: bool) -> ReplyAudio {
         last,
         asr_compute_s: clause.asr_compute_s,
         synth_s: 0.0,
+        clause_ms: 0,
     }
 }
 
@@ -54,7 +55,24 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                 }
                 continue;
             }
-            let engine = match ctx.backends.tts.for_language(&clause.language) {
+            if ctx.settings.text_only {
+                if !ctx
+                    .forward(
+                        &tx,
+                        without_audio(&clause, clause.text.clone(), clause.last),
+                    )
+                    .await
+                {
+                    return;
+                }
+                continue;
+            }
+            let preferred = ctx.settings.voices.get(&clause.language);
+            let engine = match preferred {
+                Some(name) => ctx.backends.tts.named(name, &clause.language),
+                None => ctx.backends.tts.for_language(&clause.language),
+            };
+            let engine = match engine {
                 Ok(e) => e,
                 Err(e) => {
                     caption_only(&ctx, &tx, &clause).await;
@@ -107,6 +125,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
             }
             TurnClock::mark(&turn.clock.tts_first_audio);
             let chunk = (rate * AUDIO_CHUNK_MS / 1000).max(1) as usize;
+            let clause_ms = samples.len() as u64 * 1000 / u64::from(rate.max(1));
             for (i, part) in samples.chunks(chunk).enumerate() {
                 if turn.is_stale() {
                     break;
@@ -124,6 +143,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                     last: false,
                     asr_compute_s: clause.asr_compute_s,
                     synth_s: if i == 0 { synth_s } else { 0.0 },
+                    clause_ms: if i == 0 { clause_ms } else { 0 },
                 };
                 if !ctx.forward(&tx, msg).await {
                     return;

@@ -13,7 +13,7 @@ use crate::audio::PIPELINE_RATE;
 use crate::backend::vad::VoiceActivity;
 use crate::config::VadConfig;
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{Ingest, Utterance};
+use crate::pipeline::messages::{Ingest, Turn, UserInput, Utterance};
 use crate::pipeline::PipelineEvent;
 
 /// What one frame did to the endpointer.
@@ -23,6 +23,11 @@ pub enum Endpoint {
     SpeechStarted,
     /// An utterance ended (silence, length cap, or end of input), with its audio.
     Utterance(Vec<f32>),
+    /// A short pause (`pause_ms`) in confirmed speech, with the audio so far: a reply may start
+    /// speculatively.
+    Pause(Vec<f32>),
+    /// Speech went on after a [`Endpoint::Pause`].
+    Resumed,
 }
 
 /// Probability → utterance state machine, independent of the model (unit-tested with scripted
@@ -40,6 +45,9 @@ pub struct Endpointer {
     silence_frames: usize,
     confirmed: bool,
     in_speech: bool,
+    /// Silence frames that make a [`Endpoint::Pause`]; 0 = never.
+    pause_frames: usize,
+    paused: bool,
 }
 
 impl Endpointer {
@@ -55,7 +63,23 @@ impl Endpointer {
             silence_frames: 0,
             confirmed: false,
             in_speech: false,
+            pause_frames: 0,
+            paused: false,
         }
+    }
+
+    /// Also report pauses of `ms` in confirmed speech (0 = off).
+    pub fn with_pause(mut self, ms: u32) -> Self {
+        self.pause_frames = if ms == 0 { 0 } else { self.frames_for(ms) };
+        self
+    }
+
+    /// Voiced time of the utterance in progress (frames above the threshold; 0 when silent).
+    pub fn speech_ms(&self) -> u32 {
+        if !self.in_speech {
+            return 0;
+        }
+        (self.speech_frames as u64 * self.frame as u64 * 1000 / u64::from(PIPELINE_RATE)) as u32
     }
 
     fn frames_for(&self, ms: u32) -> usize {
@@ -82,12 +106,14 @@ impl Endpointer {
         }
 
         self.utterance.extend_from_slice(frame);
+        let mut resumed = false;
         if prob < self.cfg.neg_threshold {
             self.silence_frames += 1;
         } else {
             self.silence_frames = 0;
             if prob >= self.cfg.threshold {
                 self.speech_frames += 1;
+                resumed = std::mem::take(&mut self.paused);
             }
         }
         if !self.confirmed {
@@ -104,7 +130,21 @@ impl Endpointer {
         if self.utterance.len() >= ms_to_samples(self.cfg.max_utterance_ms) {
             return Some(Endpoint::Utterance(self.take_utterance()));
         }
+        if resumed {
+            return Some(Endpoint::Resumed);
+        }
+        if self.pause_frames > 0 && !self.paused && self.silence_frames == self.pause_frames {
+            self.paused = true;
+            return Some(Endpoint::Pause(self.trimmed_copy()));
+        }
         None
+    }
+
+    /// The utterance so far without trailing silence beyond the padding.
+    fn trimmed_copy(&self) -> Vec<f32> {
+        let trailing = self.silence_frames * self.frame;
+        let cut = trailing - self.preroll_max.min(trailing);
+        self.utterance[..self.utterance.len().saturating_sub(cut)].to_vec()
     }
 
     fn confirm_if_long_enough(&mut self) -> Option<Endpoint> {
@@ -139,6 +179,7 @@ impl Endpointer {
     }
 
     fn reset_to_silence(&mut self) {
+        self.paused = false;
         self.in_speech = false;
         self.confirmed = false;
         self.speech_frames = 0;
@@ -204,13 +245,18 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
             }
         };
         let frame = detector.frame_samples();
+        let pause_ms = if ctx.settings.speculative {
+            ctx.backends.config.turn.speculative_pause_ms
+        } else {
+            0
+        };
         let mut work = Some(Work {
             detector,
-            endpointer: Endpointer::new(vad_config(&ctx), frame),
+            endpointer: Endpointer::new(vad_config(&ctx), frame).with_pause(pause_ms),
             pending: Vec::with_capacity(frame * 4),
             error: None,
         });
-        let mut heard_speech = false;
+        let mut turns = TurnTaking::default();
         while let Some(msg) = ctx.next(&mut rx).await {
             let (Some(w), events) = (match msg {
                 Ingest::Audio(samples) => {
@@ -219,6 +265,12 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
                         break;
                     };
                     (Some(w), evs)
+                }
+                Ingest::Text(text) => {
+                    if !turns.typed(&ctx, &tx, text).await {
+                        return;
+                    }
+                    continue;
                 }
                 Ingest::EndOfInput => {
                     let Some(mut w) = work.take() else { break };
@@ -236,46 +288,195 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
             if let Some(e) = &w.error {
                 warn!(error = %e, "VAD inference error (treated as silence)");
             }
-            work = Some(w);
             for ev in events {
-                match ev {
-                    Endpoint::SpeechStarted => {
-                        heard_speech = true;
-                        if ctx.settings.barge_in {
-                            if let Some(turn) = ctx.turns.interrupt() {
-                                Metrics::incr(&ctx.metrics.interruptions);
-                                debug!(turn = turn.id.0, "barge-in");
-                                ctx.emit(PipelineEvent::Interrupted {
-                                    turn: turn.id,
-                                    played_s: turn.played_s(),
-                                })
-                                .await;
-                            }
-                        }
-                        ctx.emit(PipelineEvent::SpeechStarted).await;
-                    }
-                    Endpoint::Utterance(pcm) => {
-                        heard_speech = true;
-                        if !send_utterance(&ctx, &tx, pcm).await {
-                            return;
-                        }
-                    }
+                if !turns.on_endpoint(&ctx, &tx, ev).await {
+                    return;
                 }
             }
+            turns.check_barge_in(&ctx, w.endpointer.speech_ms()).await;
+            work = Some(w);
         }
         // Input closed: flush an utterance in progress.
         if let Some(mut w) = work {
             if let Some(pcm) = w.endpointer.finish() {
-                heard_speech = true;
-                send_utterance(&ctx, &tx, pcm).await;
+                turns.on_endpoint(&ctx, &tx, Endpoint::Utterance(pcm)).await;
             }
         }
-        if !heard_speech && !ctx.shutdown.is_cancelled() {
+        if !turns.heard_speech && !ctx.shutdown.is_cancelled() {
             ctx.emit(PipelineEvent::NoSpeech).await;
         }
     }
     .instrument(span)
     .await
+}
+
+/// Turn-taking decisions on top of the endpointer: speculative starts at pauses, barge-in only
+/// after `turn.barge_in_min_ms` of speech over a reply, short speech over a reply sent on as a
+/// tentative turn (a backchannel does not interrupt), and a user who goes on speaking before the
+/// assistant has said anything continues the same turn (the earlier audio is carried into it).
+#[derive(Default)]
+struct TurnTaking {
+    heard_speech: bool,
+    /// A reply was playing when the current speech started.
+    over_reply: bool,
+    speculative: Option<Arc<Turn>>,
+    /// The latest confirmed turn and all the audio it was heard from.
+    base: Option<(Arc<Turn>, Vec<f32>)>,
+    /// Audio of an unanswered turn the user is continuing: it prefixes the next turn.
+    carry: Vec<f32>,
+}
+
+/// The base turn is still being worked on and nothing of its reply went out.
+fn unanswered(ctx: &StageCtx, turn: &Turn) -> bool {
+    !turn.is_stale()
+        && turn.clock.output_first_audio.get().is_none()
+        && ctx.turns.active().is_some_and(|a| a.id == turn.id)
+}
+
+impl TurnTaking {
+    async fn on_endpoint(
+        &mut self,
+        ctx: &StageCtx,
+        tx: &mpsc::Sender<Utterance>,
+        ev: Endpoint,
+    ) -> bool {
+        match ev {
+            Endpoint::SpeechStarted => {
+                self.heard_speech = true;
+                if ctx.settings.barge_in {
+                    if let Some((base, audio)) = self.base.take() {
+                        if unanswered(ctx, &base) {
+                            // The user goes on before being answered: one turn, not two.
+                            debug!(turn = base.id.0, "turn continued");
+                            ctx.turns.abandon(&base);
+                            self.carry = audio;
+                        }
+                    }
+                }
+                self.over_reply = ctx.settings.barge_in && ctx.turns.replying();
+                ctx.emit(PipelineEvent::SpeechStarted).await;
+                true
+            }
+            Endpoint::Pause(pcm) => {
+                if self.over_reply || self.speculative.is_some() {
+                    return true;
+                }
+                let pcm = self.with_carry(ctx, pcm, false);
+                let turn = ctx.turns.begin_speculative();
+                Metrics::incr(&ctx.metrics.speculative_started);
+                debug!(turn = turn.id.0, "speculative start");
+                self.speculative = Some(Arc::clone(&turn));
+                self.base = Some((Arc::clone(&turn), pcm.clone()));
+                ctx.forward(
+                    tx,
+                    Utterance {
+                        turn,
+                        input: UserInput::Speech(pcm),
+                    },
+                )
+                .await
+            }
+            Endpoint::Resumed => {
+                if let Some(turn) = self.speculative.take() {
+                    Metrics::incr(&ctx.metrics.speculative_abandoned);
+                    debug!(turn = turn.id.0, "speculative turn abandoned");
+                    ctx.turns.abandon(&turn);
+                }
+                true
+            }
+            Endpoint::Utterance(pcm) => {
+                self.heard_speech = true;
+                if let Some(turn) = self.speculative.take() {
+                    if turn.confirm() && !turn.is_stale() {
+                        self.carry.clear();
+                        let audio_s = self.base.as_ref().map_or(0, |(_, a)| a.len()) as f32
+                            / PIPELINE_RATE as f32;
+                        return ctx
+                            .emit(PipelineEvent::SpeechStopped {
+                                turn: turn.id,
+                                audio_s,
+                            })
+                            .await;
+                    }
+                }
+                let pcm = self.with_carry(ctx, pcm, true);
+                let audio_s = pcm.len() as f32 / PIPELINE_RATE as f32;
+                let turn = if std::mem::take(&mut self.over_reply) && ctx.turns.replying() {
+                    ctx.turns.begin_tentative()
+                } else {
+                    let (turn, old) = ctx.turns.start(ctx.settings.barge_in);
+                    if let Some(old) = old {
+                        ctx.report_interrupted(&old).await;
+                    }
+                    turn
+                };
+                debug!(turn = turn.id.0, audio_s, "utterance");
+                if !turn.over_reply.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.base = Some((Arc::clone(&turn), pcm.clone()));
+                }
+                ctx.emit(PipelineEvent::SpeechStopped {
+                    turn: turn.id,
+                    audio_s,
+                })
+                .await;
+                ctx.forward(
+                    tx,
+                    Utterance {
+                        turn,
+                        input: UserInput::Speech(pcm),
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// `pcm` prefixed with the audio of the turn the user is continuing (unless that would pass
+    /// Whisper's window: then the newest speech wins). `consume` empties the carry.
+    fn with_carry(&mut self, ctx: &StageCtx, pcm: Vec<f32>, consume: bool) -> Vec<f32> {
+        let max = ms_to_samples(ctx.backends.config.vad.max_utterance_ms);
+        let carry = if consume {
+            std::mem::take(&mut self.carry)
+        } else {
+            self.carry.clone()
+        };
+        if carry.is_empty() || carry.len() + pcm.len() > max {
+            return pcm;
+        }
+        let mut out = carry;
+        out.extend_from_slice(&pcm);
+        out
+    }
+
+    /// Interrupts the reply once the speech over it has lasted `turn.barge_in_min_ms`.
+    async fn check_barge_in(&mut self, ctx: &StageCtx, speech_ms: u32) {
+        if !self.over_reply || speech_ms < ctx.backends.config.turn.barge_in_min_ms {
+            return;
+        }
+        self.over_reply = false;
+        if let Some(turn) = ctx.turns.interrupt() {
+            ctx.report_interrupted(&turn).await;
+        }
+    }
+
+    /// A typed turn interrupts whatever is playing and goes straight to the LLM.
+    async fn typed(&mut self, ctx: &StageCtx, tx: &mpsc::Sender<Utterance>, text: String) -> bool {
+        if let Some(turn) = self.speculative.take() {
+            ctx.turns.abandon(&turn);
+        }
+        let (turn, old) = ctx.turns.start(true);
+        if let Some(old) = old {
+            ctx.report_interrupted(&old).await;
+        }
+        ctx.forward(
+            tx,
+            Utterance {
+                turn,
+                input: UserInput::Typed(text),
+            },
+        )
+        .await
+    }
 }
 
 fn vad_config(ctx: &StageCtx) -> VadConfig {
@@ -284,25 +485,6 @@ fn vad_config(ctx: &StageCtx) -> VadConfig {
         cfg.min_silence_ms = ms;
     }
     cfg
-}
-
-async fn send_utterance(ctx: &StageCtx, tx: &mpsc::Sender<Utterance>, pcm: Vec<f32>) -> bool {
-    let turn = ctx.turns.begin(ctx.settings.barge_in);
-    let audio_s = pcm.len() as f32 / PIPELINE_RATE as f32;
-    debug!(turn = turn.id.0, audio_s, "utterance");
-    ctx.emit(PipelineEvent::SpeechStopped {
-        turn: turn.id,
-        audio_s,
-    })
-    .await;
-    ctx.forward(
-        tx,
-        Utterance {
-            turn: Arc::clone(&turn),
-            pcm,
-        },
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ mod bad_input;
 mod common;
 mod config_cli;
 mod converse_real;
+mod live_turns;
+mod remote_llm;
 mod serve;
 mod turn_taking;
 mod worker_restart;

@@ -28,11 +28,8 @@ fn backends(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Arc<Backends> {
 
 fn settings(barge_in: bool) -> SessionSettings {
     SessionSettings {
-        session_id: "test".into(),
-        languages: vec!["en".into(), "hi".into()],
         barge_in,
-        speech_rate: 1.0,
-        min_silence_ms: None,
+        ..SessionSettings::new("test", vec!["en".into(), "hi".into()])
     }
 }
 
@@ -65,6 +62,8 @@ fn kind(e: &PipelineEvent) -> &'static str {
         PipelineEvent::Interrupted { .. } => "interrupted",
         PipelineEvent::TurnFailed { .. } => "turn_failed",
         PipelineEvent::NoSpeech => "no_speech",
+        PipelineEvent::LanguageChanged { .. } => "language_changed",
+        PipelineEvent::Backchannel { .. } => "backchannel",
     }
 }
 

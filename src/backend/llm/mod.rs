@@ -2,6 +2,7 @@
 //! the embedded llama.cpp worker process (`vaak-llm`, supervised by `worker`) and any remote
 //! server (vLLM, SGLang, TGI, llama.cpp server, Ollama) go through the same client.
 
+pub mod fallback;
 pub mod openai;
 pub mod worker;
 

@@ -407,7 +407,7 @@ impl std::fmt::Debug for KokoroVoice {
 }
 
 /// Voice names (`*.bin` stems) in `dir`, sorted.
-fn available_voices(dir: &Path) -> Vec<String> {
+pub(crate) fn available_voices(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

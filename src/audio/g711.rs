@@ -1,0 +1,184 @@
+//! G.711 μ-law and A-law (ITU-T G.711), the 8 kHz codecs of telephony: gRPC clients may send
+//! μ-law, and phone integrations speak nothing else. Encoders follow the reference algorithm
+//! (segment search with bias 0x84 for μ-law, 0x55 inversion for A-law); decoders are the
+//! standard's expansion, checked against its table values in the tests.
+
+/// μ-law byte → linear 16-bit sample.
+pub fn ulaw_to_linear(byte: u8) -> i16 {
+    let u = !byte;
+    let sign = u & 0x80;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = i32::from(u & 0x0F);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    // magnitude ≤ 32124, so it fits in i16 either way.
+    if sign != 0 {
+        -magnitude as i16
+    } else {
+        magnitude as i16
+    }
+}
+
+/// Linear 16-bit sample → μ-law byte.
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    let mut pcm = i32::from(sample);
+    let sign = if pcm < 0 {
+        pcm = -pcm;
+        0x80
+    } else {
+        0x00
+    };
+    let pcm = pcm.min(CLIP) + BIAS;
+    let exponent = segment(pcm >> 7);
+    let mantissa = (pcm >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) as u8 | mantissa as u8)
+}
+
+/// A-law byte → linear 16-bit sample.
+pub fn alaw_to_linear(byte: u8) -> i16 {
+    let a = byte ^ 0x55;
+    let sign = a & 0x80;
+    let exponent = i32::from((a >> 4) & 0x07);
+    let mantissa = i32::from(a & 0x0F);
+    let magnitude = if exponent == 0 {
+        (mantissa << 4) + 8
+    } else {
+        ((mantissa << 4) + 0x108) << (exponent - 1)
+    };
+    // magnitude ≤ 32256.
+    if sign != 0 {
+        magnitude as i16
+    } else {
+        -magnitude as i16
+    }
+}
+
+/// Linear 16-bit sample → A-law byte.
+pub fn linear_to_alaw(sample: i16) -> u8 {
+    let pcm = i32::from(sample);
+    let (sign, magnitude) = if pcm >= 0 {
+        (0x80u8, pcm)
+    } else {
+        (0x00u8, -pcm - 1)
+    };
+    let magnitude = magnitude.min(32_767);
+    let byte = if magnitude < 256 {
+        (magnitude >> 4) as u8
+    } else {
+        let exponent = segment(magnitude >> 8) + 1;
+        let mantissa = (magnitude >> (exponent + 3)) & 0x0F;
+        ((exponent << 4) as u8) | mantissa as u8
+    };
+    (byte | sign) ^ 0x55
+}
+
+/// Position of the highest set bit of `v` (0..=7), the G.711 segment number.
+fn segment(v: i32) -> i32 {
+    let mut seg = 0;
+    let mut v = v;
+    while v > 1 && seg < 7 {
+        v >>= 1;
+        seg += 1;
+    }
+    seg
+}
+
+/// Decodes μ-law bytes to samples in [-1, 1].
+pub fn decode_ulaw(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .iter()
+        .map(|&b| super::pcm::i16_to_f32(ulaw_to_linear(b)))
+        .collect()
+}
+
+/// Encodes samples in [-1, 1] to μ-law bytes.
+pub fn encode_ulaw(samples: &[f32]) -> Vec<u8> {
+    samples
+        .iter()
+        .map(|&s| linear_to_ulaw(super::pcm::f32_to_i16(s)))
+        .collect()
+}
+
+/// Decodes A-law bytes to samples in [-1, 1].
+pub fn decode_alaw(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .iter()
+        .map(|&b| super::pcm::i16_to_f32(alaw_to_linear(b)))
+        .collect()
+}
+
+/// Encodes samples in [-1, 1] to A-law bytes.
+pub fn encode_alaw(samples: &[f32]) -> Vec<u8> {
+    samples
+        .iter()
+        .map(|&s| linear_to_alaw(super::pcm::f32_to_i16(s)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ulaw_matches_the_standard_table() {
+        // Values from ITU-T G.711 Table 2a / the reference decoder.
+        assert_eq!(ulaw_to_linear(0xFF), 0);
+        assert_eq!(ulaw_to_linear(0x7F), 0);
+        assert_eq!(ulaw_to_linear(0x80), -32124);
+        assert_eq!(ulaw_to_linear(0x00), 32124);
+        assert_eq!(ulaw_to_linear(0xF0), -120);
+        assert_eq!(ulaw_to_linear(0x70), 120);
+        assert_eq!(ulaw_to_linear(0xEF), -132);
+        assert_eq!(linear_to_ulaw(0), 0xFF);
+        assert_eq!(linear_to_ulaw(-1), 0x7F);
+        assert_eq!(linear_to_ulaw(32767), 0x80);
+        assert_eq!(linear_to_ulaw(-32768), 0x00);
+    }
+
+    #[test]
+    fn alaw_matches_the_standard_table() {
+        assert_eq!(alaw_to_linear(0xD5), 8);
+        assert_eq!(alaw_to_linear(0x55), -8);
+        assert_eq!(alaw_to_linear(0xAA), 32256);
+        assert_eq!(alaw_to_linear(0x2A), -32256);
+        assert_eq!(linear_to_alaw(0), 0xD5);
+        assert_eq!(linear_to_alaw(-1), 0x55);
+        assert_eq!(linear_to_alaw(32767), 0xAA);
+        assert_eq!(linear_to_alaw(-32768), 0x2A);
+    }
+
+    #[test]
+    fn every_code_round_trips() {
+        for b in 0..=255u8 {
+            let u = linear_to_ulaw(ulaw_to_linear(b));
+            // 0x7F and 0xFF both mean zero.
+            assert!(
+                u == b || ulaw_to_linear(u) == ulaw_to_linear(b),
+                "mu {b:#x}"
+            );
+            assert_eq!(linear_to_alaw(alaw_to_linear(b)), b, "A {b:#x}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn quantisation_error_is_within_the_segment_step(s in any::<i16>()) {
+            let mu = i32::from(ulaw_to_linear(linear_to_ulaw(s)));
+            let a = i32::from(alaw_to_linear(linear_to_alaw(s)));
+            let x = i32::from(s);
+            // Step size doubles per segment: error ≤ half a step ≤ 1/32 of the magnitude + 16.
+            let bound = x.abs() / 16 + 36;
+            prop_assert!((mu - x).abs() <= bound, "mu {} -> {}", x, mu);
+            prop_assert!((a - x).abs() <= bound, "A {} -> {}", x, a);
+        }
+
+        #[test]
+        fn codecs_preserve_sign_and_order(a in any::<i16>(), b in any::<i16>()) {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(ulaw_to_linear(linear_to_ulaw(lo)) <= ulaw_to_linear(linear_to_ulaw(hi)));
+            prop_assert!(alaw_to_linear(linear_to_alaw(lo)) <= alaw_to_linear(linear_to_alaw(hi)));
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! One `Converse` stream = one session. The first client message must be a `SessionConfig`;
+//! then audio, typed text and control flow in while pipeline events flow out. One task per
+//! stream (owned by the daemon's tracker) selects, in order: shutdown, the session being taken
+//! over or deleted, the session's time limit, client messages, pipeline events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
+use super::open_error_status;
+use crate::metrics::Metrics;
+use crate::pipeline::{Ingest, PipelineEvent};
+use crate::proto::{self, client_message::Msg, control::Kind, server_event::Event};
+use crate::service::{OpenRequest, OpenSession, SessionService};
+
+/// Server events buffered towards one client; backpressure (a client that stops reading stalls
+/// its own session's output, nothing else).
+pub const CLIENT_EVENT_EDGE: usize = 64;
+/// Longest typed turn accepted.
+pub const MAX_TEXT_CHARS: usize = 2_000;
+
+pub type EventStream = ReceiverStream<Result<proto::ServerEvent, Status>>;
+
+/// Admits, reads the `SessionConfig`, opens the session and starts its task.
+pub async fn start(
+    svc: Arc<SessionService>,
+    tenant: String,
+    mut inbound: Streaming<proto::ClientMessage>,
+) -> Result<EventStream, Status> {
+    // Refused before anything is read or allocated.
+    let slot = svc.admit().map_err(open_error_status)?;
+    let cfg = &svc.backends.config.server;
+    let idle = Duration::from_secs(cfg.idle_timeout_s);
+    let first = match tokio::time::timeout(idle, inbound.message()).await {
+        Err(_) => {
+            return Err(Status::deadline_exceeded(
+                "no SessionConfig within the idle timeout",
+            ))
+        }
+        Ok(Err(status)) => return Err(map_inbound_error(status)),
+        Ok(Ok(None)) => {
+            return Err(Status::invalid_argument(
+                "the stream ended before its first message (a SessionConfig)",
+            ))
+        }
+        Ok(Ok(Some(m))) => m,
+    };
+    let Some(Msg::Config(config)) = first.msg else {
+        return Err(Status::invalid_argument(
+            "the first message of a Converse stream must be a SessionConfig",
+        ));
+    };
+    let input = WireFormat::parse(config.input_format.as_ref(), DEFAULT_INPUT)?;
+    let output = WireFormat::parse(config.output_format.as_ref(), input)?;
+    let req = OpenRequest {
+        tenant,
+        session_id: Some(config.session_id.clone()).filter(|s| !s.is_empty()),
+        languages: config.languages.clone(),
+        voices: config.voices.clone().into_iter().collect(),
+        text_only: config.text_only,
+        speech_rate: config.speech_rate,
+        barge_in: config.barge_in.unwrap_or(true),
+    };
+    let session = svc.open(slot, req).await.map_err(open_error_status)?;
+    let (tx, rx) = mpsc::channel(CLIENT_EVENT_EDGE);
+    let started = proto::ServerEvent {
+        event: Some(Event::SessionStarted(proto::SessionStarted {
+            session_id: session.id.clone(),
+            resumed: session.resumed,
+            history_turns: session.history_turns as u32,
+            output_format: Some(output.to_proto()),
+        })),
+    };
+    // The channel is new and empty: this cannot block.
+    let _ = tx.try_send(Ok(started));
+    let span = info_span!("session", id = %session.id, transport = "grpc");
+    let stream = Stream {
+        decoder: InputDecoder::new(input)?,
+        encoder: OutputEncoder::new(output),
+        text_only: config.text_only,
+        out: tx,
+        offsets: OffsetTracker::default(),
+    };
+    let svc2 = Arc::clone(&svc);
+    svc.tracker()
+        .spawn(run(svc2, session, inbound, stream).instrument(span));
+    Ok(ReceiverStream::new(rx))
+}
+
+struct Stream {
+    decoder: InputDecoder,
+    encoder: OutputEncoder,
+    text_only: bool,
+    out: mpsc::Sender<Result<proto::ServerEvent, Status>>,
+    offsets: OffsetTracker,
+}
+
+/// Reply-audio offsets in output samples, per turn.
+#[derive(Default)]
+struct OffsetTracker {
+    turn: u64,
+    samples: u64,
+}
+
+impl OffsetTracker {
+    fn take(&mut self, turn: u64, n: usize) -> u64 {
+        if turn != self.turn {
+            self.turn = turn;
+            self.samples = 0;
+        }
+        let at = self.samples;
+        self.samples += n as u64;
+        at
+    }
+}
+
+/// Why a session ended, as the client sees it.
+enum End {
+    /// Normal end (client hung up or finished and every reply went out).
+    Done,
+    Error(Status),
+}
+
+async fn run(
+    svc: Arc<SessionService>,
+    mut session: OpenSession,
+    mut inbound: Streaming<proto::ClientMessage>,
+    mut s: Stream,
+) {
+    let cfg = &svc.backends.config.server;
+    let session_deadline = Instant::now() + Duration::from_secs(cfg.max_session_s);
+    let idle = Duration::from_secs(cfg.idle_timeout_s);
+    let shutdown = svc.shutdown_token().clone();
+    let mut input = Some(session.pipeline.input.clone());
+    let mut idle_deadline = Instant::now() + idle;
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                break End::Error(Status::unavailable("vaak is shutting down; reconnect to continue this session"));
+            }
+            _ = session.cancel.cancelled() => {
+                break End::Error(Status::aborted("this session was continued in another stream or deleted"));
+            }
+            _ = tokio::time::sleep_until(session_deadline) => {
+                break End::Error(Status::deadline_exceeded(format!(
+                    "the session reached its maximum length of {} s", cfg.max_session_s)));
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if input.is_some() => {
+                break End::Error(Status::deadline_exceeded(format!(
+                    "no message from the client for {} s", cfg.idle_timeout_s)));
+            }
+            msg = inbound.message(), if input.is_some() => {
+                idle_deadline = Instant::now() + idle;
+                match msg {
+                    Ok(Some(m)) => {
+                        match on_client_message(&svc, &session, &mut s, input.as_ref(), m).await {
+                            Ok(true) => {}
+                            Ok(false) => break End::Done,
+                            Err(status) => break End::Error(status),
+                        }
+                    }
+                    Ok(None) => {
+                        // Half-close: finish the utterance in progress, answer, then end.
+                        if let Some(tx) = input.take() {
+                            let _ = tx.try_send(Ingest::EndOfInput);
+                        }
+                        session.pipeline.input = closed_sender();
+                    }
+                    Err(status) => {
+                        debug!(%status, "client stream ended");
+                        break End::Error(map_inbound_error(status));
+                    }
+                }
+            }
+            ev = session.pipeline.events.recv() => {
+                let Some(ev) = ev else { break End::Done };
+                if !forward_event(&mut s, ev).await {
+                    // The client is gone.
+                    break End::Done;
+                }
+            }
+        }
+    };
+    session.cancel.cancel();
+    match end {
+        End::Done => info!("session ended"),
+        End::Error(status) => {
+            info!(code = ?status.code(), "session ended with status");
+            let _ = s.out.send(Err(status)).await;
+        }
+    }
+}
+
+/// A sender whose receiver is gone: replaces the pipeline's input once the client half-closed,
+/// so that every stage drains and the event stream closes.
+fn closed_sender() -> mpsc::Sender<Ingest> {
+    mpsc::channel(1).0
+}
+
+/// Handles one client message; `Ok(false)` ends the session (hang-up).
+async fn on_client_message(
+    svc: &SessionService,
+    session: &OpenSession,
+    s: &mut Stream,
+    input: Option<&mpsc::Sender<Ingest>>,
+    m: proto::ClientMessage,
+) -> Result<bool, Status> {
+    let Some(input) = input else { return Ok(true) };
+    match m.msg {
+        None => Err(Status::invalid_argument("empty ClientMessage")),
+        Some(Msg::Config(_)) => Err(Status::invalid_argument(
+            "SessionConfig may only be the first message",
+        )),
+        Some(Msg::Audio(bytes)) => {
+            if s.text_only {
+                return Err(Status::invalid_argument(
+                    "this session is text-only: send text, not audio",
+                ));
+            }
+            let pcm = s.decoder.decode(&bytes)?;
+            if pcm.is_empty() {
+                return Ok(true);
+            }
+            // Realtime capture: never wait; a full edge drops this chunk and counts it.
+            if input.try_send(Ingest::Audio(pcm)).is_err() {
+                Metrics::incr(&svc.metrics.audio_chunks_dropped);
+            }
+            Ok(true)
+        }
+        Some(Msg::Text(text)) => {
+            let text = text.trim().to_string();
+            if text.is_empty() {
+                return Ok(true);
+            }
+            if text.chars().count() > MAX_TEXT_CHARS {
+                return Err(Status::invalid_argument(format!(
+                    "typed turn longer than {MAX_TEXT_CHARS} characters"
+                )));
+            }
+            if input.try_send(Ingest::Text(text)).is_err() {
+                send_error(
+                    s,
+                    "busy",
+                    "the assistant is still busy with audio; send the text again",
+                    0,
+                )
+                .await;
+            }
+            Ok(true)
+        }
+        Some(Msg::Control(c)) => match Kind::try_from(c.kind) {
+            Ok(Kind::Interrupt) => {
+                if let Some(info) = session.pipeline.interrupt().await {
+                    Metrics::incr(&svc.metrics.interruptions);
+                    s.encoder.reset();
+                    let ev = Event::Interrupted(proto::Interrupted {
+                        turn: info.turn.0,
+                        played_s: info.played_s,
+                        kept_text: info.kept_text,
+                    });
+                    send(s, ev).await;
+                }
+                Ok(true)
+            }
+            Ok(Kind::EndOfInput) => {
+                let _ = input.try_send(Ingest::EndOfInput);
+                Ok(true)
+            }
+            Ok(Kind::HangUp) => Ok(false),
+            Ok(Kind::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+                "unknown control kind {}",
+                c.kind
+            ))),
+        },
+    }
+}
+
+async fn send(s: &Stream, ev: Event) -> bool {
+    s.out
+        .send(Ok(proto::ServerEvent { event: Some(ev) }))
+        .await
+        .is_ok()
+}
+
+async fn send_error(s: &Stream, code: &str, message: &str, turn: u64) -> bool {
+    send(
+        s,
+        Event::Error(proto::Error {
+            code: code.into(),
+            message: message.into(),
+            turn,
+        }),
+    )
+    .await
+}
+
+/// Pipeline event → server event(s). False once the client is gone.
+async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f32() * 1000.0).unwrap_or(0.0);
+    let event = match ev {
+        PipelineEvent::SpeechStarted => Event::SpeechStarted(proto::SpeechStarted {}),
+        PipelineEvent::SpeechStopped { turn, audio_s } => {
+            Event::SpeechStopped(proto::SpeechStopped {
+                turn: turn.0,
+                audio_s,
+            })
+        }
+        PipelineEvent::Transcript {
+            turn,
+            text,
+            language,
+            confidence,
+            is_final,
+            ..
+        } => Event::Transcript(proto::Transcript {
+            turn: turn.0,
+            text,
+            language,
+            confidence,
+            is_final,
+        }),
+        PipelineEvent::LanguageChanged { turn, from, to } => {
+            Event::LanguageChanged(proto::LanguageChanged {
+                turn: turn.0,
+                from,
+                to,
+            })
+        }
+        PipelineEvent::Backchannel { turn, text } => {
+            Event::Backchannel(proto::Backchannel { turn: turn.0, text })
+        }
+        PipelineEvent::ReplyText { turn, text } => {
+            Event::ReplyText(proto::ReplyText { turn: turn.0, text })
+        }
+        PipelineEvent::ReplyAudio {
+            turn,
+            samples,
+            sample_rate,
+            ..
+        } => {
+            if s.text_only {
+                return true;
+            }
+            let (audio, n) = match s.encoder.encode(&samples, sample_rate) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "cannot encode reply audio");
+                    return send_error(s, "audio_encoding", e.message(), turn.0).await;
+                }
+            };
+            if n == 0 {
+                return true;
+            }
+            let offset = s.offsets.take(turn.0, n);
+            Event::ReplyAudio(proto::ReplyAudio {
+                turn: turn.0,
+                audio,
+                offset_samples: offset,
+                sample_rate: s.encoder.format().rate,
+            })
+        }
+        PipelineEvent::TurnCompleted {
+            turn,
+            reply_text,
+            voice,
+            language,
+            timings,
+        } => {
+            if !s.text_only {
+                if let Ok((audio, n)) = s.encoder.flush() {
+                    if n > 0 {
+                        let offset = s.offsets.take(turn.0, n);
+                        let tail = Event::ReplyAudio(proto::ReplyAudio {
+                            turn: turn.0,
+                            audio,
+                            offset_samples: offset,
+                            sample_rate: s.encoder.format().rate,
+                        });
+                        if !send(s, tail).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+            Event::TurnCompleted(proto::TurnCompleted {
+                turn: turn.0,
+                reply_text,
+                voice,
+                language,
+                timings: Some(proto::StageTimings {
+                    asr_ms: ms(timings.asr),
+                    lang_id_ms: ms(timings.lang_id),
+                    llm_first_token_ms: ms(timings.llm_first_token),
+                    tts_first_audio_ms: ms(timings.tts_first_audio),
+                    end_to_first_audio_ms: ms(timings.end_to_first_audio),
+                    first_clause_ms: ms(timings.first_clause),
+                }),
+            })
+        }
+        PipelineEvent::Interrupted {
+            turn,
+            played_s,
+            kept_text,
+        } => {
+            s.encoder.reset();
+            Event::Interrupted(proto::Interrupted {
+                turn: turn.0,
+                played_s,
+                kept_text,
+            })
+        }
+        PipelineEvent::TurnFailed {
+            turn,
+            stage,
+            message,
+        } => Event::Error(proto::Error {
+            code: format!("{stage}_failed"),
+            message,
+            turn: turn.0,
+        }),
+        PipelineEvent::NoSpeech => Event::Error(proto::Error {
+            code: "no_speech".into(),
+            message: "no speech was heard in the audio".into(),
+            turn: 0,
+        }),
+    };
+    send(s, event).await
+}
+
+/// tonic reports an over-limit message as OUT_OF_RANGE; gRPC's convention (and this API's
+/// documentation) is RESOURCE_EXHAUSTED.
+fn map_inbound_error(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange && status.message().contains("too large") {
+        return Status::resource_exhausted(format!("message too large: {}", status.message()));
+    }
+    status
+}

@@ -1,0 +1,359 @@
+//! The gRPC transport: the `vaak.v1.Vaak` service (streaming `Converse` and the unary calls),
+//! standard health and server reflection, API-key authentication, message-size limits and
+//! optional TLS, all on one listener.
+
+pub mod audio;
+pub mod auth;
+pub mod converse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::backend::asr::{AsrError, LanguageHint};
+use crate::config::language_name;
+use crate::proto;
+use crate::proto::vaak_server::{Vaak, VaakServer};
+use crate::service::{OpenError, SessionService};
+use audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
+use auth::{tenant_of, ApiKeys};
+
+/// File descriptor set of `proto/vaak/v1/vaak.proto`, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vaak_descriptor");
+
+/// Longest text `Synthesize` accepts.
+pub const MAX_SYNTH_CHARS: usize = 2_000;
+/// Longest audio `Transcribe` accepts (Whisper's window).
+pub const MAX_TRANSCRIBE_S: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("cannot read TLS {what} {path}: {source}")]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS configuration rejected: {0}")]
+    Tls(String),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("gRPC server on {addr}: {detail}")]
+    Serve { addr: SocketAddr, detail: String },
+}
+
+/// Maps a session-opening failure to its status code (with a retry hint when the daemon is
+/// full: `retry-after-ms` and gRPC's `grpc-retry-pushback-ms`).
+pub fn open_error_status(e: OpenError) -> Status {
+    match &e {
+        OpenError::Draining => Status::unavailable(e.to_string()),
+        OpenError::Full { retry_after, .. } => {
+            let mut s = Status::resource_exhausted(e.to_string());
+            let ms = retry_after.as_millis().to_string();
+            if let Ok(v) = ms.parse::<tonic::metadata::MetadataValue<_>>() {
+                s.metadata_mut().insert("retry-after-ms", v.clone());
+                s.metadata_mut().insert("grpc-retry-pushback-ms", v);
+            }
+            s
+        }
+        OpenError::BadSessionId(_)
+        | OpenError::UnknownLanguage { .. }
+        | OpenError::UnknownVoice { .. }
+        | OpenError::BadSpeechRate(_) => Status::invalid_argument(e.to_string()),
+        OpenError::Store(_) => Status::internal(e.to_string()),
+    }
+}
+
+pub struct VaakService {
+    svc: Arc<SessionService>,
+}
+
+impl VaakService {
+    pub fn new(svc: Arc<SessionService>) -> Self {
+        Self { svc }
+    }
+}
+
+type EventStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<proto::ServerEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Vaak for VaakService {
+    type ConverseStream = EventStream;
+
+    async fn converse(
+        &self,
+        request: Request<Streaming<proto::ClientMessage>>,
+    ) -> Result<Response<Self::ConverseStream>, Status> {
+        let tenant = tenant_of(&request)?;
+        let stream = converse::start(Arc::clone(&self.svc), tenant, request.into_inner()).await?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn transcribe(
+        &self,
+        request: Request<proto::TranscribeRequest>,
+    ) -> Result<Response<proto::TranscribeResponse>, Status> {
+        let req = request.into_inner();
+        let format = WireFormat::parse(req.format.as_ref(), DEFAULT_INPUT)?;
+        let samples = (req.audio.len() / format.bytes_per_sample()) as u64;
+        if samples > MAX_TRANSCRIBE_S * u64::from(format.rate) {
+            return Err(Status::invalid_argument(format!(
+                "audio longer than {MAX_TRANSCRIBE_S} s; use Converse for long audio"
+            )));
+        }
+        let mut decoder = InputDecoder::new(format)?;
+        let mut pcm = Vec::with_capacity(samples as usize);
+        let bps = format.bytes_per_sample();
+        // The decoder takes at most 1 s per call.
+        for chunk in req.audio.chunks(format.rate as usize * bps / 2) {
+            pcm.extend(decoder.decode(chunk)?);
+        }
+        let served = &self.svc.backends.config.pipeline.languages;
+        let languages = if req.languages.is_empty() {
+            served.clone()
+        } else {
+            for l in &req.languages {
+                if !served.contains(l) {
+                    return Err(Status::invalid_argument(format!(
+                        "language `{l}` is not served here; served: {}",
+                        served.join(", ")
+                    )));
+                }
+            }
+            req.languages.clone()
+        };
+        let hint = match languages.as_slice() {
+            [one] => LanguageHint::Fixed(one.clone()),
+            many => LanguageHint::DetectAmong(many.to_vec()),
+        };
+        let asr = Arc::clone(&self.svc.backends.asr);
+        // Abandoned with the call: a client that goes away stops the decoder.
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
+        let result = tokio::task::spawn_blocking(move || asr.transcribe(&pcm, &hint, &cancel))
+            .await
+            .map_err(|e| Status::internal(format!("ASR task failed: {e}")))?;
+        drop(guard);
+        let t = result.map_err(|e| match e {
+            AsrError::TooShort(_) | AsrError::UnsupportedLanguage(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            other => Status::internal(other.to_string()),
+        })?;
+        Ok(Response::new(proto::TranscribeResponse {
+            text: t.text,
+            language: t.language,
+            confidence: t.language_prob,
+            candidates: t
+                .candidates
+                .into_iter()
+                .map(|(language, probability)| proto::LanguageScore {
+                    language,
+                    probability,
+                })
+                .collect(),
+            audio_s: t.audio_s,
+            compute_s: t.elapsed_s,
+        }))
+    }
+
+    async fn synthesize(
+        &self,
+        request: Request<proto::SynthesizeRequest>,
+    ) -> Result<Response<proto::SynthesizeResponse>, Status> {
+        let req = request.into_inner();
+        let text = req.text.trim().to_string();
+        if text.is_empty() {
+            return Err(Status::invalid_argument(
+                "nothing to synthesize: text is empty",
+            ));
+        }
+        if text.chars().count() > MAX_SYNTH_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "text longer than {MAX_SYNTH_CHARS} characters"
+            )));
+        }
+        let served = &self.svc.backends.config.pipeline.languages;
+        if !served.contains(&req.language) {
+            return Err(Status::invalid_argument(format!(
+                "language `{}` is not served here; served: {}",
+                req.language,
+                served.join(", ")
+            )));
+        }
+        let bank = Arc::clone(&self.svc.backends.tts);
+        let (voice, language) = (req.voice.clone(), req.language.clone());
+        let speed = if req.speech_rate == 0.0 {
+            self.svc.backends.config.tts.default_speed
+        } else {
+            req.speech_rate
+        };
+        let synth = tokio::task::spawn_blocking(move || {
+            let engine = if voice.is_empty() {
+                bank.for_language(&language)
+            } else {
+                bank.named(&voice, &language)
+            }?;
+            let audio = engine.synthesize(&text, speed)?;
+            Ok::<_, crate::backend::tts::TtsError>((
+                audio,
+                engine.sample_rate(),
+                engine.name().to_string(),
+            ))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("TTS task failed: {e}")))?;
+        let (audio, rate, voice) = synth.map_err(|e| match e {
+            crate::backend::tts::TtsError::UnknownVoice { .. }
+            | crate::backend::tts::TtsError::UnknownLanguage { .. }
+            | crate::backend::tts::TtsError::EmptyText => Status::invalid_argument(e.to_string()),
+            other => Status::internal(other.to_string()),
+        })?;
+        let default = WireFormat {
+            encoding: audio::Encoding::Pcm16,
+            rate,
+        };
+        let format = WireFormat::parse(req.output_format.as_ref(), default)?;
+        let mut enc = OutputEncoder::new(format);
+        let (mut bytes, mut n) = enc.encode(&audio, rate)?;
+        let (tail, m) = enc.flush()?;
+        bytes.extend(tail);
+        n += m;
+        Ok(Response::new(proto::SynthesizeResponse {
+            audio: bytes,
+            sample_rate: format.rate,
+            voice,
+            audio_s: n as f32 / format.rate as f32,
+        }))
+    }
+
+    async fn list_voices(
+        &self,
+        _request: Request<proto::ListVoicesRequest>,
+    ) -> Result<Response<proto::ListVoicesResponse>, Status> {
+        let voices = self
+            .svc
+            .backends
+            .tts
+            .voices()
+            .into_iter()
+            .map(|v| proto::Voice {
+                name: v.name,
+                language: v.language,
+                sample_rate: v.sample_rate,
+                is_default: v.is_default,
+            })
+            .collect();
+        Ok(Response::new(proto::ListVoicesResponse { voices }))
+    }
+
+    async fn list_languages(
+        &self,
+        _request: Request<proto::ListLanguagesRequest>,
+    ) -> Result<Response<proto::ListLanguagesResponse>, Status> {
+        let languages = self
+            .svc
+            .backends
+            .config
+            .pipeline
+            .languages
+            .iter()
+            .map(|code| proto::Language {
+                code: code.clone(),
+                name: language_name(code).to_string(),
+                voice: self
+                    .svc
+                    .backends
+                    .tts
+                    .for_language(code)
+                    .map(|e| e.name().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(proto::ListLanguagesResponse { languages }))
+    }
+
+    async fn delete_session(
+        &self,
+        request: Request<proto::DeleteSessionRequest>,
+    ) -> Result<Response<proto::DeleteSessionResponse>, Status> {
+        let tenant = tenant_of(&request)?;
+        let id = request.into_inner().session_id;
+        if !crate::service::valid_session_id(&id) {
+            return Err(Status::invalid_argument("invalid session id"));
+        }
+        let deleted = self
+            .svc
+            .delete(&tenant, &id)
+            .await
+            .map_err(open_error_status)?;
+        if !deleted {
+            return Err(Status::not_found(format!("no session `{id}`")));
+        }
+        Ok(Response::new(proto::DeleteSessionResponse { deleted }))
+    }
+}
+
+/// Serves the API, health and reflection on `listener` until `stop` fires.
+pub async fn serve(
+    svc: Arc<SessionService>,
+    listener: tokio::net::TcpListener,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    stop: CancellationToken,
+) -> Result<(), GrpcError> {
+    let cfg = svc.backends.config.server.clone();
+    let addr = listener.local_addr().map_err(|e| GrpcError::Serve {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        detail: e.to_string(),
+    })?;
+    let keys = ApiKeys::from_config(&cfg);
+    let api = VaakServer::new(VaakService::new(Arc::clone(&svc)))
+        .max_decoding_message_size(cfg.max_message_bytes)
+        .max_encoding_message_size(4 * 1024 * 1024);
+    let api = tonic::service::interceptor::InterceptedService::new(api, move |req| keys.check(req));
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| GrpcError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| GrpcError::Reflection(e.to_string()))?;
+    let mut builder = Server::builder();
+    if let Some(tls) = &cfg.tls {
+        let read = |what: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| GrpcError::TlsFile {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let identity = Identity::from_pem(read("certificate", &tls.cert)?, read("key", &tls.key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| GrpcError::Tls(e.to_string()))?;
+    }
+    builder
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stop.cancelled_owned(),
+        )
+        .await
+        .map_err(|e| GrpcError::Serve {
+            addr,
+            detail: e.to_string(),
+        })
+}

@@ -1,0 +1,164 @@
+//! The conversation memory of one live session, shared by the stages that change it: the LLM
+//! stage records each exchange, and whoever interrupts a reply (barge-in, a client's INTERRUPT)
+//! cuts the recorded reply down to what the user actually heard. Every change is handed to the
+//! session's sink (the SQLite store) so that a reconnecting client continues the conversation.
+
+use std::sync::{Arc, Mutex};
+
+use tracing::warn;
+
+use super::messages::{Turn, TurnId};
+use crate::backend::llm::ChatMessage;
+use crate::session::{Conversation, Exchange};
+
+/// Where a session's history is kept between streams.
+pub trait HistorySink: Send + Sync {
+    /// Blocking (callers run it on the blocking pool).
+    fn save(&self, exchanges: &[Exchange]) -> Result<(), String>;
+}
+
+pub struct SessionMemory {
+    inner: Mutex<Inner>,
+    sink: Option<Arc<dyn HistorySink>>,
+}
+
+struct Inner {
+    conversation: Conversation,
+    /// The turn whose exchange is the newest in `conversation`.
+    last_turn: Option<TurnId>,
+}
+
+impl std::fmt::Debug for SessionMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionMemory")
+            .field("exchanges", &self.lock().conversation.exchanges().len())
+            .field("persisted", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl SessionMemory {
+    pub fn new(conversation: Conversation, sink: Option<Arc<dyn HistorySink>>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                conversation,
+                last_turn: None,
+            }),
+            sink,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The conversation is only replaced whole under the lock: a panic cannot tear it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn messages_for(&self, user_text: &str, language: &str) -> Vec<ChatMessage> {
+        self.lock().conversation.messages_for(user_text, language)
+    }
+
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.lock().conversation.exchanges().to_vec()
+    }
+
+    /// Records the exchange of `turn`: the whole reply, or — if the user interrupted it — only
+    /// what was heard, marked interrupted. A turn abandoned before it was ever answered (the user
+    /// went on speaking) leaves no trace.
+    pub async fn record(&self, turn: &Turn, user: String, reply: String, language: String) {
+        let exchange = if turn.was_interrupted() {
+            Exchange {
+                user,
+                assistant: turn.heard_text(),
+                language,
+                interrupted: true,
+            }
+        } else if turn.is_stale() || reply.is_empty() {
+            return;
+        } else {
+            Exchange {
+                user,
+                assistant: reply,
+                language,
+                interrupted: false,
+            }
+        };
+        {
+            let mut inner = self.lock();
+            inner.conversation.record(exchange);
+            inner.last_turn = Some(turn.id);
+        }
+        self.persist().await;
+    }
+
+    /// The reply of `turn` was interrupted after it was recorded: keep only what was heard.
+    pub async fn on_interrupted(&self, turn: &Turn) {
+        {
+            let mut inner = self.lock();
+            if inner.last_turn != Some(turn.id) {
+                return;
+            }
+            let mut all = inner.conversation.exchanges().to_vec();
+            let Some(last) = all.last_mut() else { return };
+            last.assistant = turn.heard_text();
+            last.interrupted = true;
+            inner.conversation.restore(all);
+        }
+        self.persist().await;
+    }
+
+    async fn persist(&self) {
+        let Some(sink) = self.sink.clone() else {
+            return;
+        };
+        let snapshot = self.exchanges();
+        let saved = tokio::task::spawn_blocking(move || sink.save(&snapshot)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot persist the session history"),
+            Err(e) => warn!(error = %e, "history persistence task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_util::sync::CancellationToken;
+
+    fn turn(id: u64) -> Turn {
+        Turn::new(TurnId(id), CancellationToken::new())
+    }
+
+    #[tokio::test]
+    async fn interrupted_replies_keep_only_what_was_heard() {
+        let m = SessionMemory::new(Conversation::new("sys", 8), None);
+        let t = turn(1);
+        t.record_clause("Delhi is the capital.", 0, 1_000);
+        t.record_clause("It has many monuments to see.", 1_000, 2_000);
+        // Recorded in full first (the LLM finished before the user interrupted).
+        m.record(
+            &t,
+            "q".into(),
+            "Delhi is the capital. It has many monuments to see.".into(),
+            "en".into(),
+        )
+        .await;
+        assert!(!m.exchanges()[0].interrupted);
+        // Nothing was handed out: nothing was heard.
+        assert!(t.interrupt());
+        m.on_interrupted(&t).await;
+        let ex = &m.exchanges()[0];
+        assert!(ex.interrupted);
+        assert_eq!(ex.assistant, "");
+    }
+
+    #[tokio::test]
+    async fn abandoned_turns_leave_no_trace() {
+        let m = SessionMemory::new(Conversation::new("sys", 8), None);
+        let t = turn(1);
+        t.cancel.cancel();
+        m.record(&t, "q".into(), "partial".into(), "en".into())
+            .await;
+        assert!(m.exchanges().is_empty());
+    }
+}

@@ -1,0 +1,420 @@
+//! The session service every live transport (gRPC today; WebRTC and telephony next) opens
+//! conversations through, so that limits, tenants, resume and delete behave the same on all of
+//! them: admission against `server.max_sessions` before anything is allocated, validation of a
+//! session's languages and voices, history restored from the store (and saved after each turn),
+//! one live stream per session id (a reconnect takes over), and draining on shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::backend::Backends;
+use crate::metrics::Metrics;
+use crate::pipeline::{self, HistorySink, SessionMemory, SessionPipeline, SessionSettings};
+use crate::session::store::SessionStore;
+use crate::session::{Conversation, Exchange};
+
+/// Longest session id a client may choose.
+pub const MAX_SESSION_ID_LEN: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("vaak is shutting down; reconnect to another instance")]
+    Draining,
+    #[error("all {limit} conversation slots are busy; retry in {retry_after:?}")]
+    Full { limit: u32, retry_after: Duration },
+    #[error("session id must be 1..=64 characters of A-Z a-z 0-9 - _ (got {0:?})")]
+    BadSessionId(String),
+    #[error("language `{language}` is not served here; served: {served}")]
+    UnknownLanguage { language: String, served: String },
+    #[error("voice for `{language}`: {detail}")]
+    UnknownVoice { language: String, detail: String },
+    #[error("speech rate {0} is outside 0.5..=2.0")]
+    BadSpeechRate(f32),
+    #[error("session store: {0}")]
+    Store(String),
+}
+
+/// What a transport asks for when a conversation starts.
+#[derive(Debug, Clone, Default)]
+pub struct OpenRequest {
+    pub tenant: String,
+    /// Resume this session (or start one with this id).
+    pub session_id: Option<String>,
+    pub languages: Vec<String>,
+    pub voices: BTreeMap<String, String>,
+    pub text_only: bool,
+    /// 0 = the voice's default.
+    pub speech_rate: f32,
+    pub barge_in: bool,
+}
+
+/// An open conversation. Dropping it releases its slot; cancelling `cancel` stops its pipeline.
+pub struct OpenSession {
+    pub id: String,
+    pub resumed: bool,
+    pub history_turns: usize,
+    pub pipeline: SessionPipeline,
+    pub cancel: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+    _live: LiveGuard,
+}
+
+pub struct SessionService {
+    pub backends: Arc<Backends>,
+    pub metrics: Arc<Metrics>,
+    store: Option<Arc<SessionStore>>,
+    slots: Arc<Semaphore>,
+    live: Arc<LiveMap>,
+    next_live: std::sync::atomic::AtomicU64,
+    draining: AtomicBool,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl SessionService {
+    /// `tracker` owns every session task; `shutdown` stops them all.
+    pub fn new(
+        backends: Arc<Backends>,
+        metrics: Arc<Metrics>,
+        store: Option<Arc<SessionStore>>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let limit = backends.config.server.max_sessions as usize;
+        Self {
+            backends,
+            metrics,
+            store,
+            slots: Arc::new(Semaphore::new(limit)),
+            live: Arc::new(Mutex::new(HashMap::new())),
+            next_live: std::sync::atomic::AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            tracker,
+            shutdown,
+        }
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Refuse new conversations from now on (open ones go on until the drain deadline).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Conversations open now.
+    pub fn open_sessions(&self) -> usize {
+        self.backends.config.server.max_sessions as usize - self.slots.available_permits()
+    }
+
+    /// Takes a conversation slot, or refuses at once (no queueing: a caller on a phone line
+    /// is better served by a clear "busy" than by silence).
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, OpenError> {
+        if self.is_draining() || self.shutdown.is_cancelled() {
+            return Err(OpenError::Draining);
+        }
+        Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            Metrics::incr(&self.metrics.sessions_refused);
+            OpenError::Full {
+                limit: self.backends.config.server.max_sessions,
+                retry_after: Duration::from_millis(self.backends.config.server.retry_after_ms),
+            }
+        })
+    }
+
+    /// Opens a conversation in an admitted slot.
+    pub async fn open(
+        &self,
+        slot: OwnedSemaphorePermit,
+        req: OpenRequest,
+    ) -> Result<OpenSession, OpenError> {
+        let cfg = &self.backends.config;
+        let languages = self.languages(&req.languages)?;
+        if req.speech_rate != 0.0 && !(0.5..=2.0).contains(&req.speech_rate) {
+            return Err(OpenError::BadSpeechRate(req.speech_rate));
+        }
+        self.check_voices(&req.voices, &languages, req.text_only)
+            .await?;
+        let (id, chosen) = match &req.session_id {
+            Some(id) if !id.is_empty() => {
+                if !valid_session_id(id) {
+                    return Err(OpenError::BadSessionId(id.clone()));
+                }
+                (id.clone(), true)
+            }
+            _ => (new_session_id(), false),
+        };
+        let history = match (&self.store, chosen) {
+            (Some(store), true) => {
+                let (store, tenant, key) = (Arc::clone(store), req.tenant.clone(), id.clone());
+                tokio::task::spawn_blocking(move || store.load(&tenant, &key))
+                    .await
+                    .map_err(|e| OpenError::Store(e.to_string()))?
+                    .map_err(|e| OpenError::Store(e.to_string()))?
+                    .map(|s| s.exchanges)
+            }
+            _ => None,
+        };
+        let resumed = history.is_some();
+        let mut conversation =
+            Conversation::new(cfg.llm.system_prompt.clone(), cfg.llm.history_turns)
+                .with_token_budget(cfg.llm.history_token_budget);
+        if let Some(h) = history {
+            conversation.restore(h);
+        }
+        let history_turns = conversation.exchanges().len();
+        let sink: Option<Arc<dyn HistorySink>> = self.store.as_ref().map(|s| {
+            Arc::new(StoreSink {
+                store: Arc::clone(s),
+                tenant: req.tenant.clone(),
+                id: id.clone(),
+            }) as Arc<dyn HistorySink>
+        });
+        let memory = Arc::new(SessionMemory::new(conversation, sink));
+
+        let cancel = self.shutdown.child_token();
+        let live = self.register_live(&req.tenant, &id, cancel.clone());
+        let settings = SessionSettings {
+            barge_in: req.barge_in,
+            speech_rate: if req.speech_rate == 0.0 {
+                cfg.tts.default_speed
+            } else {
+                req.speech_rate
+            },
+            text_only: req.text_only,
+            voices: req.voices,
+            memory: Some(memory),
+            ..SessionSettings::live(id.clone(), languages)
+        };
+        let capacity =
+            pipeline::ingest_capacity(cfg.pipeline.input_buffer_ms, pipeline::INGEST_CHUNK_MS);
+        let pipeline = pipeline::spawn(
+            Arc::clone(&self.backends),
+            settings,
+            capacity,
+            Arc::clone(&self.metrics),
+            &self.tracker,
+            cancel.clone(),
+        );
+        Metrics::incr(&self.metrics.sessions_opened);
+        info!(session = %id, resumed, history_turns, "session opened");
+        Ok(OpenSession {
+            id,
+            resumed,
+            history_turns,
+            pipeline,
+            cancel,
+            _slot: slot,
+            _live: live,
+        })
+    }
+
+    /// Forgets a session: stops it if it is live, deletes what the store holds for it.
+    pub async fn delete(&self, tenant: &str, id: &str) -> Result<bool, OpenError> {
+        let live = {
+            let map = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(&(tenant.to_string(), id.to_string()))
+                .map(|(_, c)| c.clone())
+        };
+        let was_live = live.is_some();
+        if let Some(c) = live {
+            c.cancel();
+        }
+        let stored = match &self.store {
+            Some(store) => {
+                let (store, tenant, id) = (Arc::clone(store), tenant.to_string(), id.to_string());
+                tokio::task::spawn_blocking(move || store.delete(&tenant, &id))
+                    .await
+                    .map_err(|e| OpenError::Store(e.to_string()))?
+                    .map_err(|e| OpenError::Store(e.to_string()))?
+            }
+            None => false,
+        };
+        Ok(was_live || stored)
+    }
+
+    /// Deletes expired sessions from the store (called periodically by the daemon).
+    pub async fn purge_expired(&self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || store.purge_expired()).await {
+            Ok(Ok(n)) if n > 0 => info!(purged = n, "expired sessions deleted"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot purge expired sessions"),
+            Err(e) => warn!(error = %e, "purge task failed"),
+        }
+    }
+
+    fn languages(&self, asked: &[String]) -> Result<Vec<String>, OpenError> {
+        let served = &self.backends.config.pipeline.languages;
+        if asked.is_empty() {
+            return Ok(served.clone());
+        }
+        let mut out = Vec::new();
+        for l in asked {
+            let code = l.trim().to_ascii_lowercase();
+            let code = code
+                .split(['-', '_'])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if !served.contains(&code) {
+                return Err(OpenError::UnknownLanguage {
+                    language: l.clone(),
+                    served: served.join(", "),
+                });
+            }
+            if !out.contains(&code) {
+                out.push(code);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn check_voices(
+        &self,
+        voices: &BTreeMap<String, String>,
+        languages: &[String],
+        text_only: bool,
+    ) -> Result<(), OpenError> {
+        if text_only {
+            return Ok(());
+        }
+        for (language, name) in voices {
+            if !languages.contains(language) {
+                return Err(OpenError::UnknownVoice {
+                    language: language.clone(),
+                    detail: "that language is not one of this session's languages".into(),
+                });
+            }
+            let bank = Arc::clone(&self.backends.tts);
+            let (n, l) = (name.clone(), language.clone());
+            // Loading a chosen voice pack reads a file: off the runtime.
+            let found = tokio::task::spawn_blocking(move || bank.named(&n, &l).map(|_| ()))
+                .await
+                .map_err(|e| OpenError::UnknownVoice {
+                    language: language.clone(),
+                    detail: e.to_string(),
+                })?;
+            found.map_err(|e| OpenError::UnknownVoice {
+                language: language.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One live stream per session: a reconnect with the same id takes over (the old stream,
+    /// probably a dead connection not yet noticed, is stopped).
+    fn register_live(&self, tenant: &str, id: &str, cancel: CancellationToken) -> LiveGuard {
+        let key = (tenant.to_string(), id.to_string());
+        let serial = self.next_live.fetch_add(1, Ordering::Relaxed);
+        let old = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), (serial, cancel));
+        if let Some((_, old)) = old {
+            info!(session = %id, "session taken over by a new stream");
+            old.cancel();
+        }
+        LiveGuard {
+            map: Arc::clone(&self.live),
+            key,
+            serial,
+        }
+    }
+}
+
+/// (tenant, session id) → (serial of the stream that holds it, its stop token).
+type LiveMap = Mutex<HashMap<(String, String), (u64, CancellationToken)>>;
+
+/// Removes a session from the live map when its stream ends (unless a newer stream took over).
+struct LiveGuard {
+    map: Arc<LiveMap>,
+    key: (String, String),
+    serial: u64,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&self.key).is_some_and(|(s, _)| *s == self.serial) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+struct StoreSink {
+    store: Arc<SessionStore>,
+    tenant: String,
+    id: String,
+}
+
+impl HistorySink for StoreSink {
+    fn save(&self, exchanges: &[Exchange]) -> Result<(), String> {
+        self.store
+            .save(&self.tenant, &self.id, exchanges)
+            .map_err(|e| e.to_string())
+    }
+}
+
+pub fn valid_session_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_SESSION_ID_LEN
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// 128 random bits from the OS, hex-encoded.
+fn new_session_id() -> String {
+    let mut buf = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .is_ok();
+    if !ok {
+        // No /dev/urandom (a strange sandbox): time and a per-process counter still give
+        // unique, if guessable, ids; resume also needs the tenant's key.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        buf = t.to_le_bytes();
+    }
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids() {
+        assert!(valid_session_id("abc-DEF_123"));
+        assert!(!valid_session_id(""));
+        assert!(!valid_session_id("a b"));
+        assert!(!valid_session_id("../etc"));
+        assert!(!valid_session_id(&"a".repeat(65)));
+        let a = new_session_id();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, new_session_id());
+    }
+}

@@ -1,0 +1,591 @@
+//! The embedded session store: conversation histories kept in SQLite so a client that reconnects
+//! with its session id within the TTL continues where it left off.
+//!
+//! The text of a conversation is personal data, so the store keeps as little as it can for as
+//! short as it can: a session past its TTL is never returned and is deleted when seen (and by
+//! [`SessionStore::purge_expired`]); a delete removes every row for real (`secure_delete`
+//! overwrites the freed pages, and the write-ahead log is checkpointed and truncated so no old
+//! copy lingers there); the file is readable by its owner only; and a session is visible only to
+//! the tenant that created it.
+//!
+//! Calls block (callers use `spawn_blocking`) and hold one connection behind a mutex.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::Exchange;
+
+/// The schema version this code writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    tenant TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sessions_expiry ON sessions (expires_ms);
+CREATE TABLE exchanges (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    user_text TEXT NOT NULL,
+    assistant_text TEXT NOT NULL,
+    language TEXT NOT NULL,
+    interrupted INTEGER NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) STRICT, WITHOUT ROWID;
+";
+
+/// Where the in-memory store says it lives in errors.
+const IN_MEMORY: &str = ":memory:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store {path}: cannot {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("session store {path}: cannot open it as a SQLite database (corrupt or not a session store?): {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("session store {path} has schema version {found}, newer than this vaak understands ({SCHEMA_VERSION}); upgrade vaak or move the file away")]
+    NewerSchema { path: PathBuf, found: i64 },
+    #[error("session store {path}: {action} failed: {source}")]
+    Sql {
+        path: PathBuf,
+        action: &'static str,
+        source: rusqlite::Error,
+    },
+    /// The id is taken by a session of another tenant. The message names neither.
+    #[error(
+        "session store {path}: the session id is already in use by another tenant; choose a new id"
+    )]
+    IdTaken { path: PathBuf },
+}
+
+/// A session as loaded from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    pub tenant: String,
+    pub exchanges: Vec<Exchange>,
+    pub updated_unix_ms: i64,
+}
+
+pub struct SessionStore {
+    conn: Mutex<Connection>,
+    ttl: Duration,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("path", &self.path)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionStore {
+    /// Opens (creating the parent directory, the file with mode 0600, and the schema) a store at
+    /// `path`. An existing file is narrowed to mode 0600 too. Expired sessions are purged.
+    pub fn open(path: &Path, ttl: Duration) -> Result<Self, StoreError> {
+        let io = |action: &'static str| {
+            move |source: std::io::Error| StoreError::Io {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let mut dir = DirBuilder::new();
+            dir.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+            dir.create(parent)
+                .map_err(io("create its parent directory"))?;
+        }
+        // Create the file ourselves so it never exists with wider permissions; SQLite gives its
+        // -wal and -shm files the database file's mode.
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).map_err(io("create or open the file"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io("restrict the file to mode 0600"))?;
+        }
+        drop(file);
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::init(conn, path.to_path_buf(), ttl)
+    }
+
+    /// A store that lives in memory only (nothing on disk).
+    pub fn in_memory(ttl: Duration) -> Result<Self, StoreError> {
+        let path = PathBuf::from(IN_MEMORY);
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Self::init(conn, path, ttl)
+    }
+
+    fn init(mut conn: Connection, path: PathBuf, ttl: Duration) -> Result<Self, StoreError> {
+        // The first statement is where SQLite reads the header, so a corrupt file fails here.
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .and_then(|()| conn.pragma_update(None, "secure_delete", "ON"))
+            // An in-memory database answers "memory"; either is fine.
+            .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .map_err(open_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(open_err)?;
+        match version {
+            0 => {
+                let tx = conn.transaction().map_err(open_err)?;
+                tx.execute_batch(SCHEMA_V1)
+                    .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+                    .and_then(|()| tx.commit())
+                    .map_err(open_err)?;
+            }
+            SCHEMA_VERSION => {}
+            found => return Err(StoreError::NewerSchema { path, found }),
+        }
+        let store = Self {
+            conn: Mutex::new(conn),
+            ttl,
+            path,
+        };
+        store.purge_expired()?;
+        Ok(store)
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The session if it exists, belongs to `tenant`, and is within its TTL. An expired one is
+    /// deleted and reported as None. A session of another tenant is None (never reveal it
+    /// exists).
+    pub fn load(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let now = now_ms();
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin a load"))?;
+        let row: Option<(String, i64, i64)> = tx
+            .query_row(
+                "SELECT tenant, updated_ms, expires_ms FROM sessions WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sql("read a session"))?;
+        let Some((owner, updated_ms, expires_ms)) = row else {
+            return Ok(None);
+        };
+        if self.expired(updated_ms, expires_ms, now) {
+            tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
+                .and_then(|_| tx.commit())
+                .map_err(self.sql("delete an expired session"))?;
+            self.scrub_wal(&conn);
+            return Ok(None);
+        }
+        if owner != tenant {
+            return Ok(None);
+        }
+        let exchanges = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT user_text, assistant_text, language, interrupted FROM exchanges
+                     WHERE session_id = ?1 ORDER BY seq",
+                )
+                .map_err(self.sql("read the exchanges of a session"))?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok(Exchange {
+                        user: r.get(0)?,
+                        assistant: r.get(1)?,
+                        language: r.get(2)?,
+                        interrupted: r.get(3)?,
+                    })
+                })
+                .map_err(self.sql("read the exchanges of a session"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(self.sql("read the exchanges of a session"))?
+        };
+        tx.commit().map_err(self.sql("finish a load"))?;
+        Ok(Some(StoredSession {
+            tenant: owner,
+            exchanges,
+            updated_unix_ms: updated_ms,
+        }))
+    }
+
+    /// Upserts the history of a session and refreshes its expiry. Fails with
+    /// [`StoreError::IdTaken`] if the id exists (unexpired) for another tenant; an expired session
+    /// of any tenant under that id is deleted first.
+    pub fn save(&self, tenant: &str, id: &str, exchanges: &[Exchange]) -> Result<(), StoreError> {
+        let now = now_ms();
+        let expires = now.saturating_add(self.ttl_ms());
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin a save"))?;
+        let row: Option<(String, i64, i64)> = tx
+            .query_row(
+                "SELECT tenant, updated_ms, expires_ms FROM sessions WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sql("read a session"))?;
+        match row {
+            Some((_, updated_ms, expires_ms)) if self.expired(updated_ms, expires_ms, now) => {
+                tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
+                    .map_err(self.sql("delete an expired session"))?;
+            }
+            Some((owner, _, _)) if owner != tenant => {
+                return Err(StoreError::IdTaken {
+                    path: self.path.clone(),
+                });
+            }
+            _ => {}
+        }
+        tx.execute(
+            "INSERT INTO sessions (id, tenant, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms,
+                                            expires_ms = excluded.expires_ms",
+            params![id, tenant, now, expires],
+        )
+        .map_err(self.sql("write a session"))?;
+        tx.execute("DELETE FROM exchanges WHERE session_id = ?1", [id])
+            .map_err(self.sql("replace the exchanges of a session"))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO exchanges
+                     (session_id, seq, user_text, assistant_text, language, interrupted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(self.sql("write the exchanges of a session"))?;
+            for (seq, ex) in (0_i64..).zip(exchanges) {
+                insert
+                    .execute(params![
+                        id,
+                        seq,
+                        ex.user,
+                        ex.assistant,
+                        ex.language,
+                        ex.interrupted
+                    ])
+                    .map_err(self.sql("write the exchanges of a session"))?;
+            }
+        }
+        tx.commit().map_err(self.sql("commit a save"))
+    }
+
+    /// Deletes the session and everything stored for it; true if it existed (for that tenant).
+    pub fn delete(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let deleted = conn
+            .execute(
+                "DELETE FROM sessions WHERE id = ?1 AND tenant = ?2",
+                [id, tenant],
+            )
+            .map_err(self.sql("delete a session"))?;
+        if deleted > 0 {
+            self.scrub_wal(&conn);
+        }
+        Ok(deleted > 0)
+    }
+
+    /// Deletes every expired session; returns how many.
+    pub fn purge_expired(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let conn = self.lock();
+        let purged = conn
+            .execute(
+                "DELETE FROM sessions WHERE expires_ms <= ?1 OR updated_ms <= ?2",
+                [now, now.saturating_sub(self.ttl_ms())],
+            )
+            .map_err(self.sql("purge expired sessions"))?;
+        if purged > 0 {
+            self.scrub_wal(&conn);
+        }
+        Ok(purged)
+    }
+
+    /// Expired by the TTL it was saved with or by the current one, whichever is shorter, so a
+    /// store reopened with a shorter TTL keeps nothing longer than it now promises.
+    fn expired(&self, updated_ms: i64, expires_ms: i64, now: i64) -> bool {
+        expires_ms <= now || updated_ms.saturating_add(self.ttl_ms()) <= now
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Copies the write-ahead log into the database and truncates it, so deleted text does not
+    /// survive in old log frames. Best effort: the delete itself has committed, and the next
+    /// scrub or automatic checkpoint catches up.
+    fn scrub_wal(&self, conn: &Connection) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot checkpoint the session store's log");
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves at worst an open transaction, which rusqlite
+        // rolls back when it is dropped, so the connection is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch; 0 if the clock is before it.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn history() -> Vec<Exchange> {
+        vec![
+            Exchange {
+                user: "नमस्ते, आज मौसम कैसा है?".into(),
+                assistant: "आज धूप है और हल्की हवा चल रही है।".into(),
+                language: "hi".into(),
+                interrupted: false,
+            },
+            Exchange {
+                user: "మీరు ఎవరు?".into(),
+                assistant: "నేను వాక్, మీ వాయిస్".into(),
+                language: "te".into(),
+                interrupted: true,
+            },
+        ]
+    }
+
+    fn count(store: &SessionStore, table: &str) -> i64 {
+        let conn = store.lock();
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count rows")
+    }
+
+    #[test]
+    fn save_load_round_trip_with_indic_text() {
+        let store = SessionStore::in_memory(HOUR).expect("store");
+        assert_eq!(store.ttl(), HOUR);
+        assert_eq!(store.load("t1", "s1").expect("load"), None);
+        let before = now_ms();
+        store.save("t1", "s1", &history()).expect("save");
+        let got = store.load("t1", "s1").expect("load").expect("present");
+        assert_eq!(got.tenant, "t1");
+        assert_eq!(got.exchanges, history());
+        assert!(got.updated_unix_ms >= before);
+
+        // A save replaces the history, it does not append.
+        store.save("t1", "s1", &history()[1..]).expect("save");
+        let got = store.load("t1", "s1").expect("load").expect("present");
+        assert_eq!(got.exchanges, history()[1..]);
+        assert_eq!(count(&store, "exchanges"), 1);
+    }
+
+    #[test]
+    fn expired_session_is_none_and_deleted() {
+        let store = SessionStore::in_memory(Duration::from_millis(50)).expect("store");
+        store.save("t1", "s1", &history()).expect("save");
+        store.save("t1", "s2", &history()).expect("save");
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(store.load("t1", "s1").expect("load"), None);
+        let conn = store.lock();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM sessions WHERE id = 's1'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        drop(conn);
+        assert_eq!(left, 0);
+        assert_eq!(count(&store, "exchanges"), 2, "only s2's rows remain");
+        assert_eq!(store.purge_expired().expect("purge"), 1);
+        assert_eq!(count(&store, "sessions"), 0);
+        assert_eq!(count(&store, "exchanges"), 0);
+    }
+
+    #[test]
+    fn expired_id_can_be_taken_by_another_tenant() {
+        let store = SessionStore::in_memory(Duration::from_millis(30)).expect("store");
+        store.save("t1", "s1", &history()).expect("save");
+        std::thread::sleep(Duration::from_millis(80));
+        store.save("t2", "s1", &history()[..1]).expect("save");
+        let got = store.load("t2", "s1").expect("load").expect("present");
+        assert_eq!(got.exchanges, history()[..1]);
+    }
+
+    #[test]
+    fn tenants_are_isolated() {
+        let store = SessionStore::in_memory(HOUR).expect("store");
+        store.save("t1", "s1", &history()).expect("save");
+        assert_eq!(store.load("t2", "s1").expect("load"), None);
+        assert!(!store.delete("t2", "s1").expect("delete"));
+        let err = store.save("t2", "s1", &[]).expect_err("id is taken");
+        assert!(matches!(err, StoreError::IdTaken { .. }), "{err}");
+        assert!(!err.to_string().contains("t1"), "{err}");
+        // Untouched by the other tenant's attempts.
+        let got = store.load("t1", "s1").expect("load").expect("present");
+        assert_eq!(got.exchanges, history());
+    }
+
+    #[test]
+    fn delete_removes_every_row() {
+        let store = SessionStore::in_memory(HOUR).expect("store");
+        store.save("t1", "s1", &history()).expect("save");
+        store.save("t1", "s2", &history()).expect("save");
+        assert_eq!(count(&store, "exchanges"), 4);
+        assert!(store.delete("t1", "s1").expect("delete"));
+        assert!(!store.delete("t1", "s1").expect("delete again"));
+        assert_eq!(count(&store, "sessions"), 1);
+        assert_eq!(count(&store, "exchanges"), 2);
+        assert_eq!(store.load("t1", "s1").expect("load"), None);
+    }
+
+    #[test]
+    fn file_store_persists_is_private_and_scrubs_deleted_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/dir/sessions.db");
+        {
+            let store = SessionStore::open(&path, HOUR).expect("open");
+            store.save("t1", "s1", &history()).expect("save");
+            store.save("t1", "gone", &history()).expect("save");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        }
+        let store = SessionStore::open(&path, HOUR).expect("reopen");
+        let got = store.load("t1", "s1").expect("load").expect("present");
+        assert_eq!(got.exchanges, history());
+        #[cfg(unix)]
+        {
+            // The -wal and -shm files SQLite creates take the database file's mode.
+            use std::os::unix::fs::PermissionsExt;
+            let dir = path.parent().expect("parent");
+            let names: Vec<_> = std::fs::read_dir(dir)
+                .expect("list")
+                .map(|e| e.expect("entry").path())
+                .collect();
+            assert!(names.len() >= 2, "{names:?}");
+            for file in names {
+                let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{} has mode {mode:o}", file.display());
+            }
+        }
+
+        assert!(store.delete("t1", "gone").expect("delete"));
+        store.delete("t1", "s1").expect("delete");
+        // With secure_delete and the log truncated, the text is nowhere in the files, even while
+        // the store is open (closing would checkpoint and remove the log anyway).
+        let needle = "మీరు ఎవరు".as_bytes();
+        for entry in std::fs::read_dir(path.parent().expect("parent")).expect("list") {
+            let file = entry.expect("entry").path();
+            let bytes = std::fs::read(&file).expect("read");
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "deleted text found in {}",
+                file.display()
+            );
+        }
+    }
+
+    #[test]
+    fn existing_file_is_narrowed_to_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        std::fs::write(&path, b"").expect("create");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            SessionStore::open(&path, HOUR).expect("open");
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        }
+    }
+
+    #[test]
+    fn garbage_file_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("garbage.db");
+        std::fs::write(&path, vec![0xA5_u8; 8192]).expect("write");
+        let err = SessionStore::open(&path, HOUR).expect_err("not a database");
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.pragma_update(None, "user_version", 99)
+                .expect("version");
+        }
+        let err = SessionStore::open(&path, HOUR).expect_err("newer schema");
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn shorter_ttl_on_reopen_applies_to_old_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        SessionStore::open(&path, HOUR)
+            .expect("open")
+            .save("t1", "s1", &history())
+            .expect("save");
+        std::thread::sleep(Duration::from_millis(60));
+        let store = SessionStore::open(&path, Duration::from_millis(20)).expect("reopen");
+        // Purged on open.
+        assert_eq!(count(&store, "sessions"), 0);
+        assert_eq!(count(&store, "exchanges"), 0);
+    }
+}
