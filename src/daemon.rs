@@ -13,11 +13,11 @@ use tracing::{info, warn};
 
 use crate::backend::{BackendError, Backends};
 use crate::config::Config;
-use crate::grpc;
 use crate::metrics::Metrics;
 use crate::models::ResolvedModels;
-use crate::service::SessionService;
+use crate::session::service::SessionService;
 use crate::session::store::SessionStore;
+use crate::transport::grpc;
 
 /// How long open work gets to finish after a stop signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);

@@ -9,6 +9,9 @@
 //!         └────────────────┴── cancels the turn (token), output clears, history keeps only ──┘
 //!                              what was actually played
 //!
+//!  transport::grpc ──► session::service (admission, API-key tenant, resume from the SQLite store)
+//!                  ──► pipeline::spawn(settings, memory) ──► the stages above, per session
+//!
 //!  Ingest ─► Utterance ─► Transcript ─► UserTurn ─► ReplyText ─► ReplyAudio ─► PipelineEvent
 //!  (edges: pipeline::{UTTERANCE_EDGE, TURN_EDGE, CLAUSE_EDGE, AUDIO_OUT_EDGE, EVENT_EDGE})
 //!
@@ -16,11 +19,13 @@
 //!                                                      (crates/vaak-llm, links llama.cpp)
 //! ```
 //!
-//! Modules: [`audio`] pcm/resample/wav · [`text`] clauses/script/redaction · [`config`] the one
-//! config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS engines
-//! and fakes · [`pipeline`] `spawn()`, edges, turns, events · [`stages`] the stage tasks ·
-//! [`session`] conversation memory · [`converse`] a file through the pipeline · [`daemon`]
-//! `vaak serve` · [`bench`] latency benchmarks · [`metrics`] counters and latency summaries.
+//! Modules: [`audio`] pcm/resample/G.711/wav · [`text`] clauses/script/redaction · [`config`] the
+//! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
+//! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
+//! events · [`stages`] the stage tasks · [`session`] conversation history, the SQLite store, the
+//! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
+//! reflection, auth, TLS) · [`converse`] a file through the pipeline · [`daemon`] `vaak serve` ·
+//! [`bench`] stage and voice-to-voice latency benchmarks · [`metrics`] counters and latencies.
 
 pub mod audio;
 pub mod backend;
@@ -28,14 +33,13 @@ pub mod bench;
 pub mod config;
 pub mod converse;
 pub mod daemon;
-pub mod grpc;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
-pub mod service;
 pub mod session;
 pub mod stages;
 pub mod text;
+pub mod transport;
 
 /// Generated gRPC types for `proto/vaak/v1/vaak.proto`.
 pub mod proto {

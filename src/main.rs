@@ -111,6 +111,27 @@ enum BenchCmd {
         #[arg(long, default_value_t = 10)]
         clips: usize,
     },
+    /// Voice-to-voice latency at a gRPC client: eval clips streamed in real time by 1, 2, 4 …
+    /// concurrent sessions; end of speech → first reply audio, p50/p95/p99.
+    Latency {
+        /// Eval manifests (repeat for several languages); clips are taken round-robin.
+        #[arg(long, required = true)]
+        manifest: Vec<PathBuf>,
+        /// Clips per concurrency level.
+        #[arg(long, default_value_t = 8)]
+        clips: usize,
+        /// Concurrency levels, e.g. `1,2,4`.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        sessions: Vec<usize>,
+        /// A running daemon to measure; default: start `vaak serve` with the config.
+        #[arg(long)]
+        addr: Option<String>,
+        /// API key for a daemon that requires one (or env VAAK_API_KEY).
+        #[arg(long, env = "VAAK_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -201,6 +222,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Transcribe { input, language } => transcribe_cmd(&config, &input, language),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Turn { manifest, clips } => bench_cmd(config, &manifest, clips),
+            BenchCmd::Latency {
+                manifest,
+                clips,
+                sessions,
+                addr,
+                api_key,
+                json,
+            } => bench_latency_cmd(config, &manifest, clips, &sessions, addr, api_key, json),
         },
     }
 }
@@ -347,6 +376,68 @@ fn transcribe_cmd(config: &Config, input: &Path, language: Option<String>) -> Re
         })
     );
     Ok(())
+}
+
+/// Clips from several manifests, interleaved (en, hi, te, en, hi, te …), `n` in all.
+fn interleave(manifests: &[PathBuf], n: usize) -> Result<Vec<vaak::bench::Clip>> {
+    let mut lists = Vec::new();
+    for m in manifests {
+        lists.push(vaak::bench::read_manifest(m)?);
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while out.len() < n && lists.iter().any(|l| i < l.len()) {
+        for l in &lists {
+            if let Some(c) = l.get(i) {
+                if out.len() < n {
+                    out.push(c.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn bench_latency_cmd(
+    config: Config,
+    manifests: &[PathBuf],
+    clips: usize,
+    sessions: &[usize],
+    addr: Option<String>,
+    api_key: Option<String>,
+    json: bool,
+) -> Result<()> {
+    use vaak::bench::latency;
+    let clips = interleave(manifests, clips)?;
+    anyhow::ensure!(!clips.is_empty(), "the manifests list no clips");
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (addr, child) = match addr {
+            Some(a) => (a, None),
+            None => {
+                eprintln!("starting vaak serve for the benchmark …");
+                let d = latency::ChildDaemon::start(&config).await?;
+                (d.addr.clone(), Some(d))
+            }
+        };
+        let mut reports = Vec::new();
+        for &n in sessions {
+            eprintln!("{n} concurrent session(s), {} clips …", clips.len());
+            let r = latency::run(&addr, api_key.clone(), &clips, n.max(1)).await?;
+            if !json {
+                print!("{}", r.render());
+            }
+            reports.push(r.to_json());
+        }
+        if json {
+            println!("{}", serde_json::Value::Array(reports));
+        }
+        if let Some(d) = child {
+            d.stop().await;
+        }
+        Ok(())
+    })
 }
 
 fn bench_cmd(config: Config, manifest: &Path, clips: usize) -> Result<()> {

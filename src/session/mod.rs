@@ -1,7 +1,9 @@
 //! Conversation memory of one session: the turns so far, trimmed to a budget, turned into the
 //! chat messages the LLM sees. A reply cut short by barge-in is kept only as far as it was
-//! played, and marked as interrupted. [`store`] keeps that memory across reconnects.
+//! played, and marked as interrupted. [`store`] keeps that memory across reconnects;
+//! [`service`] opens sessions for every transport (limits, tenants, resume, delete).
 
+pub mod service;
 pub mod store;
 
 use std::borrow::Cow;

@@ -17,7 +17,7 @@ use super::open_error_status;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent};
 use crate::proto::{self, client_message::Msg, control::Kind, server_event::Event};
-use crate::service::{OpenRequest, OpenSession, SessionService};
+use crate::session::service::{OpenRequest, OpenSession, SessionService};
 
 /// Server events buffered towards one client; backpressure (a client that stops reading stalls
 /// its own session's output, nothing else).

@@ -18,7 +18,7 @@ use crate::backend::asr::{AsrError, LanguageHint};
 use crate::config::language_name;
 use crate::proto;
 use crate::proto::vaak_server::{Vaak, VaakServer};
-use crate::service::{OpenError, SessionService};
+use crate::session::service::{OpenError, SessionService};
 use audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
 use auth::{tenant_of, ApiKeys};
 
@@ -284,7 +284,7 @@ impl Vaak for VaakService {
     ) -> Result<Response<proto::DeleteSessionResponse>, Status> {
         let tenant = tenant_of(&request)?;
         let id = request.into_inner().session_id;
-        if !crate::service::valid_session_id(&id) {
+        if !crate::session::service::valid_session_id(&id) {
             return Err(Status::invalid_argument("invalid session id"));
         }
         let deleted = self

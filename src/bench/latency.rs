@@ -1,0 +1,471 @@
+//! `vaak bench latency`: voice-to-voice latency as a user feels it, measured at a gRPC client.
+//! Each session streams eval clips in real time (20 ms chunks, then silence like a live
+//! microphone) and times **the true end of the user's speech → the first reply audio byte**;
+//! the end of speech is found in the clip itself (last frame above an energy floor), not taken
+//! from the daemon. Sessions run concurrently (1, 2, 4 …) and the report gives p50/p95/p99,
+//! the daemon's per-stage breakdown, and the cut-in rate (reply audio arriving while the user
+//! is still speaking).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::Clip;
+use crate::audio::resample::resample_all;
+use crate::audio::wav::read_mono;
+use crate::audio::{pcm, PIPELINE_RATE};
+use crate::metrics::{summarize, Summary};
+use crate::proto::{self, client_message::Msg, server_event::Event, vaak_client::VaakClient};
+
+/// Chunk length the client streams.
+pub const CHUNK_MS: u64 = 20;
+/// Longest wait for a reply after the end of speech.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A frame is speech if its RMS is above this share of the clip's loud (p95) frame level.
+const SPEECH_FLOOR: f32 = 0.12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LatencyError {
+    #[error("cannot read {path}: {detail}")]
+    Clip { path: PathBuf, detail: String },
+    #[error("cannot start the daemon: {0}")]
+    Daemon(String),
+    #[error("gRPC: {0}")]
+    Grpc(String),
+}
+
+/// One clip prepared for streaming.
+struct Prepared {
+    name: String,
+    language: String,
+    pcm16: Vec<u8>,
+    /// Offset of the end of speech in the clip.
+    speech_end: Duration,
+}
+
+/// One measured turn.
+#[derive(Debug, Clone, Default)]
+pub struct TurnSample {
+    pub clip: String,
+    pub language: String,
+    pub latency_ms: Option<f64>,
+    pub cut_in: bool,
+    pub asr_ms: f32,
+    pub llm_first_token_ms: f32,
+    pub tts_first_audio_ms: f32,
+    pub first_clause_ms: f32,
+    pub server_e2e_ms: f32,
+    pub error: Option<String>,
+}
+
+pub struct LatencyReport {
+    pub sessions: usize,
+    pub samples: Vec<TurnSample>,
+}
+
+impl LatencyReport {
+    pub fn e2e(&self) -> Summary {
+        let v: Vec<f64> = self.samples.iter().filter_map(|s| s.latency_ms).collect();
+        summarize(&v, v.len() as u64)
+    }
+
+    fn stage(&self, f: impl Fn(&TurnSample) -> f32) -> Summary {
+        let v: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.latency_ms.is_some())
+            .map(|s| f64::from(f(s)))
+            .collect();
+        summarize(&v, v.len() as u64)
+    }
+
+    pub fn render(&self) -> String {
+        let e = self.e2e();
+        let ok = self
+            .samples
+            .iter()
+            .filter(|s| s.latency_ms.is_some())
+            .count();
+        let cut = self.samples.iter().filter(|s| s.cut_in).count();
+        let failed: Vec<&TurnSample> = self.samples.iter().filter(|s| s.error.is_some()).collect();
+        let row = |name: &str, s: Summary| {
+            format!(
+                "  {name:<34} {:>7.0} {:>7.0} {:>7.0}\n",
+                s.p50_ms, s.p95_ms, s.p99_ms
+            )
+        };
+        let mut out = format!(
+            "sessions={}  turns={}  answered={}  cut-in={:.1}%  failed={}\n",
+            self.sessions,
+            self.samples.len(),
+            ok,
+            100.0 * cut as f64 / self.samples.len().max(1) as f64,
+            failed.len()
+        );
+        out += &format!("  {:<34} {:>7} {:>7} {:>7}\n", "(ms)", "p50", "p95", "p99");
+        out += &row("end of speech → first reply audio", e);
+        out += &row("  daemon: VAD end → transcript", self.stage(|s| s.asr_ms));
+        out += &row(
+            "  daemon: lang → first LLM token",
+            self.stage(|s| s.llm_first_token_ms),
+        );
+        out += &row(
+            "  daemon: VAD end → first clause",
+            self.stage(|s| s.first_clause_ms),
+        );
+        out += &row(
+            "  daemon: clause → its audio (TTS)",
+            self.stage(|s| s.tts_first_audio_ms),
+        );
+        out += &row(
+            "  daemon: VAD end → first audio",
+            self.stage(|s| s.server_e2e_ms),
+        );
+        for f in failed.iter().take(5) {
+            out += &format!(
+                "  failed: {} ({}): {}\n",
+                f.clip,
+                f.language,
+                f.error.as_deref().unwrap_or_default()
+            );
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let s = |x: Summary| serde_json::json!({"p50_ms": x.p50_ms, "p95_ms": x.p95_ms, "p99_ms": x.p99_ms, "count": x.count});
+        serde_json::json!({
+            "sessions": self.sessions,
+            "turns": self.samples.len(),
+            "cut_in": self.samples.iter().filter(|t| t.cut_in).count(),
+            "failed": self.samples.iter().filter(|t| t.error.is_some()).count(),
+            "end_of_speech_to_first_audio": s(self.e2e()),
+            "asr": s(self.stage(|t| t.asr_ms)),
+            "llm_first_token": s(self.stage(|t| t.llm_first_token_ms)),
+            "first_clause": s(self.stage(|t| t.first_clause_ms)),
+            "tts_first_audio": s(self.stage(|t| t.tts_first_audio_ms)),
+            "daemon_end_to_first_audio": s(self.stage(|t| t.server_e2e_ms)),
+        })
+    }
+}
+
+fn prepare(clip: &Clip) -> Result<Prepared, LatencyError> {
+    let err = |detail: String| LatencyError::Clip {
+        path: clip.path.clone(),
+        detail,
+    };
+    let (mono, rate) = read_mono(&clip.path).map_err(|e| err(e.to_string()))?;
+    let audio = resample_all(&mono, rate, PIPELINE_RATE).map_err(|e| err(e.to_string()))?;
+    let frame = (PIPELINE_RATE as u64 * CHUNK_MS / 1000) as usize;
+    let levels: Vec<f32> = audio.chunks(frame).map(crate::audio::rms).collect();
+    let mut sorted = levels.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let loud = sorted
+        .get(sorted.len().saturating_sub(1) * 95 / 100)
+        .copied()
+        .unwrap_or(0.0);
+    let last = levels
+        .iter()
+        .rposition(|&l| l >= loud * SPEECH_FLOOR)
+        .ok_or_else(|| err("no speech found in the clip".into()))?;
+    let speech_end = Duration::from_millis((last as u64 + 1) * CHUNK_MS);
+    let pcm16 = audio
+        .iter()
+        .flat_map(|&s| pcm::f32_to_i16(s).to_le_bytes())
+        .collect();
+    Ok(Prepared {
+        name: clip
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        language: clip.language.clone(),
+        pcm16,
+        speech_end,
+    })
+}
+
+/// Plays `clips` one after another in one session (a conversation), in real time.
+async fn run_session(
+    addr: String,
+    api_key: Option<String>,
+    clips: Vec<Prepared>,
+) -> Result<Vec<TurnSample>, LatencyError> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| LatencyError::Grpc(e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| LatencyError::Grpc(format!("connect {addr}: {e}")))?;
+    let mut client = VaakClient::new(channel);
+    let (tx, rx) = mpsc::channel::<proto::ClientMessage>(64);
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(k) = &api_key {
+        if let Ok(v) = format!("Bearer {k}").parse() {
+            request.metadata_mut().insert("authorization", v);
+        }
+    }
+    let config = proto::ClientMessage {
+        msg: Some(Msg::Config(proto::SessionConfig::default())),
+    };
+    tx.send(config)
+        .await
+        .map_err(|_| LatencyError::Grpc("stream closed".into()))?;
+    let mut events = client
+        .converse(request)
+        .await
+        .map_err(|e| LatencyError::Grpc(e.to_string()))?
+        .into_inner();
+    let chunk_bytes = (PIPELINE_RATE as u64 * CHUNK_MS / 1000 * 2) as usize;
+    let silence = vec![0u8; chunk_bytes];
+    let mut out = Vec::new();
+    for clip in clips {
+        let mut sample = TurnSample {
+            clip: clip.name.clone(),
+            language: clip.language.clone(),
+            ..TurnSample::default()
+        };
+        let start = Instant::now();
+        let speech_end_at = start + clip.speech_end;
+        let mut sent = 0usize;
+        let mut tick = tokio::time::interval(Duration::from_millis(CHUNK_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut first_audio: Option<Instant> = None;
+        let mut answered_turn: Option<u64> = None;
+        let deadline = speech_end_at + REPLY_TIMEOUT;
+        loop {
+            tokio::select! {
+                biased;
+                ev = events.message() => {
+                    let ev = match ev {
+                        Ok(Some(ev)) => ev,
+                        Ok(None) => { sample.error = Some("stream ended".into()); break; }
+                        Err(s) => { sample.error = Some(format!("{:?}: {}", s.code(), s.message())); break; }
+                    };
+                    match ev.event {
+                        Some(Event::ReplyAudio(a)) if first_audio.is_none() => {
+                            let now = Instant::now();
+                            first_audio = Some(now);
+                            answered_turn = Some(a.turn);
+                            sample.cut_in = now < speech_end_at;
+                            sample.latency_ms = Some(now.saturating_duration_since(speech_end_at).as_secs_f64() * 1000.0);
+                        }
+                        Some(Event::TurnCompleted(t)) if Some(t.turn) == answered_turn => {
+                            if let Some(tm) = t.timings {
+                                sample.asr_ms = tm.asr_ms;
+                                sample.llm_first_token_ms = tm.llm_first_token_ms;
+                                sample.tts_first_audio_ms = tm.tts_first_audio_ms;
+                                sample.first_clause_ms = tm.first_clause_ms;
+                                sample.server_e2e_ms = tm.end_to_first_audio_ms;
+                            }
+                            break;
+                        }
+                        Some(Event::Error(e)) if e.turn != 0 && first_audio.is_none() => {
+                            sample.error = Some(format!("{}: {}", e.code, e.message));
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tick.tick() => {
+                    if Instant::now() > deadline {
+                        sample.error.get_or_insert_with(|| "no reply within 60 s".into());
+                        break;
+                    }
+                    // The clip, then silence like an open microphone.
+                    let chunk = if sent < clip.pcm16.len() {
+                        let end = (sent + chunk_bytes).min(clip.pcm16.len());
+                        let c = clip.pcm16[sent..end].to_vec();
+                        sent = end;
+                        c
+                    } else {
+                        silence.clone()
+                    };
+                    let msg = proto::ClientMessage { msg: Some(Msg::Audio(chunk)) };
+                    if tx.send(msg).await.is_err() {
+                        sample.error = Some("request stream closed".into());
+                        break;
+                    }
+                }
+            }
+        }
+        let failed = sample.error.is_some() && sample.latency_ms.is_none();
+        out.push(sample);
+        if failed {
+            break;
+        }
+        // A breath between turns, still streaming silence.
+        let pause = Instant::now() + Duration::from_millis(800);
+        while Instant::now() < pause {
+            tokio::time::sleep(Duration::from_millis(CHUNK_MS)).await;
+            let msg = proto::ClientMessage {
+                msg: Some(Msg::Audio(silence.clone())),
+            };
+            if tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+    }
+    let hang_up = proto::ClientMessage {
+        msg: Some(Msg::Control(proto::Control {
+            kind: proto::control::Kind::HangUp as i32,
+        })),
+    };
+    let _ = tx.send(hang_up).await;
+    Ok(out)
+}
+
+/// Runs `sessions` concurrent conversations over `clips` (each session takes every
+/// `sessions`-th clip, so all clips are used once).
+pub async fn run(
+    addr: &str,
+    api_key: Option<String>,
+    clips: &[Clip],
+    sessions: usize,
+) -> Result<LatencyReport, LatencyError> {
+    let prepared: Vec<Prepared> = clips.iter().map(prepare).collect::<Result<_, _>>()?;
+    let mut per_session: Vec<Vec<Prepared>> = (0..sessions).map(|_| Vec::new()).collect();
+    for (i, p) in prepared.into_iter().enumerate() {
+        per_session[i % sessions].push(p);
+    }
+    let mut handles = Vec::new();
+    for list in per_session {
+        handles.push(tokio::spawn(run_session(
+            addr.to_string(),
+            api_key.clone(),
+            list,
+        )));
+    }
+    let mut samples = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok(Ok(s)) => samples.extend(s),
+            Ok(Err(e)) => samples.push(TurnSample {
+                error: Some(e.to_string()),
+                ..TurnSample::default()
+            }),
+            Err(e) => samples.push(TurnSample {
+                error: Some(format!("session task: {e}")),
+                ..TurnSample::default()
+            }),
+        }
+    }
+    Ok(LatencyReport { sessions, samples })
+}
+
+/// A daemon started for the benchmark: `vaak serve` on a free port, stopped on drop.
+pub struct ChildDaemon {
+    child: tokio::process::Child,
+    pub addr: String,
+    _dir: PathBuf,
+}
+
+impl ChildDaemon {
+    /// Starts this executable's `serve` with `config` (its listen address replaced by
+    /// 127.0.0.1:0) and waits for the ready line.
+    pub async fn start(config: &crate::config::Config) -> Result<Self, LatencyError> {
+        let err = |e: String| LatencyError::Daemon(e);
+        let exe = std::env::current_exe().map_err(|e| err(e.to_string()))?;
+        let dir = std::env::temp_dir().join(format!("vaak-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let mut cfg = config.clone();
+        cfg.server.grpc_listen = "127.0.0.1:0".into();
+        cfg.sessions.in_memory = true;
+        let path = dir.join("bench.toml");
+        let text = toml::to_string(&cfg).map_err(|e| err(e.to_string()))?;
+        std::fs::write(&path, text).map_err(|e| err(e.to_string()))?;
+        Self::spawn(&exe, &path, dir).await
+    }
+
+    async fn spawn(exe: &Path, config: &Path, dir: PathBuf) -> Result<Self, LatencyError> {
+        let err = |e: String| LatencyError::Daemon(e);
+        let mut child = tokio::process::Command::new(exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("VAAK_LOG", "info,whisper_rs=warn,ort=warn,llama-cpp-2=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| err(format!("{}: {e}", exe.display())))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| err("no stderr pipe".into()))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(180), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(i) = line.find("grpc=") {
+                    if line.contains("vaak ready") {
+                        let rest = &line[i + 5..];
+                        return Some(
+                            rest.split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
+                    }
+                }
+            }
+            None
+        })
+        .await;
+        let addr = match ready {
+            Ok(Some(a)) => a,
+            _ => return Err(err("the daemon did not report ready within 180 s".into())),
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM: the daemon drains and exits.
+            // SAFETY: plain libc call with a pid we own.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_of_speech_is_found_in_the_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.wav");
+        // 1 s of tone then 1 s of near-silence at 16 kHz.
+        let mut audio: Vec<f32> = (0..16_000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+        audio.extend((0..16_000).map(|i| (i as f32 * 0.3).sin() * 0.002));
+        crate::audio::wav::write_mono_i16(&path, &audio, 16_000).unwrap();
+        let clip = Clip {
+            path,
+            language: "en".into(),
+            duration_s: 2.0,
+            text: String::new(),
+        };
+        let p = prepare(&clip).unwrap();
+        assert!(
+            p.speech_end >= Duration::from_millis(980)
+                && p.speech_end <= Duration::from_millis(1020),
+            "{:?}",
+            p.speech_end
+        );
+        assert_eq!(p.pcm16.len(), 32_000 * 2);
+    }
+}
