@@ -41,6 +41,7 @@ pub const DEFAULT_SESSION_TTL_S: u64 = 1_800;
 pub const DEFAULT_SPECULATIVE_PAUSE_MS: u32 = 200;
 pub const DEFAULT_BARGE_IN_MIN_MS: u32 = 600;
 pub const DEFAULT_OUTPUT_LEAD_MS: u32 = 400;
+pub const DEFAULT_PARTIAL_EVERY_MS: u32 = 2_500;
 pub const DEFAULT_LLM_RETRIES: u32 = 1;
 /// Short acknowledgements that do not interrupt the assistant, per language (matched after
 /// lower-casing and removing punctuation).
@@ -185,6 +186,9 @@ pub struct TurnConfig {
     /// Live transports send reply audio at most this far ahead of real-time playback, so an
     /// interruption stops what the user has not heard yet.
     pub output_lead_ms: u32,
+    /// A partial transcript of a long utterance every this much speech (it uses the CPU while
+    /// the user talks, when it is otherwise idle); 0 = only at pauses.
+    pub partial_every_ms: u32,
     /// language -> phrases that never interrupt ("haan", "ok" …).
     pub backchannels: BTreeMap<String, Vec<String>>,
 }
@@ -195,6 +199,7 @@ impl Default for TurnConfig {
             speculative_pause_ms: DEFAULT_SPECULATIVE_PAUSE_MS,
             barge_in_min_ms: DEFAULT_BARGE_IN_MIN_MS,
             output_lead_ms: DEFAULT_OUTPUT_LEAD_MS,
+            partial_every_ms: DEFAULT_PARTIAL_EVERY_MS,
             backchannels: DEFAULT_BACKCHANNELS
                 .iter()
                 .map(|(l, w)| (l.to_string(), w.iter().map(|s| s.to_string()).collect()))

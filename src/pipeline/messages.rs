@@ -34,6 +34,8 @@ pub struct Turn {
     clauses: Mutex<Vec<(String, u64, u64)>>,
     /// Heard while the assistant was answering another turn.
     pub over_reply: AtomicBool,
+    /// Only a partial transcript of speech in progress: not answered.
+    pub partial_only: AtomicBool,
     /// The user's words once recognised: (text, language, confidence).
     pub user_text: OnceLock<(String, String, f32)>,
 }
@@ -58,6 +60,7 @@ impl Turn {
             interrupted_at_ms: OnceLock::new(),
             clauses: Mutex::new(Vec::new()),
             over_reply: AtomicBool::new(false),
+            partial_only: AtomicBool::new(false),
             user_text: OnceLock::new(),
         }
     }

@@ -64,6 +64,15 @@ impl TurnControl {
         turn
     }
 
+    /// A transcription of speech still in progress, for a partial transcript only: never
+    /// current, never answered.
+    pub fn begin_partial(&self) -> Arc<Turn> {
+        let turn = self.new_turn(Turn::speculative);
+        turn.partial_only
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        turn
+    }
+
     fn new_turn(&self, make: fn(TurnId, CancellationToken) -> Turn) -> Arc<Turn> {
         let mut inner = self.lock();
         let turn = Arc::new(make(TurnId(inner.next_id), self.session.child_token()));

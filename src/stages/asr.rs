@@ -1,6 +1,7 @@
 //! ASR stage: transcribes each utterance on the blocking pool (abortable through the turn's
 //! token) with spoken-language detection restricted to the session's languages.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -56,6 +57,9 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
                 Err(e) => Err(AsrError::Failed(format!("ASR task failed: {e}"))),
             };
             match result {
+                // A partial transcript that is stale, empty or failed is simply not shown.
+                Ok(_) | Err(_) if turn.partial_only.load(Ordering::Relaxed) && turn.is_stale() => {}
+                Ok(t) if is_non_speech(&t.text) && turn.partial_only.load(Ordering::Relaxed) => {}
                 Ok(t) if is_non_speech(&t.text) => {
                     ctx.turns.finish(turn.id);
                     // A speculative turn that the user went on with is nobody's business.
@@ -91,6 +95,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
                 Err(AsrError::Cancelled) => {
                     Metrics::incr(&ctx.metrics.stale_messages_dropped);
                 }
+                Err(_) if turn.partial_only.load(Ordering::Relaxed) => {}
                 Err(e) => {
                     warn!(turn = turn.id.0, error = %e, "ASR failed");
                     ctx.turns.finish(turn.id);

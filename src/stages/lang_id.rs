@@ -98,6 +98,18 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                 &t.text,
                 &ctx.settings.languages,
             );
+            if t.turn.partial_only.load(Ordering::Relaxed) {
+                ctx.emit(PipelineEvent::Transcript {
+                    turn: t.turn.id,
+                    text: t.text,
+                    language,
+                    confidence,
+                    spoken: t.candidates,
+                    is_final: false,
+                })
+                .await;
+                continue;
+            }
             TurnClock::mark(&t.turn.clock.lang_done);
             if t.turn.over_reply.load(Ordering::Relaxed) {
                 // Heard over the reply: an acknowledgement lets the reply go on.

@@ -26,6 +26,8 @@ pub enum Endpoint {
     /// A short pause (`pause_ms`) in confirmed speech, with the audio so far: a reply may start
     /// speculatively.
     Pause(Vec<f32>),
+    /// Every `partial_ms` of an utterance in progress, the audio so far (partial transcripts).
+    Progress(Vec<f32>),
     /// Speech went on after a [`Endpoint::Pause`].
     Resumed,
 }
@@ -48,6 +50,9 @@ pub struct Endpointer {
     /// Silence frames that make a [`Endpoint::Pause`]; 0 = never.
     pause_frames: usize,
     paused: bool,
+    /// Utterance length between [`Endpoint::Progress`] reports, in samples; 0 = never.
+    partial_samples: usize,
+    next_partial: usize,
 }
 
 impl Endpointer {
@@ -65,7 +70,15 @@ impl Endpointer {
             in_speech: false,
             pause_frames: 0,
             paused: false,
+            partial_samples: 0,
+            next_partial: 0,
         }
+    }
+
+    /// Also report the audio so far every `ms` of an utterance (0 = off).
+    pub fn with_partials(mut self, ms: u32) -> Self {
+        self.partial_samples = ms_to_samples(ms);
+        self
     }
 
     /// Also report pauses of `ms` in confirmed speech (0 = off).
@@ -133,6 +146,14 @@ impl Endpointer {
         if resumed {
             return Some(Endpoint::Resumed);
         }
+        if self.partial_samples > 0 && self.silence_frames == 0 {
+            if self.next_partial == 0 {
+                self.next_partial = self.utterance.len() + self.partial_samples;
+            } else if self.utterance.len() >= self.next_partial {
+                self.next_partial = self.utterance.len() + self.partial_samples;
+                return Some(Endpoint::Progress(self.utterance.clone()));
+            }
+        }
         if self.pause_frames > 0 && !self.paused && self.silence_frames == self.pause_frames {
             self.paused = true;
             return Some(Endpoint::Pause(self.trimmed_copy()));
@@ -180,6 +201,7 @@ impl Endpointer {
 
     fn reset_to_silence(&mut self) {
         self.paused = false;
+        self.next_partial = 0;
         self.in_speech = false;
         self.confirmed = false;
         self.speech_frames = 0;
@@ -252,7 +274,13 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
         };
         let mut work = Some(Work {
             detector,
-            endpointer: Endpointer::new(vad_config(&ctx), frame).with_pause(pause_ms),
+            endpointer: Endpointer::new(vad_config(&ctx), frame)
+                .with_pause(pause_ms)
+                .with_partials(if ctx.settings.speculative {
+                    ctx.backends.config.turn.partial_every_ms
+                } else {
+                    0
+                }),
             pending: Vec::with_capacity(frame * 4),
             error: None,
         });
@@ -320,6 +348,8 @@ struct TurnTaking {
     /// A reply was playing when the current speech started.
     over_reply: bool,
     speculative: Option<Arc<Turn>>,
+    /// A transcription of the speech so far, for a partial transcript.
+    partial: Option<Arc<Turn>>,
     /// The latest confirmed turn and all the audio it was heard from.
     base: Option<(Arc<Turn>, Vec<f32>)>,
     /// Audio of an unanswered turn the user is continuing: it prefixes the next turn.
@@ -357,7 +387,30 @@ impl TurnTaking {
                 ctx.emit(PipelineEvent::SpeechStarted).await;
                 true
             }
+            Endpoint::Progress(pcm) => {
+                if self.over_reply || self.speculative.is_some() {
+                    return true;
+                }
+                if let Some(old) = self.partial.take() {
+                    old.cancel.cancel();
+                }
+                let pcm = self.with_carry(ctx, pcm, false);
+                let turn = ctx.turns.begin_partial();
+                self.partial = Some(Arc::clone(&turn));
+                // Best effort: never hold the microphone up for a caption.
+                let utt = Utterance {
+                    turn,
+                    input: UserInput::Speech(pcm),
+                };
+                if tx.try_send(utt).is_err() {
+                    Metrics::incr(&ctx.metrics.stale_messages_dropped);
+                }
+                true
+            }
             Endpoint::Pause(pcm) => {
+                if let Some(old) = self.partial.take() {
+                    old.cancel.cancel();
+                }
                 if self.over_reply || self.speculative.is_some() {
                     return true;
                 }
@@ -386,6 +439,9 @@ impl TurnTaking {
             }
             Endpoint::Utterance(pcm) => {
                 self.heard_speech = true;
+                if let Some(old) = self.partial.take() {
+                    old.cancel.cancel();
+                }
                 if let Some(turn) = self.speculative.take() {
                     if turn.confirm() && !turn.is_stale() {
                         self.carry.clear();

@@ -322,3 +322,54 @@ async fn a_typed_turn_and_an_explicit_interrupt() {
     assert!(s.p.interrupt().await.is_none(), "nothing left to interrupt");
     s.tracker.close();
 }
+
+#[tokio::test(start_paused = true)]
+async fn long_speech_gets_partial_transcripts_and_one_answer() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "Okay.",
+        Duration::from_millis(100),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[(
+        "I would like to book a ticket to Chennai",
+        "en",
+    )]));
+    let mut s = live(llm.clone(), asr);
+    let input = s.p.input.clone();
+    let feeder = tokio::spawn(async move { speak(&input, 6_000, 3_000).await });
+    let events = collect(&mut s.p.events, |e| {
+        completed(e, 1) || completed(e, 2) || completed(e, 3) || completed(e, 4)
+    })
+    .await;
+    feeder.abort();
+    let stopped = events
+        .iter()
+        .position(|e| matches!(e, PipelineEvent::SpeechStopped { .. }))
+        .expect("speech_stopped");
+    let partials = events[..stopped]
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                PipelineEvent::Transcript {
+                    is_final: false,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(partials >= 1, "no partial transcript during 6 s of speech");
+    assert_eq!(
+        count(&events, |e| matches!(
+            e,
+            PipelineEvent::TurnCompleted { .. }
+        )),
+        1
+    );
+    assert_eq!(
+        llm.requests.lock().unwrap().len(),
+        1,
+        "partials are not answered"
+    );
+    s.tracker.close();
+}

@@ -263,6 +263,7 @@ async fn killed_llama_server_costs_one_reply_then_the_worker_answers() {
         err.is_some() && !done,
         "a reply cut by the server's death must end with an error; got {rest:?}, done={done}"
     );
+    eprintln!("cut after {:?}: {err:?}", format!("{first}{rest}"));
     assert!(!llm.primary_healthy(), "the dead server is cooling down");
     assert_eq!(llm.fallbacks(), 0, "the reply in flight is not re-asked");
 

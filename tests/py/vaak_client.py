@@ -719,6 +719,7 @@ def cmd_converse(args, pb2, pb2_grpc):
 
     def summarise(evs):
         open_speech, turns, terminal, errors = 0, set(), set(), 0
+        kinds_of = {}
         for _, k, m in evs:
             if k == "speech_started":
                 open_speech += 1
@@ -726,10 +727,17 @@ def cmd_converse(args, pb2, pb2_grpc):
                 open_speech = max(0, open_speech - 1)
             if k not in ("session_started", "speech_started", "unknown") and getattr(m, "turn", 0):
                 turns.add(m.turn)
-            if k in ("turn_completed", "interrupted") or (k == "error" and m.turn):
+                kinds_of.setdefault(m.turn, set()).add(k)
+            # A backchannel ends its (tentative) turn: it is acknowledged, never answered.
+            if k in ("turn_completed", "interrupted", "backchannel") or (k == "error" and m.turn):
                 terminal.add(m.turn)
             if k == "error":
                 errors += 1
+        # A turn that only got speech_stopped and was followed by a later turn was continued
+        # by the user before any answer (the server merges it into the later turn).
+        for t in turns:
+            if kinds_of.get(t) == {"speech_stopped"} and any(u > t for u in turns):
+                terminal.add(t)
         return open_speech, turns, terminal, errors
 
     failed = None if ss is not None else "no session_started"
