@@ -265,7 +265,9 @@ async fn run_session(
                             break;
                         }
                         Some(Event::Error(e)) if e.turn != 0 && first_audio.is_none() => {
+                            // The turn failed (e.g. nothing recognisable was said): no reply.
                             sample.error = Some(format!("{}: {}", e.code, e.message));
+                            break;
                         }
                         _ => {}
                     }
@@ -292,9 +294,12 @@ async fn run_session(
                 }
             }
         }
-        let failed = sample.error.is_some() && sample.latency_ms.is_none();
+        let broken = sample
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("stream") || e.starts_with("Unavailable"));
         out.push(sample);
-        if failed {
+        if broken {
             break;
         }
         // A breath between turns, still streaming silence.

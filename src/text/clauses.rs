@@ -92,6 +92,11 @@ impl ClauseSplitter {
                         return Some(space + ws.len_utf8());
                     }
                 }
+                // No space at all (a model stuck on one "word"): cut anyway, so speech never
+                // waits for the whole reply.
+                if n_chars >= 2 * self.max_chars() {
+                    return Some(end);
+                }
             }
         }
         None
@@ -114,6 +119,14 @@ pub fn split_clauses(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn text_without_spaces_or_punctuation_is_still_cut() {
+        let mut s = ClauseSplitter::new();
+        let first = s.push(&"న్".repeat(100));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].chars().count(), 2 * MAX_FIRST_CLAUSE_CHARS);
+    }
 
     #[test]
     fn splits_latin_and_indic_punctuation() {
