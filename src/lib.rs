@@ -17,6 +17,8 @@
 //!
 //!  vaak (this crate, links whisper.cpp + ONNX Runtime) ──HTTP/SSE (OpenAI chat)──► vaak-llm
 //!                                                      (crates/vaak-llm, links llama.cpp)
+//!       or ──► a remote OpenAI-compatible server, wrapped in backend::llm::fallback
+//!              (retry, time-outs, cool-down) with vaak-llm as the fallback
 //! ```
 //!
 //! Modules: [`audio`] pcm/resample/G.711/wav · [`text`] clauses/script/redaction · [`config`] the
