@@ -18,6 +18,9 @@ export VAAK_TEST_KOKORO_VOCAB="$VAAK_MODELS_DIR/kokoro-vocab/vocab.json"
 export VAAK_TEST_KOKORO_VOICES="$VAAK_MODELS_DIR/kokoro-voices/voices"
 export VAAK_TEST_PIPER_MODEL="$VAAK_MODELS_DIR/piper-en-joe/en_US-joe-medium.onnx"
 export VAAK_TEST_TTS_OUT="$(mktemp -d)"
+# The gRPC tests drive `vaak serve` with the Python client and grpcurl from this venv.
+eval "$(scripts/py-env.sh)"
+export VAAK_PY VAAK_GRPCURL
 export VAAK_TEST_LLM_GGUF="$VAAK_MODELS_DIR/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -f "$VAAK_TEST_LLM_GGUF" ]; then
   "$VAAK_BIN" models fetch --set small

@@ -180,7 +180,8 @@ pub async fn converse(
             }
             PipelineEvent::Interrupted { .. }
             | PipelineEvent::LanguageChanged { .. }
-            | PipelineEvent::Backchannel { .. } => {}
+            | PipelineEvent::Backchannel { .. }
+            | PipelineEvent::TurnContinued { .. } => {}
             PipelineEvent::TurnFailed {
                 turn,
                 stage,

@@ -27,6 +27,11 @@ pub enum PipelineEvent {
         from: String,
         to: String,
     },
+    /// The user went on speaking before this turn was answered: its words are carried into the
+    /// next turn, which answers them (this turn gets no reply of its own).
+    TurnContinued {
+        turn: TurnId,
+    },
     /// Short speech over the reply that was an acknowledgement ("haan", "ok"): not a turn.
     Backchannel {
         turn: TurnId,

@@ -380,6 +380,10 @@ impl TurnTaking {
                             debug!(turn = base.id.0, "turn continued");
                             ctx.turns.abandon(&base);
                             self.carry = audio;
+                            if base.is_confirmed() {
+                                ctx.emit(PipelineEvent::TurnContinued { turn: base.id })
+                                    .await;
+                            }
                         }
                     }
                 }
@@ -517,6 +521,8 @@ impl TurnTaking {
 
     /// A typed turn interrupts whatever is playing and goes straight to the LLM.
     async fn typed(&mut self, ctx: &StageCtx, tx: &mpsc::Sender<Utterance>, text: String) -> bool {
+        // A typed turn is the user's input too: the session did not end without one.
+        self.heard_speech = true;
         if let Some(turn) = self.speculative.take() {
             ctx.turns.abandon(&turn);
         }

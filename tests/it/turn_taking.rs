@@ -64,6 +64,7 @@ fn kind(e: &PipelineEvent) -> &'static str {
         PipelineEvent::NoSpeech => "no_speech",
         PipelineEvent::LanguageChanged { .. } => "language_changed",
         PipelineEvent::Backchannel { .. } => "backchannel",
+        PipelineEvent::TurnContinued { .. } => "turn_continued",
     }
 }
 

@@ -319,7 +319,14 @@ def make_channel(args):
     opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
             ("grpc.enable_retries", 0)]
-    ch = grpc.insecure_channel(args.addr, options=opts)
+    if getattr(args, "tls_ca", None):
+        with open(args.tls_ca, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        if args.tls_server_name:
+            opts.append(("grpc.ssl_target_name_override", args.tls_server_name))
+        ch = grpc.secure_channel(args.addr, creds, options=opts)
+    else:
+        ch = grpc.insecure_channel(args.addr, options=opts)
     try:
         grpc.channel_ready_future(ch).result(timeout=args.connect_timeout_s)
     except grpc.FutureTimeoutError:
@@ -733,10 +740,11 @@ def cmd_converse(args, pb2, pb2_grpc):
                 terminal.add(m.turn)
             if k == "error":
                 errors += 1
-        # A turn that only got speech_stopped and was followed by a later turn was continued
-        # by the user before any answer (the server merges it into the later turn).
+        # A turn with no reply that a later turn followed was continued by the user before any
+        # answer: the server merges it into the later turn (and sends nothing more for it).
+        merged_kinds = {"speech_stopped", "transcript", "language_changed"}
         for t in turns:
-            if kinds_of.get(t) == {"speech_stopped"} and any(u > t for u in turns):
+            if kinds_of.get(t, set()) <= merged_kinds and any(u > t for u in turns):
                 terminal.add(t)
         return open_speech, turns, terminal, errors
 
@@ -1000,6 +1008,11 @@ def cmd_raw(args, pb2, pb2_grpc):
                     req.output_format.CopyFrom(fmt)
                 r = stub.Synthesize(req, metadata=md, timeout=to)
                 out["response"] = audio_summary(pb2, r.audio, r.sample_rate)
+                if args.save_wav:
+                    if args.output_mulaw:
+                        raise Fail("--save-wav writes PCM16 only")
+                    write_wav(args.save_wav, pcm16_from_bytes(r.audio), r.sample_rate)
+                    out["response"]["saved"] = args.save_wav
             elif args.rpc == "transcribe":
                 if args.oversized_bytes:
                     audio = bytes(args.oversized_bytes)
@@ -1160,6 +1173,9 @@ def build_parser():
     common.add_argument("--timeout-s", type=float, default=120.0,
                         help="hard limit for the whole command (default 120)")
     common.add_argument("--connect-timeout-s", type=float, default=10.0)
+    common.add_argument("--tls-ca", metavar="PEM",
+                        help="connect over TLS, trusting this CA / self-signed certificate")
+    common.add_argument("--tls-server-name", help="with --tls-ca: the name to verify")
     common.add_argument("--proto-dir", default=os.environ.get("VAAK_PROTO_DIR", DEFAULT_PROTO_DIR))
 
     session = argparse.ArgumentParser(add_help=False)
@@ -1225,6 +1241,7 @@ def build_parser():
     r.add_argument("--wav", help="audio to send after the config")
     r.add_argument("--text", help="a text message (converse) / text (synthesize)")
     r.add_argument("--voice-name", help="synthesize: SynthesizeRequest.voice")
+    r.add_argument("--save-wav", metavar="FILE", help="synthesize: write the audio as a WAV")
     r.add_argument("--hold-s", type=float, default=5.0,
                    help="converse: keep the stream open this long before half-closing")
 

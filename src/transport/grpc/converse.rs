@@ -139,6 +139,12 @@ async fn run(
     let shutdown = svc.shutdown_token().clone();
     let mut input = Some(session.pipeline.input.clone());
     let mut idle_deadline = Instant::now() + idle;
+    // Audio waiting for room in the pipeline. While it waits, the client is not read, so HTTP/2
+    // flow control slows a client that sends faster than real time instead of losing its audio.
+    let mut pending: Option<Ingest> = None;
+    // The client half-closed: once `pending` (its end of input) is delivered, close the input.
+    let mut half_closed = false;
+    let out = s.out.clone();
     let end = loop {
         tokio::select! {
             biased;
@@ -148,30 +154,47 @@ async fn run(
             _ = session.cancel.cancelled() => {
                 break End::Error(Status::aborted("this session was continued in another stream or deleted"));
             }
+            _ = out.closed() => {
+                debug!("client went away");
+                break End::Done;
+            }
             _ = tokio::time::sleep_until(session_deadline) => {
                 break End::Error(Status::deadline_exceeded(format!(
                     "the session reached its maximum length of {} s", cfg.max_session_s)));
             }
-            _ = tokio::time::sleep_until(idle_deadline), if input.is_some() => {
+            _ = tokio::time::sleep_until(idle_deadline), if input.is_some() && pending.is_none() => {
                 break End::Error(Status::deadline_exceeded(format!(
                     "no message from the client for {} s", cfg.idle_timeout_s)));
             }
-            msg = inbound.message(), if input.is_some() => {
+            permit = reserve(input.clone()), if pending.is_some() => {
+                match (permit, pending.take()) {
+                    (Some(p), Some(msg)) => {
+                        p.send(msg);
+                    }
+                    _ => break End::Done,
+                }
+                if half_closed {
+                    // Every stage drains and the event stream closes after the last reply.
+                    input = None;
+                    session.pipeline.input = closed_sender();
+                }
+                idle_deadline = Instant::now() + idle;
+            }
+            msg = inbound.message(), if input.is_some() && pending.is_none() => {
                 idle_deadline = Instant::now() + idle;
                 match msg {
                     Ok(Some(m)) => {
                         match on_client_message(&svc, &session, &mut s, input.as_ref(), m).await {
-                            Ok(true) => {}
-                            Ok(false) => break End::Done,
+                            Ok(Step::Continue) => {}
+                            Ok(Step::Ingest(i)) => pending = Some(i),
+                            Ok(Step::HangUp) => break End::Done,
                             Err(status) => break End::Error(status),
                         }
                     }
                     Ok(None) => {
                         // Half-close: finish the utterance in progress, answer, then end.
-                        if let Some(tx) = input.take() {
-                            let _ = tx.try_send(Ingest::EndOfInput);
-                        }
-                        session.pipeline.input = closed_sender();
+                        pending = Some(Ingest::EndOfInput);
+                        half_closed = true;
                     }
                     Err(status) => {
                         debug!(%status, "client stream ended");
@@ -204,15 +227,31 @@ fn closed_sender() -> mpsc::Sender<Ingest> {
     mpsc::channel(1).0
 }
 
-/// Handles one client message; `Ok(false)` ends the session (hang-up).
+/// What a client message asks of the session loop.
+enum Step {
+    Continue,
+    /// Hand this to the pipeline (waiting for room: backpressure).
+    Ingest(Ingest),
+    HangUp,
+}
+
+/// Room for one message on the pipeline's input (`None` once it is closed).
+async fn reserve(input: Option<mpsc::Sender<Ingest>>) -> Option<mpsc::OwnedPermit<Ingest>> {
+    input?.reserve_owned().await.ok()
+}
+
+/// Handles one client message.
 async fn on_client_message(
     svc: &SessionService,
     session: &OpenSession,
     s: &mut Stream,
     input: Option<&mpsc::Sender<Ingest>>,
     m: proto::ClientMessage,
-) -> Result<bool, Status> {
-    let Some(input) = input else { return Ok(true) };
+) -> Result<Step, Status> {
+    if input.is_none() {
+        return Ok(Step::Continue);
+    }
+    let limit = svc.backends.config.server.max_message_bytes;
     match m.msg {
         None => Err(Status::invalid_argument("empty ClientMessage")),
         Some(Msg::Config(_)) => Err(Status::invalid_argument(
@@ -224,36 +263,29 @@ async fn on_client_message(
                     "this session is text-only: send text, not audio",
                 ));
             }
+            if bytes.len() > limit {
+                return Err(Status::resource_exhausted(format!(
+                    "audio message too large: {} bytes, the limit is {limit} bytes",
+                    bytes.len()
+                )));
+            }
             let pcm = s.decoder.decode(&bytes)?;
             if pcm.is_empty() {
-                return Ok(true);
+                return Ok(Step::Continue);
             }
-            // Realtime capture: never wait; a full edge drops this chunk and counts it.
-            if input.try_send(Ingest::Audio(pcm)).is_err() {
-                Metrics::incr(&svc.metrics.audio_chunks_dropped);
-            }
-            Ok(true)
+            Ok(Step::Ingest(Ingest::Audio(pcm)))
         }
         Some(Msg::Text(text)) => {
             let text = text.trim().to_string();
             if text.is_empty() {
-                return Ok(true);
+                return Ok(Step::Continue);
             }
             if text.chars().count() > MAX_TEXT_CHARS {
                 return Err(Status::invalid_argument(format!(
                     "typed turn longer than {MAX_TEXT_CHARS} characters"
                 )));
             }
-            if input.try_send(Ingest::Text(text)).is_err() {
-                send_error(
-                    s,
-                    "busy",
-                    "the assistant is still busy with audio; send the text again",
-                    0,
-                )
-                .await;
-            }
-            Ok(true)
+            Ok(Step::Ingest(Ingest::Text(text)))
         }
         Some(Msg::Control(c)) => match Kind::try_from(c.kind) {
             Ok(Kind::Interrupt) => {
@@ -267,13 +299,10 @@ async fn on_client_message(
                     });
                     send(s, ev).await;
                 }
-                Ok(true)
+                Ok(Step::Continue)
             }
-            Ok(Kind::EndOfInput) => {
-                let _ = input.try_send(Ingest::EndOfInput);
-                Ok(true)
-            }
-            Ok(Kind::HangUp) => Ok(false),
+            Ok(Kind::EndOfInput) => Ok(Step::Ingest(Ingest::EndOfInput)),
+            Ok(Kind::HangUp) => Ok(Step::HangUp),
             Ok(Kind::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
                 "unknown control kind {}",
                 c.kind
@@ -332,6 +361,9 @@ async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
                 from,
                 to,
             })
+        }
+        PipelineEvent::TurnContinued { turn } => {
+            Event::TurnContinued(proto::TurnContinued { turn: turn.0 })
         }
         PipelineEvent::Backchannel { turn, text } => {
             Event::Backchannel(proto::Backchannel { turn: turn.0, text })

@@ -29,6 +29,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vaak
 pub const MAX_SYNTH_CHARS: usize = 2_000;
 /// Longest audio `Transcribe` accepts (Whisper's window).
 pub const MAX_TRANSCRIBE_S: u64 = 30;
+/// The largest unary request: 30 s of 48 kHz PCM16 plus framing.
+pub const MAX_UNARY_BYTES: usize = (MAX_TRANSCRIBE_S as usize) * 48_000 * 2 + 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
@@ -314,8 +316,10 @@ pub async fn serve(
         detail: e.to_string(),
     })?;
     let keys = ApiKeys::from_config(&cfg);
+    // Converse enforces `max_message_bytes` per message itself (RESOURCE_EXHAUSTED); the
+    // transport limit only has to admit the largest unary request, a 30 s Transcribe.
     let api = VaakServer::new(VaakService::new(Arc::clone(&svc)))
-        .max_decoding_message_size(cfg.max_message_bytes)
+        .max_decoding_message_size(cfg.max_message_bytes.max(MAX_UNARY_BYTES))
         .max_encoding_message_size(4 * 1024 * 1024);
     let api = tonic::service::interceptor::InterceptedService::new(api, move |req| keys.check(req));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
