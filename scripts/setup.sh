@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-need_pkgs=(build-essential pkg-config cmake libclang-dev libasound2-dev espeak-ng libespeak-ng-dev sox unzip curl)
+need_pkgs=(build-essential pkg-config cmake libclang-dev libasound2-dev espeak-ng libespeak-ng-dev sox unzip curl openssl python3-venv)
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
 command -v npm >/dev/null || need_pkgs+=(npm)
 missing=()

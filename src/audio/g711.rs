@@ -18,21 +18,32 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
     }
 }
 
-/// Linear 16-bit sample → μ-law byte.
+/// Segment end points of the reference encoders (Sun's g711.c).
+const SEG_UEND: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
+const SEG_AEND: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+
+fn search(value: i32, table: &[i32; 8]) -> usize {
+    table.iter().position(|&end| value <= end).unwrap_or(8)
+}
+
+/// Linear 16-bit sample → μ-law byte (the reference algorithm on the 14-bit sample).
 pub fn linear_to_ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32_635;
-    let mut pcm = i32::from(sample);
-    let sign = if pcm < 0 {
+    const BIAS: i32 = 0x84 >> 2;
+    const CLIP: i32 = 8159;
+    let mut pcm = i32::from(sample) >> 2;
+    let mask: u8 = if pcm < 0 {
         pcm = -pcm;
-        0x80
+        0x7F
     } else {
-        0x00
+        0xFF
     };
     let pcm = pcm.min(CLIP) + BIAS;
-    let exponent = segment(pcm >> 7);
-    let mantissa = (pcm >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as u8 | mantissa as u8)
+    let seg = search(pcm, &SEG_UEND);
+    if seg >= 8 {
+        return 0x7F ^ mask;
+    }
+    let uval = ((seg as i32) << 4) | ((pcm >> (seg + 1)) & 0x0F);
+    (uval as u8) ^ mask
 }
 
 /// A-law byte → linear 16-bit sample.
@@ -54,34 +65,26 @@ pub fn alaw_to_linear(byte: u8) -> i16 {
     }
 }
 
-/// Linear 16-bit sample → A-law byte.
+/// Linear 16-bit sample → A-law byte (the reference algorithm on the 13-bit sample).
 pub fn linear_to_alaw(sample: i16) -> u8 {
-    let pcm = i32::from(sample);
-    let (sign, magnitude) = if pcm >= 0 {
-        (0x80u8, pcm)
+    let mut pcm = i32::from(sample) >> 3;
+    let mask: u8 = if pcm >= 0 {
+        0xD5
     } else {
-        (0x00u8, -pcm - 1)
+        pcm = -pcm - 1;
+        0x55
     };
-    let magnitude = magnitude.min(32_767);
-    let byte = if magnitude < 256 {
-        (magnitude >> 4) as u8
-    } else {
-        let exponent = segment(magnitude >> 8) + 1;
-        let mantissa = (magnitude >> (exponent + 3)) & 0x0F;
-        ((exponent << 4) as u8) | mantissa as u8
-    };
-    (byte | sign) ^ 0x55
-}
-
-/// Position of the highest set bit of `v` (0..=7), the G.711 segment number.
-fn segment(v: i32) -> i32 {
-    let mut seg = 0;
-    let mut v = v;
-    while v > 1 && seg < 7 {
-        v >>= 1;
-        seg += 1;
+    let seg = search(pcm, &SEG_AEND);
+    if seg >= 8 {
+        return 0x7F ^ mask;
     }
-    seg
+    let mut aval = (seg as i32) << 4;
+    aval |= if seg < 2 {
+        (pcm >> 1) & 0x0F
+    } else {
+        (pcm >> seg) & 0x0F
+    };
+    (aval as u8) ^ mask
 }
 
 /// Decodes μ-law bytes to samples in [-1, 1].
@@ -123,16 +126,17 @@ mod tests {
 
     #[test]
     fn ulaw_matches_the_standard_table() {
-        // Values from ITU-T G.711 Table 2a / the reference decoder.
+        // Values from ITU-T G.711 Table 2a / the reference decoder (Sun's g711.c, and what
+        // Python's audioop.ulaw2lin gives).
         assert_eq!(ulaw_to_linear(0xFF), 0);
         assert_eq!(ulaw_to_linear(0x7F), 0);
-        assert_eq!(ulaw_to_linear(0x80), -32124);
-        assert_eq!(ulaw_to_linear(0x00), 32124);
-        assert_eq!(ulaw_to_linear(0xF0), -120);
-        assert_eq!(ulaw_to_linear(0x70), 120);
-        assert_eq!(ulaw_to_linear(0xEF), -132);
+        assert_eq!(ulaw_to_linear(0x80), 32124);
+        assert_eq!(ulaw_to_linear(0x00), -32124);
+        assert_eq!(ulaw_to_linear(0xF0), 120);
+        assert_eq!(ulaw_to_linear(0x70), -120);
+        assert_eq!(ulaw_to_linear(0xEF), 132);
         assert_eq!(linear_to_ulaw(0), 0xFF);
-        assert_eq!(linear_to_ulaw(-1), 0x7F);
+        assert_eq!(linear_to_ulaw(-1), 0x7E);
         assert_eq!(linear_to_ulaw(32767), 0x80);
         assert_eq!(linear_to_ulaw(-32768), 0x00);
     }
@@ -147,6 +151,40 @@ mod tests {
         assert_eq!(linear_to_alaw(-1), 0x55);
         assert_eq!(linear_to_alaw(32767), 0xAA);
         assert_eq!(linear_to_alaw(-32768), 0x2A);
+    }
+
+    /// sha256 of the reference codecs' output over every input, from Python's `audioop`
+    /// (`lin2ulaw`/`lin2alaw` of all i16 little-endian −32768..=32767, `ulaw2lin`/`alaw2lin` of
+    /// bytes 0..=255).
+    #[test]
+    fn every_sample_and_code_matches_the_reference() {
+        use sha2::{Digest, Sha256};
+        let hash = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+        let all = i16::MIN..=i16::MAX;
+        let mu: Vec<u8> = all.clone().map(linear_to_ulaw).collect();
+        let a: Vec<u8> = all.map(linear_to_alaw).collect();
+        assert_eq!(
+            hash(&mu),
+            "81d633c9e6972a18c74a58720b96cb8ca0bdd096d4060b646dd708c3b846019a"
+        );
+        assert_eq!(
+            hash(&a),
+            "38488f6fd710f4686360edc4d38639f96c491595ef93f8eb8d62d5e07ca6ce7b"
+        );
+        let dmu: Vec<u8> = (0..=255u8)
+            .flat_map(|b| ulaw_to_linear(b).to_le_bytes())
+            .collect();
+        let da: Vec<u8> = (0..=255u8)
+            .flat_map(|b| alaw_to_linear(b).to_le_bytes())
+            .collect();
+        assert_eq!(
+            hash(&dmu),
+            "3dab54339e520bb2c924826e3b72a917a2b612e9fd12fc867500f1d983a75827"
+        );
+        assert_eq!(
+            hash(&da),
+            "e04788d110e58ff8c70c93b8480190d973e3b67876b6119abbaec766cc75c174"
+        );
     }
 
     #[test]

@@ -735,8 +735,11 @@ def cmd_converse(args, pb2, pb2_grpc):
             if k not in ("session_started", "speech_started", "unknown") and getattr(m, "turn", 0):
                 turns.add(m.turn)
                 kinds_of.setdefault(m.turn, set()).add(k)
-            # A backchannel ends its (tentative) turn: it is acknowledged, never answered.
-            if k in ("turn_completed", "interrupted", "backchannel") or (k == "error" and m.turn):
+            # A backchannel ends its (tentative) turn: it is acknowledged, never answered; a
+            # continued turn is answered by a later one.
+            if k in ("turn_completed", "interrupted", "backchannel", "turn_continued") or (
+                k == "error" and m.turn
+            ):
                 terminal.add(m.turn)
             if k == "error":
                 errors += 1
