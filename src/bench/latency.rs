@@ -324,7 +324,7 @@ async fn run_session(
 }
 
 /// Runs `sessions` concurrent conversations over `clips` (each session takes every
-/// `sessions`-th clip, so all clips are used once).
+/// `sessions`-th clip, so all clips are used once, and plays them grouped by language).
 pub async fn run(
     addr: &str,
     api_key: Option<String>,
@@ -335,6 +335,11 @@ pub async fn run(
     let mut per_session: Vec<Vec<Prepared>> = (0..sessions).map(|_| Vec::new()).collect();
     for (i, p) in prepared.into_iter().enumerate() {
         per_session[i % sessions].push(p);
+    }
+    // A person keeps to a language within a conversation: each session plays its clips grouped
+    // by language (a switch costs the LLM its cached prompt, as it would in real use).
+    for list in &mut per_session {
+        list.sort_by(|a, b| a.language.cmp(&b.language));
     }
     let mut handles = Vec::new();
     for list in per_session {

@@ -34,6 +34,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
             if ctx.drop_if_stale(&utt.turn) {
                 continue;
             }
+            if utt.turn.partial_only.load(Ordering::Relaxed) && ctx.backends.asr.is_busy() {
+                // A partial transcript is a nicety: it never delays another turn's answer.
+                Metrics::incr(&ctx.metrics.stale_messages_dropped);
+                continue;
+            }
             let pcm = match utt.input {
                 UserInput::Speech(pcm) => pcm,
                 UserInput::Typed(text) => {

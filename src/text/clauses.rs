@@ -13,7 +13,7 @@ pub const MAX_CLAUSE_CHARS: usize = 160;
 
 /// The first clause of a reply is cut sooner (at a space past this many characters) when the
 /// model writes no punctuation: the first audio is what the user waits for.
-pub const MAX_FIRST_CLAUSE_CHARS: usize = 60;
+pub const MAX_FIRST_CLAUSE_CHARS: usize = 28;
 
 /// Accumulates streamed text and hands out complete clauses.
 #[derive(Debug, Default)]
@@ -147,8 +147,8 @@ mod tests {
     #[test]
     fn numbers_are_not_split() {
         assert_eq!(
-            split_clauses("It costs 1,00,000 rupees or 3.5 lakh."),
-            vec!["It costs 1,00,000 rupees or 3.5 lakh."]
+            split_clauses("Yes. It costs 1,00,000 rupees or 3.5 lakh."),
+            vec!["Yes.", "It costs 1,00,000 rupees or 3.5 lakh."]
         );
     }
 

@@ -55,4 +55,9 @@ pub trait Asr: Send + Sync {
         hint: &LanguageHint,
         cancel: &CancellationToken,
     ) -> Result<Transcription, AsrError>;
+
+    /// Every decode slot is taken: optional work (partial transcripts) should be skipped.
+    fn is_busy(&self) -> bool {
+        false
+    }
 }

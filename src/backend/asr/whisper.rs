@@ -68,6 +68,10 @@ impl DecodeGate {
         }
     }
 
+    fn is_full(&self) -> bool {
+        *self.free.lock().unwrap_or_else(|p| p.into_inner()) == 0
+    }
+
     /// Waits for a slot (giving up if `cancel` fires); the slot is released when the guard drops.
     fn enter(&self, cancel: &CancellationToken) -> Result<GateGuard<'_>, AsrError> {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
@@ -359,6 +363,10 @@ impl Asr for WhisperAsr {
         let result = self.run(&mut state, pcm_16k, hint, cancel);
         self.give_back(state);
         result
+    }
+
+    fn is_busy(&self) -> bool {
+        self.gate.is_full()
     }
 }
 
