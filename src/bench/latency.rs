@@ -370,7 +370,7 @@ pub async fn run(
 pub struct ChildDaemon {
     child: tokio::process::Child,
     pub addr: String,
-    _dir: PathBuf,
+    dir: PathBuf,
 }
 
 impl ChildDaemon {
@@ -431,11 +431,7 @@ impl ChildDaemon {
         };
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            child,
-            addr,
-            _dir: dir,
-        })
+        Ok(Self { child, addr, dir })
     }
 
     pub async fn stop(mut self) {
@@ -447,7 +443,7 @@ impl ChildDaemon {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
-        let _ = std::fs::remove_dir_all(&self._dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -266,6 +266,15 @@ pub struct Utterance {
     pub input: UserInput,
 }
 
+impl Utterance {
+    pub fn speech(turn: Arc<Turn>, pcm: Vec<f32>) -> Self {
+        Self {
+            turn,
+            input: UserInput::Speech(pcm),
+        }
+    }
+}
+
 /// ASR → language id.
 #[derive(Debug)]
 pub struct Transcript {

@@ -184,6 +184,21 @@ impl SessionStore {
         self.ttl
     }
 
+    /// (owner tenant, updated ms, expires ms) of session `id`, if there is one.
+    fn session_row(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+    ) -> Result<Option<(String, i64, i64)>, StoreError> {
+        tx.query_row(
+            "SELECT tenant, updated_ms, expires_ms FROM sessions WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(self.sql("read a session"))
+    }
+
     /// The session if it exists, belongs to `tenant`, and is within its TTL. An expired one is
     /// deleted and reported as None. A session of another tenant is None (never reveal it
     /// exists).
@@ -193,14 +208,7 @@ impl SessionStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql("begin a load"))?;
-        let row: Option<(String, i64, i64)> = tx
-            .query_row(
-                "SELECT tenant, updated_ms, expires_ms FROM sessions WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(self.sql("read a session"))?;
+        let row = self.session_row(&tx, id)?;
         let Some((owner, updated_ms, expires_ms)) = row else {
             return Ok(None);
         };
@@ -252,14 +260,7 @@ impl SessionStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql("begin a save"))?;
-        let row: Option<(String, i64, i64)> = tx
-            .query_row(
-                "SELECT tenant, updated_ms, expires_ms FROM sessions WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(self.sql("read a session"))?;
+        let row = self.session_row(&tx, id)?;
         match row {
             Some((_, updated_ms, expires_ms)) if self.expired(updated_ms, expires_ms, now) => {
                 tx.execute("DELETE FROM sessions WHERE id = ?1", [id])

@@ -402,10 +402,7 @@ impl TurnTaking {
                 let turn = ctx.turns.begin_partial();
                 self.partial = Some(Arc::clone(&turn));
                 // Best effort: never hold the microphone up for a caption.
-                let utt = Utterance {
-                    turn,
-                    input: UserInput::Speech(pcm),
-                };
+                let utt = Utterance::speech(turn, pcm);
                 if tx.try_send(utt).is_err() {
                     Metrics::incr(&ctx.metrics.stale_messages_dropped);
                 }
@@ -424,14 +421,7 @@ impl TurnTaking {
                 debug!(turn = turn.id.0, "speculative start");
                 self.speculative = Some(Arc::clone(&turn));
                 self.base = Some((Arc::clone(&turn), pcm.clone()));
-                ctx.forward(
-                    tx,
-                    Utterance {
-                        turn,
-                        input: UserInput::Speech(pcm),
-                    },
-                )
-                .await
+                ctx.forward(tx, Utterance::speech(turn, pcm)).await
             }
             Endpoint::Resumed => {
                 if let Some(turn) = self.speculative.take() {
@@ -479,14 +469,7 @@ impl TurnTaking {
                     audio_s,
                 })
                 .await;
-                ctx.forward(
-                    tx,
-                    Utterance {
-                        turn,
-                        input: UserInput::Speech(pcm),
-                    },
-                )
-                .await
+                ctx.forward(tx, Utterance::speech(turn, pcm)).await
             }
         }
     }

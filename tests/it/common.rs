@@ -117,3 +117,39 @@ pub fn is_script(text: &str, lo: u32, hi: u32) -> bool {
         .count();
     !letters.is_empty() && inside as f32 / letters.len() as f32 > 0.9
 }
+
+/// Value of `key=` in a plain-text tracing line (`… vaak ready grpc=127.0.0.1:5 …`).
+pub fn log_field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    Some(
+        line[start..]
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_string(),
+    )
+}
+
+/// The real backends of the default model set, loaded as `vaak serve` loads them (off the
+/// runtime), with the tracker and token that own the worker supervisor.
+pub async fn load_backends(
+    config: std::sync::Arc<vaak::config::Config>,
+) -> (
+    vaak::backend::Backends,
+    tokio_util::task::TaskTracker,
+    tokio_util::sync::CancellationToken,
+) {
+    use vaak::models::{self, ModelSet, ModelStore};
+    let resolved = models::resolve(&ModelStore::default_location(), ModelSet::Default)
+        .expect("models fetched (scripts/test.sh does it)");
+    let tracker = tokio_util::task::TaskTracker::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (t, s) = (tracker.clone(), shutdown.clone());
+    let (backends, _) = tokio::task::spawn_blocking(move || {
+        vaak::backend::Backends::load(config, &resolved, &t, s)
+    })
+    .await
+    .expect("load task")
+    .expect("backends load");
+    (backends, tracker, shutdown)
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::common::{eval_dir, is_script};
+use super::common::{eval_dir, is_script, log_field};
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/vaak_client.py");
 const GRPCURL_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/grpcurl_check.sh");
@@ -229,18 +229,6 @@ struct Daemon {
     _dir: tempfile::TempDir,
 }
 
-/// Value of `key=` in a plain-text tracing line.
-fn field(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!(" {key}="))? + key.len() + 2;
-    Some(
-        line[start..]
-            .split_whitespace()
-            .next()?
-            .trim_matches('"')
-            .to_string(),
-    )
-}
-
 impl Daemon {
     /// `vaak serve` on 127.0.0.1:0 with `[server]` lines `server` and further sections `rest`;
     /// `env` is set for the daemon only. Returns once the ready line names the bound address.
@@ -285,7 +273,7 @@ impl Daemon {
         loop {
             let ready = d.lines().into_iter().find(|l| l.contains("vaak ready"));
             if let Some(line) = ready {
-                d.addr = field(&line, "grpc").expect("ready line names grpc=ADDR");
+                d.addr = log_field(&line, "grpc").expect("ready line names grpc=ADDR");
                 break;
             }
             if let Some(status) = d.child.try_wait().unwrap() {
@@ -305,7 +293,7 @@ impl Daemon {
             .lines()
             .iter()
             .find(|l| l.contains("DAEMON_CONFIG worker ready"))
-            .and_then(|l| field(l, "pid"))
+            .and_then(|l| log_field(l, "pid"))
             .and_then(|p| p.parse().ok());
         eprintln!(
             "[{name}] ready on {} after {:.1} s",

@@ -10,42 +10,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use vaak::backend::fake::{EnergyVad, ScriptedAsr, ScriptedLlm, ToneBank};
-use vaak::backend::Backends;
-use vaak::config::Config;
+use super::fakes::{backends, speak};
+use vaak::backend::fake::{ScriptedAsr, ScriptedLlm};
 use vaak::metrics::Metrics;
 use vaak::pipeline::{self, Ingest, PipelineEvent, SessionPipeline, SessionSettings};
-
-fn backends(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Arc<Backends> {
-    Arc::new(Backends {
-        config: Arc::new(Config::default()),
-        vad: Arc::new(EnergyVad { threshold: 0.05 }),
-        asr,
-        llm,
-        tts: Arc::new(ToneBank),
-        worker: None,
-    })
-}
-
-/// 20 ms chunks of loud tone (`speech_ms`) then silence (`silence_ms`), in real (paused) time.
-async fn speak(tx: &mpsc::Sender<Ingest>, speech_ms: u32, silence_ms: u32) {
-    for i in 0..(speech_ms + silence_ms) / 20 {
-        let loud = i * 20 < speech_ms;
-        let chunk: Vec<f32> = (0..320)
-            .map(|n| {
-                if loud {
-                    ((n as f32) * 0.3).sin() * 0.5
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        if tx.send(Ingest::Audio(chunk)).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Live {
     p: SessionPipeline,

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod config_cli;
 mod converse_real;
+mod fakes;
 mod grpc_api;
 mod live_turns;
 mod remote_llm;

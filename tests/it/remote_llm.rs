@@ -15,13 +15,12 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::common::load_backends;
 use vaak::backend::llm::fallback::{FallbackLlm, FallbackPolicy};
 use vaak::backend::llm::openai::{Endpoint, OpenAiClient};
 use vaak::backend::llm::worker::{self, WorkerHandle, WorkerSpec};
 use vaak::backend::llm::{ChatMessage, ChatRequest, Llm, LlmError, LlmEvent, LlmStream, Role};
-use vaak::backend::Backends;
 use vaak::config::{Config, LlmKind};
-use vaak::models::{self, ModelSet, ModelStore};
 
 /// A file named by an environment variable; a missing one fails the test (tests never skip).
 fn required_file(var: &str, how: &str) -> PathBuf {
@@ -311,18 +310,7 @@ async fn unreachable_server_falls_back_to_the_worker_on_the_first_turn() {
     config.llm.worker.ctx_size = 2048;
     config.llm.worker.max_slots = 1;
     let config = Arc::new(config);
-    let store = ModelStore::default_location();
-    let resolved = models::resolve(&store, ModelSet::Default)
-        .expect("models fetched (scripts/test.sh does it)");
-    let tracker = TaskTracker::new();
-    let shutdown = CancellationToken::new();
-    let (backends, _) = {
-        let (c, t, s) = (Arc::clone(&config), tracker.clone(), shutdown.clone());
-        tokio::task::spawn_blocking(move || Backends::load(c, &resolved, &t, s))
-            .await
-            .expect("load task")
-            .expect("backends load")
-    };
+    let (backends, tracker, shutdown) = load_backends(Arc::clone(&config)).await;
     backends
         .worker
         .as_ref()

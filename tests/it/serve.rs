@@ -7,19 +7,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::common::vaak;
-
-/// Value of `key=` in a plain-text tracing line.
-fn field(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("{key}="))? + key.len() + 1;
-    Some(
-        line[start..]
-            .split_whitespace()
-            .next()?
-            .trim_matches('"')
-            .to_string(),
-    )
-}
+use super::common::{log_field, vaak};
 
 #[test]
 fn serve_reports_ready_serves_health_and_stops_on_sigterm() {
@@ -51,10 +39,10 @@ fn serve_reports_ready_serves_health_and_stops_on_sigterm() {
             .recv_timeout(left)
             .expect("no readiness line within 240 s");
         if line.contains("LLM worker ready") {
-            worker_pid = field(&line, "pid").and_then(|p| p.parse::<u32>().ok());
+            worker_pid = log_field(&line, "pid").and_then(|p| p.parse::<u32>().ok());
         }
         if line.contains("vaak ready") {
-            grpc = field(&line, "grpc");
+            grpc = log_field(&line, "grpc");
         }
     }
     let addr = grpc.unwrap();

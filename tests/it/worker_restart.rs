@@ -5,13 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::common::load_backends;
 use vaak::backend::llm::{ChatMessage, ChatRequest, LlmEvent, Role};
-use vaak::backend::Backends;
 use vaak::config::Config;
-use vaak::models::{self, ModelSet, ModelStore};
 
 /// Pid of our child process named `name`.
 fn child_named(name: &str) -> Option<u32> {
@@ -51,18 +48,7 @@ fn request(text: &str) -> ChatRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_costs_one_reply_and_comes_back() {
     let config = Arc::new(Config::default());
-    let store = ModelStore::default_location();
-    let resolved = models::resolve(&store, ModelSet::Default)
-        .expect("models fetched (scripts/test.sh does it)");
-    let tracker = TaskTracker::new();
-    let shutdown = CancellationToken::new();
-    let (backends, _) = {
-        let (c, t, s) = (Arc::clone(&config), tracker.clone(), shutdown.clone());
-        tokio::task::spawn_blocking(move || Backends::load(c, &resolved, &t, s))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let (backends, tracker, shutdown) = load_backends(Arc::clone(&config)).await;
     let worker = backends.worker.clone().expect("embedded worker");
     let first_url = worker.ready(Duration::from_secs(180)).await.unwrap();
     let pid = child_named("vaak-llm").expect("worker is our child");

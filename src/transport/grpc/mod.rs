@@ -70,6 +70,17 @@ pub fn open_error_status(e: OpenError) -> Status {
     }
 }
 
+/// INVALID_ARGUMENT unless the daemon serves `language`.
+fn check_served(served: &[String], language: &str) -> Result<(), Status> {
+    if served.iter().any(|l| l == language) {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "language `{language}` is not served here; served: {}",
+        served.join(", ")
+    )))
+}
+
 pub struct VaakService {
     svc: Arc<SessionService>,
 }
@@ -120,12 +131,7 @@ impl Vaak for VaakService {
             served.clone()
         } else {
             for l in &req.languages {
-                if !served.contains(l) {
-                    return Err(Status::invalid_argument(format!(
-                        "language `{l}` is not served here; served: {}",
-                        served.join(", ")
-                    )));
-                }
+                check_served(served, l)?;
             }
             req.languages.clone()
         };
@@ -180,14 +186,7 @@ impl Vaak for VaakService {
                 "text longer than {MAX_SYNTH_CHARS} characters"
             )));
         }
-        let served = &self.svc.backends.config.pipeline.languages;
-        if !served.contains(&req.language) {
-            return Err(Status::invalid_argument(format!(
-                "language `{}` is not served here; served: {}",
-                req.language,
-                served.join(", ")
-            )));
-        }
+        check_served(&self.svc.backends.config.pipeline.languages, &req.language)?;
         let bank = Arc::clone(&self.svc.backends.tts);
         let (voice, language) = (req.voice.clone(), req.language.clone());
         let speed = if req.speech_rate == 0.0 {

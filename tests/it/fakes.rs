@@ -1,0 +1,45 @@
+//! Shared pieces of the turn-taking tests on scripted fake backends: the backends themselves and
+//! a "user" who speaks a loud tone into a pipeline in real (paused) time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use vaak::backend::fake::{EnergyVad, ScriptedAsr, ScriptedLlm, ToneBank};
+use vaak::backend::Backends;
+use vaak::config::Config;
+use vaak::pipeline::Ingest;
+
+/// Energy VAD, the scripted ASR and LLM, and a tone for every voice.
+pub fn backends(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Arc<Backends> {
+    Arc::new(Backends {
+        config: Arc::new(Config::default()),
+        vad: Arc::new(EnergyVad { threshold: 0.05 }),
+        asr,
+        llm,
+        tts: Arc::new(ToneBank),
+        worker: None,
+    })
+}
+
+/// 20 ms chunks: `speech_ms` of loud tone then `silence_ms` of silence, in real (paused) time.
+/// Panics if the pipeline stops taking audio.
+pub async fn speak(tx: &mpsc::Sender<Ingest>, speech_ms: u32, silence_ms: u32) {
+    for i in 0..(speech_ms + silence_ms) / 20 {
+        let loud = i * 20 < speech_ms;
+        let chunk: Vec<f32> = (0..320)
+            .map(|n| {
+                if loud {
+                    ((n as f32) * 0.3).sin() * 0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        tx.send(Ingest::Audio(chunk))
+            .await
+            .expect("the pipeline takes audio");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
