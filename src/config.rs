@@ -14,6 +14,10 @@ pub const DEFAULT_LANGUAGES: &[&str] = &[
 ];
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_MAX_SESSIONS: u32 = 8;
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_AUDIOSOCKET_LISTEN: &str = "127.0.0.1:9092";
+pub const DEFAULT_HANDOFF_DIGIT: &str = "0";
+pub const DEFAULT_DTMF_TURN_MS: u64 = 2_000;
 pub const DEFAULT_VAD_THRESHOLD: f32 = 0.5;
 pub const DEFAULT_VAD_NEG_THRESHOLD: f32 = 0.35;
 pub const DEFAULT_MIN_SPEECH_MS: u32 = 250;
@@ -100,6 +104,7 @@ pub struct Config {
     pub tts: TtsConfig,
     pub turn: TurnConfig,
     pub sessions: SessionsConfig,
+    pub telephony: TelephonyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,6 +130,9 @@ impl Default for ModelsConfig {
 pub struct ServerConfig {
     /// gRPC listen address (the `vaak.v1.Vaak` API, health and reflection).
     pub grpc_listen: String,
+    /// HTTP listen address: `/healthz` and the telephony providers' WebSocket media streams
+    /// (`/telephony/twilio`, `/telephony/exotel`, `/telephony/plivo`); empty = off.
+    pub http_listen: String,
     /// Conversations open at once; one more is refused with RESOURCE_EXHAUSTED.
     pub max_sessions: u32,
     /// Largest gRPC message accepted (an audio chunk, a text turn).
@@ -146,6 +154,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             grpc_listen: DEFAULT_GRPC_LISTEN.into(),
+            http_listen: DEFAULT_HTTP_LISTEN.into(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_session_s: DEFAULT_MAX_SESSION_S,
@@ -171,6 +180,134 @@ pub struct ApiKeyConfig {
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// Phone calls through an IVR provider or Asterisk: each call is a session with the same
+/// limits, memory and store as a gRPC stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelephonyConfig {
+    /// Asterisk AudioSocket TCP listen address; empty = off.
+    pub audiosocket_listen: String,
+    /// IP addresses allowed to connect to AudioSocket (the protocol has no credentials);
+    /// empty = any (keep the listener on a private address then).
+    pub audiosocket_allow: Vec<String>,
+    /// Languages of calls whose parameters name none; empty = `pipeline.languages`.
+    pub languages: Vec<String>,
+    /// Pressing this key (as the first key, not inside a number being typed) ends vaak's part
+    /// of the call: the media stream closes and the provider's flow goes on to its next step
+    /// (a `<Dial>` to a person, the dialplan's next priority); empty = off.
+    pub handoff_digit: String,
+    /// Other keys pressed become a typed user turn after `#` or this long without a key.
+    pub dtmf_turn_ms: u64,
+    pub twilio: ProviderConfig,
+    pub exotel: ProviderConfig,
+    pub plivo: ProviderConfig,
+}
+
+impl Default for TelephonyConfig {
+    fn default() -> Self {
+        Self {
+            audiosocket_listen: DEFAULT_AUDIOSOCKET_LISTEN.into(),
+            audiosocket_allow: Vec::new(),
+            languages: Vec::new(),
+            handoff_digit: DEFAULT_HANDOFF_DIGIT.into(),
+            dtmf_turn_ms: DEFAULT_DTMF_TURN_MS,
+            twilio: ProviderConfig::named("twilio"),
+            exotel: ProviderConfig::named("exotel"),
+            plivo: ProviderConfig::named("plivo"),
+        }
+    }
+}
+
+/// One provider's WebSocket endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub enabled: bool,
+    /// Sessions of this provider's calls belong to this tenant.
+    pub tenant: String,
+    /// Environment variable holding the provider's secret (Twilio: the account's auth token,
+    /// which signs every request; all: a token accepted as `?token=` or as the password of
+    /// HTTP basic auth). Unset = no authentication (keep the listener on loopback then).
+    pub secret_env: Option<String>,
+    /// The public `wss://` base URL the provider connects to (Twilio signs the URL it used).
+    pub public_url: Option<String>,
+}
+
+impl TelephonyConfig {
+    fn validate(&self, served: &[String]) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for l in &self.languages {
+            if !served.contains(l) {
+                return bad(format!(
+                    "telephony.languages: `{l}` is not in pipeline.languages"
+                ));
+            }
+        }
+        for ip in &self.audiosocket_allow {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return bad(format!(
+                    "telephony.audiosocket_allow: `{ip}` is not an IP address"
+                ));
+            }
+        }
+        let mut digits = self.handoff_digit.chars();
+        if let (Some(c), rest) = (digits.next(), digits.as_str()) {
+            if !rest.is_empty() || !matches!(c, '0'..='9' | '*' | 'A'..='D') {
+                return bad(format!(
+                    "telephony.handoff_digit must be one key 0-9, * or A-D, not `{}`",
+                    self.handoff_digit
+                ));
+            }
+        }
+        if self.dtmf_turn_ms < 200 {
+            return bad("telephony.dtmf_turn_ms must be at least 200".into());
+        }
+        for (name, p) in [
+            ("twilio", &self.twilio),
+            ("exotel", &self.exotel),
+            ("plivo", &self.plivo),
+        ] {
+            if p.tenant.trim().is_empty() {
+                return bad(format!("telephony.{name}.tenant must not be empty"));
+            }
+            if let Some(var) = p.secret_env.as_ref().filter(|_| p.enabled) {
+                match std::env::var(var) {
+                    Ok(v) if v.len() >= 16 => {}
+                    Ok(_) => {
+                        return bad(format!(
+                            "telephony.{name}.secret_env: the secret in `{var}` is shorter than 16 characters"
+                        ))
+                    }
+                    Err(_) => {
+                        return bad(format!(
+                            "telephony.{name}.secret_env names `{var}`, which is not set"
+                        ))
+                    }
+                }
+            }
+            if let Some(u) = &p.public_url {
+                if !(u.starts_with("wss://") || u.starts_with("ws://")) {
+                    return bad(format!(
+                        "telephony.{name}.public_url must start with wss:// or ws://"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProviderConfig {
+    fn named(name: &str) -> Self {
+        Self {
+            enabled: true,
+            tenant: name.into(),
+            secret_env: None,
+            public_url: None,
+        }
+    }
 }
 
 /// Turn-taking of live conversations.
@@ -548,6 +685,7 @@ impl Config {
                 }
             }
         }
+        self.telephony.validate(&self.pipeline.languages)?;
         if self.sessions.ttl_s == 0 {
             return bad("sessions.ttl_s must be > 0".into());
         }

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::models::ResolvedModels;
 use crate::session::service::SessionService;
 use crate::session::store::SessionStore;
-use crate::transport::grpc;
+use crate::transport::{grpc, http, telephony};
 
 /// How long open work gets to finish after a stop signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -119,6 +119,25 @@ pub async fn serve(
         health,
         listener_stop.clone(),
     ));
+    let http = bind_optional(&config.server.http_listen).await?;
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+    let http_server =
+        http.map(|l| tracker.spawn(http::serve(Arc::clone(&svc), l, listener_stop.clone())));
+    let http_server = async move {
+        match http_server {
+            Some(h) => h.await,
+            None => std::future::pending().await,
+        }
+    };
+    let audiosocket = bind_optional(&config.telephony.audiosocket_listen).await?;
+    let audiosocket_addr = audiosocket.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = audiosocket {
+        tracker.spawn(telephony::serve_audiosocket(
+            Arc::clone(&svc),
+            l,
+            listener_stop.clone(),
+        ));
+    }
     let purge_svc = Arc::clone(&svc);
     let purge_stop = shutdown.clone();
     tracker.spawn(async move {
@@ -133,6 +152,8 @@ pub async fn serve(
 
     info!(
         grpc = %bound,
+        http = %http_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        audiosocket = %audiosocket_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         tls = config.server.tls.is_some(),
         auth = !config.server.api_keys.is_empty(),
         max_sessions = config.server.max_sessions,
@@ -154,11 +175,15 @@ pub async fn serve(
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => e.to_string(),
             };
-            shutdown.cancel();
-            sessions_stop.cancel();
-            tracker.close();
-            let _ = tokio::time::timeout(DRAIN_DEADLINE, tracker.wait()).await;
-            return Err(DaemonError::Serve { addr: bound, detail });
+            return Err(stop_all(&shutdown, &sessions_stop, &tracker, bound, detail).await);
+        }
+        r = http_server => {
+            let detail = match r {
+                Ok(Ok(())) => "HTTP server stopped".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(stop_all(&shutdown, &sessions_stop, &tracker, bound, detail).await);
         }
     }
     let open = svc.open_sessions();
@@ -199,6 +224,38 @@ pub async fn serve(
     }
     info!("vaak stopped");
     Ok(())
+}
+
+/// A listener died on its own: stops everything and says why.
+async fn stop_all(
+    shutdown: &CancellationToken,
+    sessions_stop: &CancellationToken,
+    tracker: &TaskTracker,
+    addr: SocketAddr,
+    detail: String,
+) -> DaemonError {
+    shutdown.cancel();
+    sessions_stop.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, tracker.wait()).await;
+    DaemonError::Serve { addr, detail }
+}
+
+/// Binds `addr` unless it is empty (the listener is off).
+async fn bind_optional(addr: &str) -> Result<Option<tokio::net::TcpListener>, DaemonError> {
+    if addr.trim().is_empty() {
+        return Ok(None);
+    }
+    let parsed: SocketAddr = addr
+        .parse()
+        .map_err(|_| DaemonError::Listen(addr.to_string()))?;
+    tokio::net::TcpListener::bind(parsed)
+        .await
+        .map(Some)
+        .map_err(|e| DaemonError::Serve {
+            addr: parsed,
+            detail: e.to_string(),
+        })
 }
 
 /// The session store: the configured SQLite file, or memory only.

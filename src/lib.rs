@@ -9,8 +9,11 @@
 //!         └────────────────┴── cancels the turn (token), output clears, history keeps only ──┘
 //!                              what was actually played
 //!
-//!  transport::grpc ──► session::service (admission, API-key tenant, resume from the SQLite store)
-//!                  ──► pipeline::spawn(settings, memory) ──► the stages above, per session
+//!  transport::grpc ─────────┐
+//!  transport::telephony ────┴─► session::service (admission, tenant, resume from the SQLite store)
+//!   (Twilio/Exotel/Plivo WS,     ──► pipeline::spawn(settings, memory) ──► the stages above
+//!    Asterisk AudioSocket;       telephony: marks/paced frames report what was played, 8 kHz
+//!    one writer task per call)   audio through G.711 + resampling, Silero's 8 kHz mode
 //!
 //!  Ingest ─► Utterance ─► Transcript ─► UserTurn ─► ReplyText ─► ReplyAudio ─► PipelineEvent
 //!  (edges: pipeline::{UTTERANCE_EDGE, TURN_EDGE, CLAUSE_EDGE, AUDIO_OUT_EDGE, EVENT_EDGE})
@@ -26,8 +29,9 @@
 //! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
 //! events · [`stages`] the stage tasks · [`session`] conversation history, the SQLite store, the
 //! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
-//! reflection, auth, TLS) · [`converse`] a file through the pipeline · [`daemon`] `vaak serve` ·
-//! [`bench`] stage and voice-to-voice latency benchmarks · [`metrics`] counters and latencies.
+//! reflection, auth, TLS) and telephony (provider WebSockets, AudioSocket) · [`converse`] a file
+//! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency and
+//! ASR accuracy benchmarks · [`metrics`] counters and latencies.
 
 pub mod audio;
 pub mod backend;

@@ -69,6 +69,29 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BenchCmd,
     },
+    /// Accuracy on eval clips.
+    Eval {
+        #[command(subcommand)]
+        cmd: EvalCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// ASR accuracy per language: WER, CER, spoken LID, right-script share, real-time factor.
+    Asr {
+        /// Eval manifests (`path language duration_s text`, tab-separated); repeatable.
+        #[arg(long, required = true)]
+        manifest: Vec<PathBuf>,
+        /// At most this many clips per manifest (0 = all).
+        #[arg(long, default_value_t = 0)]
+        clips: usize,
+        /// `wideband` (the clips as recorded) or `phone` (8 kHz μ-law, as a caller sounds).
+        #[arg(long, default_value = "wideband")]
+        channel: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +152,10 @@ enum BenchCmd {
         /// API key for a daemon that requires one (or env VAAK_API_KEY).
         #[arg(long, env = "VAAK_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
+        /// `grpc` (16 kHz PCM) or `audiosocket` (a phone call: 8 kHz slin; with --addr, the
+        /// daemon's AudioSocket address).
+        #[arg(long, default_value = "grpc")]
+        transport: String,
         #[arg(long)]
         json: bool,
     },
@@ -220,6 +247,15 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => converse_cmd(config, &input, &out, language, rate, min_silence_ms, json),
         Cmd::Transcribe { input, language } => transcribe_cmd(&config, &input, language),
+        Cmd::Eval {
+            cmd:
+                EvalCmd::Asr {
+                    manifest,
+                    clips,
+                    channel,
+                    json,
+                },
+        } => eval_asr_cmd(&config, &manifest, clips, &channel, json),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Turn { manifest, clips } => bench_cmd(config, &manifest, clips),
             BenchCmd::Latency {
@@ -228,8 +264,20 @@ fn run(cli: Cli) -> Result<()> {
                 sessions,
                 addr,
                 api_key,
+                transport,
                 json,
-            } => bench_latency_cmd(config, &manifest, clips, &sessions, addr, api_key, json),
+            } => {
+                let transport =
+                    vaak::bench::latency::Transport::parse(&transport).ok_or_else(|| {
+                        anyhow::anyhow!("--transport must be grpc or audiosocket, not {transport}")
+                    })?;
+                let target = LatencyTarget {
+                    addr,
+                    api_key,
+                    transport,
+                };
+                bench_latency_cmd(config, &manifest, clips, &sessions, target, json)
+            }
         },
     }
 }
@@ -378,6 +426,53 @@ fn transcribe_cmd(config: &Config, input: &Path, language: Option<String>) -> Re
     Ok(())
 }
 
+fn eval_asr_cmd(
+    config: &Config,
+    manifests: &[PathBuf],
+    clips: usize,
+    channel: &str,
+    json: bool,
+) -> Result<()> {
+    use vaak::backend::asr::whisper::WhisperAsr;
+    use vaak::bench::eval;
+    let channel = eval::Channel::parse(channel)
+        .ok_or_else(|| anyhow::anyhow!("--channel must be wideband or phone, not {channel}"))?;
+    let mut all = Vec::new();
+    for m in manifests {
+        let list = vaak::bench::read_manifest(m)?;
+        let n = if clips == 0 { list.len() } else { clips };
+        all.extend(list.into_iter().take(n));
+    }
+    anyhow::ensure!(!all.is_empty(), "the manifests list no clips");
+    let store = store_for(config);
+    let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
+    let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
+    let asr = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
+    let total = all.len();
+    let mut done = 0;
+    let results = eval::run(&asr, &all, &config.pipeline.languages, channel, |r| {
+        done += 1;
+        eprintln!(
+            "[{done}/{total}] {} {} → {}: {} word errors of {}",
+            r.language,
+            r.path
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default(),
+            r.detected,
+            r.word_edits,
+            r.words
+        );
+    })?;
+    let rows = eval::table(&results);
+    if json {
+        println!("{}", eval::to_json(&rows, channel));
+    } else {
+        print!("{}", eval::render(&rows, channel));
+    }
+    Ok(())
+}
+
 /// Clips from several manifests, interleaved (en, hi, te, en, hi, te …), `n` in all.
 fn interleave(manifests: &[PathBuf], n: usize) -> Result<Vec<vaak::bench::Clip>> {
     let mut lists = Vec::new();
@@ -399,16 +494,28 @@ fn interleave(manifests: &[PathBuf], n: usize) -> Result<Vec<vaak::bench::Clip>>
     Ok(out)
 }
 
+/// Which daemon `bench latency` measures, and how it reaches it.
+struct LatencyTarget {
+    /// A running daemon; `None` = start one.
+    addr: Option<String>,
+    api_key: Option<String>,
+    transport: vaak::bench::latency::Transport,
+}
+
 fn bench_latency_cmd(
     config: Config,
     manifests: &[PathBuf],
     clips: usize,
     sessions: &[usize],
-    addr: Option<String>,
-    api_key: Option<String>,
+    target: LatencyTarget,
     json: bool,
 ) -> Result<()> {
     use vaak::bench::latency;
+    let LatencyTarget {
+        addr,
+        api_key,
+        transport,
+    } = target;
     let clips = interleave(manifests, clips)?;
     anyhow::ensure!(!clips.is_empty(), "the manifests list no clips");
     let rt = runtime()?;
@@ -418,13 +525,19 @@ fn bench_latency_cmd(
             None => {
                 eprintln!("starting vaak serve for the benchmark …");
                 let d = latency::ChildDaemon::start(&config).await?;
-                (d.addr.clone(), Some(d))
+                let addr = match transport {
+                    latency::Transport::Grpc => d.addr.clone(),
+                    latency::Transport::AudioSocket => d.audiosocket.clone().ok_or_else(|| {
+                        anyhow::anyhow!("the daemon reported no AudioSocket address")
+                    })?,
+                };
+                (addr, Some(d))
             }
         };
         let mut reports = Vec::new();
         for &n in sessions {
             eprintln!("{n} concurrent session(s), {} clips …", clips.len());
-            let r = latency::run(&addr, api_key.clone(), &clips, n.max(1)).await?;
+            let r = latency::run(&addr, api_key.clone(), &clips, n.max(1), transport).await?;
             if !json {
                 print!("{}", r.render());
             }

@@ -1,5 +1,6 @@
 //! Process-wide counters and latency summaries: stage latency, dropped audio, stale messages,
-//! interruptions. Cheap to update from any task; read by `serve` logs and benchmarks.
+//! interruptions, calls. Cheap to update from any task; read by benchmarks and served by
+//! `vaak serve` as Prometheus text at `GET /metrics` ([`Metrics::render_prometheus`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,11 @@ pub struct Metrics {
     pub language_switches: AtomicU64,
     pub sessions_opened: AtomicU64,
     pub sessions_refused: AtomicU64,
+    /// Phone calls: keypad presses, hand-offs to the provider's next step (a human), calls
+    /// closed for a protocol error.
+    pub dtmf_digits: AtomicU64,
+    pub call_handoffs: AtomicU64,
+    pub call_protocol_errors: AtomicU64,
     latencies: Mutex<BTreeMap<&'static str, Series>>,
 }
 
@@ -75,6 +81,114 @@ impl Metrics {
     pub fn counter(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
+
+    /// Every counter: name, help text, value.
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let c = Self::counter;
+        vec![
+            (
+                "audio_chunks_dropped",
+                "Realtime audio chunks dropped at a full input",
+                c(&self.audio_chunks_dropped),
+            ),
+            (
+                "stale_messages_dropped",
+                "Messages of cancelled turns dropped on arrival",
+                c(&self.stale_messages_dropped),
+            ),
+            (
+                "interruptions",
+                "Replies interrupted by the user",
+                c(&self.interruptions),
+            ),
+            (
+                "turns_completed",
+                "Turns answered to the end",
+                c(&self.turns_completed),
+            ),
+            (
+                "turns_failed",
+                "Turns that failed in a stage",
+                c(&self.turns_failed),
+            ),
+            (
+                "speculative_started",
+                "Replies started at a short pause",
+                c(&self.speculative_started),
+            ),
+            (
+                "speculative_abandoned",
+                "Speculative replies abandoned because the user went on",
+                c(&self.speculative_abandoned),
+            ),
+            (
+                "backchannels",
+                "Short speech over a reply that did not interrupt it",
+                c(&self.backchannels),
+            ),
+            (
+                "language_switches",
+                "Turns in another language than the turn before",
+                c(&self.language_switches),
+            ),
+            (
+                "sessions_opened",
+                "Sessions opened (gRPC streams and phone calls)",
+                c(&self.sessions_opened),
+            ),
+            (
+                "sessions_refused",
+                "Sessions refused at the max_sessions limit",
+                c(&self.sessions_refused),
+            ),
+            (
+                "dtmf_digits",
+                "Keypad presses on phone calls",
+                c(&self.dtmf_digits),
+            ),
+            (
+                "call_handoffs",
+                "Calls handed to the provider's next step by the hand-off key",
+                c(&self.call_handoffs),
+            ),
+            (
+                "call_protocol_errors",
+                "Calls closed for a protocol or format error",
+                c(&self.call_protocol_errors),
+            ),
+        ]
+    }
+
+    /// Prometheus text exposition: `vaak_<counter>_total` counters and, per latency series,
+    /// a `vaak_<series>_ms` summary (p50/p95/p99 over the most recent samples, and a count).
+    pub fn render_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for (name, help, value) in self.counters() {
+            let _ = writeln!(out, "# HELP vaak_{name}_total {help}.");
+            let _ = writeln!(out, "# TYPE vaak_{name}_total counter");
+            let _ = writeln!(out, "vaak_{name}_total {value}");
+        }
+        for series in self.series() {
+            let Some(s) = self.summary(series) else {
+                continue;
+            };
+            let name: String = series
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let _ = writeln!(
+                out,
+                "# HELP vaak_{name}_ms Latency of {series}, milliseconds."
+            );
+            let _ = writeln!(out, "# TYPE vaak_{name}_ms summary");
+            for (q, v) in [("0.5", s.p50_ms), ("0.95", s.p95_ms), ("0.99", s.p99_ms)] {
+                let _ = writeln!(out, "vaak_{name}_ms{{quantile=\"{q}\"}} {v:.1}");
+            }
+            let _ = writeln!(out, "vaak_{name}_ms_count {}", s.count);
+        }
+        out
+    }
 }
 
 /// Nearest-rank percentile summary of `values` (milliseconds).
@@ -106,6 +220,26 @@ mod tests {
         let s = summarize(&v, 100);
         assert_eq!((s.p50_ms, s.p95_ms, s.p99_ms), (50.0, 95.0, 99.0));
         assert!(summarize(&[], 0).p50_ms.is_nan());
+    }
+
+    #[test]
+    fn prometheus_text_has_counters_and_summaries() {
+        let m = Metrics::default();
+        Metrics::incr(&m.call_handoffs);
+        m.observe("asr", Duration::from_millis(40));
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("# TYPE vaak_call_handoffs_total counter\nvaak_call_handoffs_total 1\n")
+        );
+        assert!(text.contains("vaak_asr_ms{quantile=\"0.95\"} 40.0\n"));
+        assert!(text.contains("vaak_asr_ms_count 1\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(
+                name.starts_with("vaak_") && value.parse::<f64>().is_ok(),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -213,6 +213,16 @@ mod tests {
         }
 
         #[test]
+        fn buffers_round_trip_to_a_fixed_point(x in proptest::collection::vec(-1.0f32..1.0, 0..400)) {
+            // A phone line applied twice is the line applied once, for both laws.
+            let u = encode_ulaw(&x);
+            prop_assert_eq!(decode_ulaw(&u).len(), x.len());
+            prop_assert_eq!(encode_ulaw(&decode_ulaw(&u)), u.clone());
+            let a = encode_alaw(&x);
+            prop_assert_eq!(encode_alaw(&decode_alaw(&a)), a);
+        }
+
+        #[test]
         fn codecs_preserve_sign_and_order(a in any::<i16>(), b in any::<i16>()) {
             let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
             prop_assert!(ulaw_to_linear(linear_to_ulaw(lo)) <= ulaw_to_linear(linear_to_ulaw(hi)));

@@ -5,6 +5,9 @@
 //! from the daemon. Sessions run concurrently (1, 2, 4 …) and the report gives p50/p95/p99,
 //! the daemon's per-stage breakdown, and the cut-in rate (reply audio arriving while the user
 //! is still speaking).
+//!
+//! `--transport audiosocket` plays the same clips as a phone line: resampled to 8 kHz, sent as
+//! Asterisk AudioSocket frames, the latency taken at the first reply audio frame on the wire.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -37,7 +40,38 @@ pub enum LatencyError {
     Daemon(String),
     #[error("gRPC: {0}")]
     Grpc(String),
+    #[error("AudioSocket: {0}")]
+    AudioSocket(String),
 }
+
+/// How the benchmark's sessions reach the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `vaak.v1.Vaak/Converse`, PCM16 at 16 kHz.
+    Grpc,
+    /// Asterisk AudioSocket, slin at 8 kHz: a phone call.
+    AudioSocket,
+}
+
+impl Transport {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "grpc" => Some(Transport::Grpc),
+            "audiosocket" => Some(Transport::AudioSocket),
+            _ => None,
+        }
+    }
+
+    fn rate(self) -> u32 {
+        match self {
+            Transport::Grpc => PIPELINE_RATE,
+            Transport::AudioSocket => crate::transport::telephony::audiosocket::RATE,
+        }
+    }
+}
+
+/// AudioSocket: a reply is over once no audio frame came for this long.
+const REPLY_GAP: Duration = Duration::from_secs(3);
 
 /// One clip prepared for streaming.
 struct Prepared {
@@ -65,6 +99,7 @@ pub struct TurnSample {
 
 pub struct LatencyReport {
     pub sessions: usize,
+    pub transport: Transport,
     pub samples: Vec<TurnSample>,
 }
 
@@ -109,23 +144,27 @@ impl LatencyReport {
         );
         out += &format!("  {:<34} {:>7} {:>7} {:>7}\n", "(ms)", "p50", "p95", "p99");
         out += &row("end of speech → first reply audio", e);
-        out += &row("  daemon: VAD end → transcript", self.stage(|s| s.asr_ms));
-        out += &row(
-            "  daemon: lang → first LLM token",
-            self.stage(|s| s.llm_first_token_ms),
-        );
-        out += &row(
-            "  daemon: VAD end → first clause",
-            self.stage(|s| s.first_clause_ms),
-        );
-        out += &row(
-            "  daemon: clause → its audio (TTS)",
-            self.stage(|s| s.tts_first_audio_ms),
-        );
-        out += &row(
-            "  daemon: VAD end → first audio",
-            self.stage(|s| s.server_e2e_ms),
-        );
+        if self.transport == Transport::AudioSocket {
+            out += "  (AudioSocket carries no per-stage timings: see --transport grpc)\n";
+        } else {
+            out += &row("  daemon: VAD end → transcript", self.stage(|s| s.asr_ms));
+            out += &row(
+                "  daemon: lang → first LLM token",
+                self.stage(|s| s.llm_first_token_ms),
+            );
+            out += &row(
+                "  daemon: VAD end → first clause",
+                self.stage(|s| s.first_clause_ms),
+            );
+            out += &row(
+                "  daemon: clause → its audio (TTS)",
+                self.stage(|s| s.tts_first_audio_ms),
+            );
+            out += &row(
+                "  daemon: VAD end → first audio",
+                self.stage(|s| s.server_e2e_ms),
+            );
+        }
         for f in failed.iter().take(5) {
             out += &format!(
                 "  failed: {} ({}): {}\n",
@@ -141,6 +180,7 @@ impl LatencyReport {
         let s = |x: Summary| serde_json::json!({"p50_ms": x.p50_ms, "p95_ms": x.p95_ms, "p99_ms": x.p99_ms, "count": x.count});
         serde_json::json!({
             "sessions": self.sessions,
+            "transport": format!("{:?}", self.transport).to_lowercase(),
             "turns": self.samples.len(),
             "cut_in": self.samples.iter().filter(|t| t.cut_in).count(),
             "failed": self.samples.iter().filter(|t| t.error.is_some()).count(),
@@ -154,7 +194,7 @@ impl LatencyReport {
     }
 }
 
-fn prepare(clip: &Clip) -> Result<Prepared, LatencyError> {
+fn prepare(clip: &Clip, out_rate: u32) -> Result<Prepared, LatencyError> {
     let err = |detail: String| LatencyError::Clip {
         path: clip.path.clone(),
         detail,
@@ -174,6 +214,11 @@ fn prepare(clip: &Clip) -> Result<Prepared, LatencyError> {
         .rposition(|&l| l >= loud * SPEECH_FLOOR)
         .ok_or_else(|| err("no speech found in the clip".into()))?;
     let speech_end = Duration::from_millis((last as u64 + 1) * CHUNK_MS);
+    let audio = if out_rate == PIPELINE_RATE {
+        audio
+    } else {
+        resample_all(&audio, PIPELINE_RATE, out_rate).map_err(|e| err(e.to_string()))?
+    };
     let pcm16 = audio
         .iter()
         .flat_map(|&s| pcm::f32_to_i16(s).to_le_bytes())
@@ -323,6 +368,125 @@ async fn run_session(
     Ok(out)
 }
 
+/// Plays `clips` as one phone call over AudioSocket: 20 ms slin frames at 8 kHz in real time,
+/// silence between clips; a reply's latency is taken at its first audio frame.
+async fn run_audiosocket_session(
+    addr: String,
+    index: u8,
+    clips: Vec<Prepared>,
+) -> Result<Vec<TurnSample>, LatencyError> {
+    use crate::transport::telephony::audiosocket as wire;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |e: std::io::Error| LatencyError::AudioSocket(format!("{addr}: {e}"));
+    let stream = tokio::net::TcpStream::connect(&addr).await.map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut uuid = [0u8; 16];
+    uuid[..15].copy_from_slice(&nanos.to_be_bytes()[1..]);
+    uuid[15] = index;
+    wr.write_all(&wire::encode(wire::KIND_UUID, &uuid))
+        .await
+        .map_err(io)?;
+    // Arrival times of reply audio frames; the reader stops at hang-up, error or EOF.
+    let (frames_tx, mut frames) = mpsc::channel::<Instant>(1024);
+    let reader = tokio::spawn(async move {
+        let mut buf = bytes::BytesMut::with_capacity(4096);
+        loop {
+            match wire::parse(&buf) {
+                Ok(Some((frame, n))) => {
+                    bytes::Buf::advance(&mut buf, n);
+                    match frame {
+                        wire::Frame::Audio(_) if frames_tx.send(Instant::now()).await.is_err() => {
+                            return
+                        }
+                        wire::Frame::Hangup | wire::Frame::Error(_) => return,
+                        _ => {}
+                    }
+                }
+                Ok(None) => match rd.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                Err(_) => return,
+            }
+        }
+    });
+    let frame_bytes = wire::FRAME_BYTES;
+    let silence = vec![0u8; frame_bytes];
+    let mut out = Vec::new();
+    for clip in clips {
+        let mut sample = TurnSample {
+            clip: clip.name.clone(),
+            language: clip.language.clone(),
+            ..TurnSample::default()
+        };
+        let start = Instant::now();
+        let speech_end_at = start + clip.speech_end;
+        let deadline = speech_end_at + REPLY_TIMEOUT;
+        let mut tick = tokio::time::interval(Duration::from_millis(wire::FRAME_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut sent = 0usize;
+        let mut last_frame: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                f = frames.recv() => {
+                    let Some(at) = f else {
+                        sample.error = Some("the daemon closed the call".into());
+                        break;
+                    };
+                    if sample.latency_ms.is_none() {
+                        sample.cut_in = at < speech_end_at;
+                        sample.latency_ms =
+                            Some(at.saturating_duration_since(speech_end_at).as_secs_f64() * 1000.0);
+                    }
+                    last_frame = Some(at);
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if last_frame.is_some_and(|t| now > t + REPLY_GAP) && sent >= clip.pcm16.len() {
+                        break;
+                    }
+                    if now > deadline {
+                        if sample.latency_ms.is_none() {
+                            sample.error = Some("no reply within 60 s".into());
+                        }
+                        break;
+                    }
+                    let chunk = if sent < clip.pcm16.len() {
+                        let end = (sent + frame_bytes).min(clip.pcm16.len());
+                        let mut c = clip.pcm16[sent..end].to_vec();
+                        c.resize(frame_bytes, 0);
+                        sent = end;
+                        c
+                    } else {
+                        silence.clone()
+                    };
+                    if wr.write_all(&wire::encode(wire::KIND_AUDIO, &chunk)).await.is_err() {
+                        sample.error = Some("the daemon closed the call".into());
+                        break;
+                    }
+                }
+            }
+        }
+        let broken = sample
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("closed"));
+        out.push(sample);
+        if broken {
+            break;
+        }
+    }
+    let _ = wr.write_all(&wire::encode(wire::KIND_HANGUP, &[])).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+    Ok(out)
+}
+
 /// Runs `sessions` concurrent conversations over `clips` (each session takes every
 /// `sessions`-th clip, so all clips are used once, and plays them grouped by language).
 pub async fn run(
@@ -330,8 +494,12 @@ pub async fn run(
     api_key: Option<String>,
     clips: &[Clip],
     sessions: usize,
+    transport: Transport,
 ) -> Result<LatencyReport, LatencyError> {
-    let prepared: Vec<Prepared> = clips.iter().map(prepare).collect::<Result<_, _>>()?;
+    let prepared: Vec<Prepared> = clips
+        .iter()
+        .map(|c| prepare(c, transport.rate()))
+        .collect::<Result<_, _>>()?;
     let mut per_session: Vec<Vec<Prepared>> = (0..sessions).map(|_| Vec::new()).collect();
     for (i, p) in prepared.into_iter().enumerate() {
         per_session[i % sessions].push(p);
@@ -342,12 +510,13 @@ pub async fn run(
         list.sort_by(|a, b| a.language.cmp(&b.language));
     }
     let mut handles = Vec::new();
-    for list in per_session {
-        handles.push(tokio::spawn(run_session(
-            addr.to_string(),
-            api_key.clone(),
-            list,
-        )));
+    for (i, list) in per_session.into_iter().enumerate() {
+        handles.push(match transport {
+            Transport::Grpc => tokio::spawn(run_session(addr.to_string(), api_key.clone(), list)),
+            Transport::AudioSocket => {
+                tokio::spawn(run_audiosocket_session(addr.to_string(), i as u8, list))
+            }
+        });
     }
     let mut samples = Vec::new();
     for h in handles {
@@ -363,13 +532,19 @@ pub async fn run(
             }),
         }
     }
-    Ok(LatencyReport { sessions, samples })
+    Ok(LatencyReport {
+        sessions,
+        transport,
+        samples,
+    })
 }
 
 /// A daemon started for the benchmark: `vaak serve` on a free port, stopped on drop.
 pub struct ChildDaemon {
     child: tokio::process::Child,
     pub addr: String,
+    /// Its AudioSocket listener.
+    pub audiosocket: Option<String>,
     dir: PathBuf,
 }
 
@@ -383,6 +558,8 @@ impl ChildDaemon {
         std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
         let mut cfg = config.clone();
         cfg.server.grpc_listen = "127.0.0.1:0".into();
+        cfg.server.http_listen = "127.0.0.1:0".into();
+        cfg.telephony.audiosocket_listen = "127.0.0.1:0".into();
         cfg.sessions.in_memory = true;
         let path = dir.join("bench.toml");
         let text = toml::to_string(&cfg).map_err(|e| err(e.to_string()))?;
@@ -410,28 +587,33 @@ impl ChildDaemon {
         let mut lines = BufReader::new(stderr).lines();
         let ready = tokio::time::timeout(Duration::from_secs(180), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(i) = line.find("grpc=") {
-                    if line.contains("vaak ready") {
-                        let rest = &line[i + 5..];
-                        return Some(
-                            rest.split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .to_string(),
-                        );
-                    }
+                if line.contains("vaak ready") {
+                    return Some(line);
                 }
             }
             None
         })
         .await;
-        let addr = match ready {
-            Ok(Some(a)) => a,
+        let field = |line: &str, key: &str| {
+            let i = line.find(&format!(" {key}="))?;
+            let v = line[i + key.len() + 2..].split_whitespace().next()?;
+            Some(v.to_string()).filter(|v| v != "off")
+        };
+        let (addr, audiosocket) = match ready {
+            Ok(Some(line)) => match field(&line, "grpc") {
+                Some(a) => (a, field(&line, "audiosocket")),
+                None => return Err(err(format!("no grpc= in the ready line: {line}"))),
+            },
             _ => return Err(err("the daemon did not report ready within 180 s".into())),
         };
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, addr, dir })
+        Ok(Self {
+            child,
+            addr,
+            audiosocket,
+            dir,
+        })
     }
 
     pub async fn stop(mut self) {
@@ -465,7 +647,7 @@ mod tests {
             duration_s: 2.0,
             text: String::new(),
         };
-        let p = prepare(&clip).unwrap();
+        let p = prepare(&clip, PIPELINE_RATE).unwrap();
         assert!(
             p.speech_end >= Duration::from_millis(980)
                 && p.speech_end <= Duration::from_millis(1020),
@@ -473,5 +655,8 @@ mod tests {
             p.speech_end
         );
         assert_eq!(p.pcm16.len(), 32_000 * 2);
+        let narrow = prepare(&clip, 8_000).unwrap();
+        assert_eq!(narrow.speech_end, p.speech_end);
+        assert!((narrow.pcm16.len() as i64 - 16_000 * 2).abs() <= 64);
     }
 }

@@ -2,8 +2,10 @@
 //! p50/p95 — VAD per 32 ms frame, ASR per clip and its real-time factor, LLM time to first token
 //! (cold session and with the session's prompt cached) and decode rate, TTS time to first audio
 //! and real-time factor, and the whole turn from end of input to first reply audio.
-//! [`latency`] is `vaak bench latency`: voice-to-voice latency at a gRPC client.
+//! [`latency`] is `vaak bench latency`: voice-to-voice latency at a gRPC or phone client;
+//! [`eval`] is `vaak eval asr`: recognition accuracy per language.
 
+pub mod eval;
 pub mod latency;
 
 use std::path::{Path, PathBuf};

@@ -27,6 +27,11 @@ pub struct Turn {
     pub clock: TurnClock,
     /// Reply audio handed to the transport so far, in milliseconds.
     pub played_ms: AtomicU64,
+    /// The transport reports what was really played (telephony marks, paced frames): then
+    /// that, not the time since the first audio, is what the user heard.
+    playback_acks: AtomicBool,
+    /// Reply audio the transport reported as played, in milliseconds.
+    acked_ms: AtomicU64,
     confirmed: tokio::sync::watch::Sender<bool>,
     /// Set when the user interrupted the reply: what had been played at that moment (ms).
     interrupted_at_ms: OnceLock<u64>,
@@ -56,6 +61,8 @@ impl Turn {
             cancel,
             clock: TurnClock::starting_now(),
             played_ms: AtomicU64::new(0),
+            playback_acks: AtomicBool::new(false),
+            acked_ms: AtomicU64::new(0),
             confirmed: tokio::sync::watch::Sender::new(confirmed),
             interrupted_at_ms: OnceLock::new(),
             clauses: Mutex::new(Vec::new()),
@@ -103,7 +110,20 @@ impl Turn {
         self.played_now_ms() as f32 / 1000.0
     }
 
+    /// From now on only reports ([`Turn::report_played`]) count as heard.
+    pub fn use_playback_acks(&self) {
+        self.playback_acks.store(true, Ordering::Relaxed);
+    }
+
+    /// The transport's report: the first `ms` of the reply have been played to the user.
+    pub fn report_played(&self, ms: u64) {
+        self.acked_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
     fn played_now_ms(&self) -> u64 {
+        if self.playback_acks.load(Ordering::Relaxed) {
+            return self.acked_ms.load(Ordering::Relaxed);
+        }
         let sent = self.played_ms.load(Ordering::Relaxed);
         match self.clock.output_first_audio.get() {
             Some(first) => sent.min(first.elapsed().as_millis() as u64),

@@ -60,6 +60,11 @@ pub struct SessionSettings {
     pub voices: BTreeMap<String, String>,
     /// History to continue and where to keep it; `None` = a fresh, unpersisted conversation.
     pub memory: Option<Arc<SessionMemory>>,
+    /// The transport reports which reply audio was really played (telephony marks, paced
+    /// frames): an interruption keeps only that in the history.
+    pub playback_acks: bool,
+    /// The caller's audio was 8 kHz (a phone line): VAD runs Silero's 8 kHz mode on it.
+    pub narrowband: bool,
 }
 
 impl SessionSettings {
@@ -76,6 +81,8 @@ impl SessionSettings {
             text_only: false,
             voices: BTreeMap::new(),
             memory: None,
+            playback_acks: false,
+            narrowband: false,
         }
     }
 
@@ -144,7 +151,10 @@ pub fn spawn(
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_OUT_EDGE);
     let (event_tx, event_rx) = mpsc::channel(EVENT_EDGE);
 
-    let turns = Arc::new(TurnControl::new(shutdown.clone()));
+    let turns = Arc::new(TurnControl::with_playback_acks(
+        shutdown.clone(),
+        settings.playback_acks,
+    ));
     let memory = settings.memory.clone().unwrap_or_else(|| {
         let llm = &backends.config.llm;
         let conversation =

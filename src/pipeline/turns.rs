@@ -10,6 +10,8 @@ use super::messages::{Turn, TurnId};
 
 pub struct TurnControl {
     session: CancellationToken,
+    /// The transport reports what was played (see [`Turn::report_played`]).
+    playback_acks: bool,
     inner: Mutex<Inner>,
 }
 
@@ -21,8 +23,14 @@ struct Inner {
 
 impl TurnControl {
     pub fn new(session: CancellationToken) -> Self {
+        Self::with_playback_acks(session, false)
+    }
+
+    /// Turn control for a transport that reports playback (telephony marks, paced frames).
+    pub fn with_playback_acks(session: CancellationToken, playback_acks: bool) -> Self {
         Self {
             session,
+            playback_acks,
             inner: Mutex::new(Inner {
                 next_id: 1,
                 active: None,
@@ -76,6 +84,9 @@ impl TurnControl {
     fn new_turn(&self, make: fn(TurnId, CancellationToken) -> Turn) -> Arc<Turn> {
         let mut inner = self.lock();
         let turn = Arc::new(make(TurnId(inner.next_id), self.session.child_token()));
+        if self.playback_acks {
+            turn.use_playback_acks();
+        }
         inner.next_id += 1;
         turn
     }
@@ -114,6 +125,14 @@ impl TurnControl {
         }
     }
 
+    /// The transport played the first `ms` of turn `id`'s reply (ignored once that turn is no
+    /// longer current: an interrupted turn keeps what was played when it was interrupted).
+    pub fn report_played(&self, id: TurnId, ms: u64) {
+        if let Some(t) = self.lock().active.as_ref().filter(|t| t.id == id) {
+            t.report_played(ms);
+        }
+    }
+
     pub fn active(&self) -> Option<Arc<Turn>> {
         self.lock().active.clone()
     }
@@ -129,6 +148,7 @@ impl TurnControl {
 
 #[cfg(test)]
 mod tests {
+    use super::super::messages::TurnClock;
     use super::*;
 
     #[test]
@@ -168,6 +188,24 @@ mod tests {
         let s2 = c.begin_speculative();
         assert!(s2.confirm() && !s2.confirm());
         assert!(c.replying());
+    }
+
+    #[test]
+    fn reported_playback_is_what_history_keeps() {
+        let c = TurnControl::with_playback_acks(CancellationToken::new(), true);
+        let t = c.begin(true);
+        t.record_clause("one two three four", 0, 1_000);
+        t.add_played(16_000, 16_000);
+        TurnClock::mark(&t.clock.output_first_audio);
+        // Handed out, but nothing reported played yet.
+        assert_eq!(t.played_s(), 0.0);
+        c.report_played(t.id, 500);
+        c.report_played(TurnId(t.id.0 + 1), 900);
+        assert_eq!(t.played_s(), 0.5);
+        let i = c.interrupt().unwrap();
+        // Reports after the interruption (marks echoed by a clear) change nothing.
+        i.report_played(1_000);
+        assert_eq!(i.heard_text(), "one two");
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct OpenRequest {
     /// 0 = the voice's default.
     pub speech_rate: f32,
     pub barge_in: bool,
+    /// The transport reports which reply audio was played (telephony).
+    pub playback_acks: bool,
+    /// The caller's audio is 8 kHz (a phone line).
+    pub narrowband: bool,
 }
 
 /// An open conversation. Dropping it releases its slot; cancelling `cancel` stops its pipeline.
@@ -200,6 +204,8 @@ impl SessionService {
             text_only: req.text_only,
             voices: req.voices,
             memory: Some(memory),
+            playback_acks: req.playback_acks,
+            narrowband: req.narrowband,
             ..SessionSettings::live(id.clone(), languages)
         };
         let capacity =

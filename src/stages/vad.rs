@@ -13,6 +13,9 @@ use crate::audio::PIPELINE_RATE;
 use crate::backend::vad::VoiceActivity;
 use crate::config::VadConfig;
 use crate::metrics::Metrics;
+
+/// The rate of Silero's telephone mode, used for sessions whose audio came from a phone line.
+pub const NARROWBAND_RATE: u32 = 8_000;
 use crate::pipeline::messages::{Ingest, Turn, UserInput, Utterance};
 use crate::pipeline::PipelineEvent;
 
@@ -220,6 +223,10 @@ struct Work {
     endpointer: Endpointer,
     pending: Vec<f32>,
     error: Option<String>,
+    /// Pipeline samples per detector sample: 2 when the detector runs Silero's 8 kHz mode on a
+    /// phone line's audio (upsampled to the pipeline rate by the transport, so every other
+    /// sample is the band-limited 8 kHz signal again).
+    decimate: usize,
 }
 
 /// Runs the detector over `audio` on the blocking pool; returns the endpoint events.
@@ -227,11 +234,19 @@ async fn process(mut work: Work, audio: Vec<f32>) -> Option<(Work, Vec<Endpoint>
     let joined = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         work.pending.extend_from_slice(&audio);
-        let frame = work.detector.frame_samples();
+        let frame = work.detector.frame_samples() * work.decimate;
         let mut start = 0;
+        let mut narrow = Vec::new();
         while work.pending.len() - start >= frame {
             let f = &work.pending[start..start + frame];
-            let p = match work.detector.speech_probability(f) {
+            let input = if work.decimate == 1 {
+                f
+            } else {
+                narrow.clear();
+                narrow.extend(f.iter().step_by(work.decimate));
+                &narrow[..]
+            };
+            let p = match work.detector.speech_probability(input) {
                 Ok(p) => p,
                 Err(e) => {
                     // One bad inference must not end the session: count it as silence.
@@ -259,14 +274,20 @@ async fn process(mut work: Work, audio: Vec<f32>) -> Option<(Work, Vec<Endpoint>
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender<Utterance>) {
     let span = info_span!("stage", name = "vad", session = %ctx.settings.session_id);
     async move {
-        let detector = match ctx.backends.vad.create(PIPELINE_RATE) {
+        let vad_rate = if ctx.settings.narrowband {
+            NARROWBAND_RATE
+        } else {
+            PIPELINE_RATE
+        };
+        let detector = match ctx.backends.vad.create(vad_rate) {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "VAD unavailable");
                 return;
             }
         };
-        let frame = detector.frame_samples();
+        let decimate = (PIPELINE_RATE / vad_rate) as usize;
+        let frame = detector.frame_samples() * decimate;
         let pause_ms = if ctx.settings.speculative {
             ctx.backends.config.turn.speculative_pause_ms
         } else {
@@ -283,6 +304,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
                 }),
             pending: Vec::with_capacity(frame * 4),
             error: None,
+            decimate,
         });
         let mut turns = TurnTaking::default();
         while let Some(msg) = ctx.next(&mut rx).await {

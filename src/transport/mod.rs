@@ -1,5 +1,8 @@
 //! Transports: how audio and events reach a session from outside. Each one maps its wire
 //! protocol onto [`crate::session::service::SessionService`] (limits, tenants, resume) and a
-//! session's pipeline; gRPC is here, WebRTC, telephony and the kiosk microphone follow.
+//! session's pipeline: gRPC, and telephony (Twilio, Exotel, Plivo, Asterisk AudioSocket) on
+//! the HTTP listener and a TCP one; WebRTC and the kiosk microphone follow.
 
 pub mod grpc;
+pub mod http;
+pub mod telephony;

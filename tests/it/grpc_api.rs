@@ -33,14 +33,14 @@ const DAEMON_CONFIG: &str = "[llm]\nmax_tokens = 32\n[asr]\nthreads = 1\n";
 // The Python environment
 // ------------------------------------------------------------------------------------------
 
-struct PyEnv {
-    python: String,
+pub(crate) struct PyEnv {
+    pub(crate) python: String,
     grpcurl: String,
 }
 
 /// `$VAAK_PY` / `$VAAK_GRPCURL` (exported by scripts/test.sh), else what scripts/py-env.sh
 /// prints (it builds the venv if needed).
-fn py_env() -> &'static PyEnv {
+pub(crate) fn py_env() -> &'static PyEnv {
     static ENV: OnceLock<PyEnv> = OnceLock::new();
     ENV.get_or_init(|| {
         let from_env = |k: &str| std::env::var(k).ok().filter(|p| Path::new(p).is_file());
@@ -70,15 +70,15 @@ fn py_env() -> &'static PyEnv {
     })
 }
 
-struct Finished {
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    wall: Duration,
+pub(crate) struct Finished {
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) wall: Duration,
 }
 
 /// Runs `cmd` to completion, killing it after `limit`.
-fn bounded(cmd: &mut Command, limit: Duration, what: &str) -> Finished {
+pub(crate) fn bounded(cmd: &mut Command, limit: Duration, what: &str) -> Finished {
     let started = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -115,42 +115,42 @@ fn bounded(cmd: &mut Command, limit: Duration, what: &str) -> Finished {
 }
 
 /// One run of the Python client: its one JSON object and how it ended.
-struct Run {
-    argv: String,
-    json: Value,
-    exit: Option<i32>,
-    stderr: String,
-    wall: Duration,
+pub(crate) struct Run {
+    pub(crate) argv: String,
+    pub(crate) json: Value,
+    pub(crate) exit: Option<i32>,
+    pub(crate) stderr: String,
+    pub(crate) wall: Duration,
 }
 
 impl Run {
-    fn s(&self, ptr: &str) -> &str {
+    pub(crate) fn s(&self, ptr: &str) -> &str {
         self.json.pointer(ptr).and_then(Value::as_str).unwrap_or("")
     }
-    fn f(&self, ptr: &str) -> f64 {
+    pub(crate) fn f(&self, ptr: &str) -> f64 {
         self.json
             .pointer(ptr)
             .and_then(Value::as_f64)
             .unwrap_or(f64::NAN)
     }
-    fn b(&self, ptr: &str) -> Option<bool> {
+    pub(crate) fn b(&self, ptr: &str) -> Option<bool> {
         self.json.pointer(ptr).and_then(Value::as_bool)
     }
-    fn arr(&self, ptr: &str) -> Vec<Value> {
+    pub(crate) fn arr(&self, ptr: &str) -> Vec<Value> {
         self.json
             .pointer(ptr)
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
     }
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.exit == Some(0) && self.b("/ok") == Some(true)
     }
     fn code(&self) -> &str {
         self.s("/code")
     }
     /// What a failure message shows of this run.
-    fn show(&self) -> String {
+    pub(crate) fn show(&self) -> String {
         let mut json = serde_json::to_string_pretty(&self.json).unwrap_or_default();
         if json.len() > 12_000 {
             let mut cut = 12_000;
@@ -163,7 +163,7 @@ impl Run {
         let err: Vec<&str> = self.stderr.lines().rev().take(15).collect();
         let err: Vec<&str> = err.into_iter().rev().collect();
         format!(
-            "$ vaak_client.py {}\n  exit {:?} after {:.1} s\n  stdout JSON: {json}\n  stderr: {}",
+            "$ {}\n  exit {:?} after {:.1} s\n  stdout JSON: {json}\n  stderr: {}",
             self.argv,
             self.exit,
             self.wall.as_secs_f64(),
@@ -194,7 +194,7 @@ fn client(addr: &str, sub: &str, args: &[&str], timeout_s: u64) -> Run {
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
         .unwrap_or(Value::Null);
     Run {
-        argv: argv.join(" "),
+        argv: format!("vaak_client.py {}", argv.join(" ")),
         json,
         exit: out.status.and_then(|s| s.code()),
         stderr: out.stderr,
@@ -203,6 +203,7 @@ fn client(addr: &str, sub: &str, args: &[&str], timeout_s: u64) -> Run {
 }
 
 /// `Err` with the client's output unless `cond`.
+#[allow(unused_macros)]
 macro_rules! ensure {
     ($cond:expr, $run:expr, $($fmt:tt)+) => {
         let holds: bool = $cond;
@@ -212,16 +213,19 @@ macro_rules! ensure {
     };
 }
 
-type Outcome = Result<(), String>;
+pub(crate) type Outcome = Result<(), String>;
 
 // ------------------------------------------------------------------------------------------
 // The daemon
 // ------------------------------------------------------------------------------------------
 
-struct Daemon {
+pub(crate) struct Daemon {
     name: &'static str,
     child: Child,
     addr: String,
+    /// The HTTP listener (telephony WebSockets) and the AudioSocket listener.
+    pub(crate) http: String,
+    pub(crate) audiosocket: String,
     log: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
     worker_pid: Option<i32>,
@@ -232,12 +236,24 @@ struct Daemon {
 impl Daemon {
     /// `vaak serve` on 127.0.0.1:0 with `[server]` lines `server` and further sections `rest`;
     /// `env` is set for the daemon only. Returns once the ready line names the bound address.
-    fn start(name: &'static str, server: &str, rest: &str, env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start(
+        name: &'static str,
+        server: &str,
+        rest: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &cfg,
-            format!("[server]\ngrpc_listen = \"127.0.0.1:0\"\n{server}\n{rest}"),
+            format!(
+                "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{server}\n{rest}{}",
+                if rest.contains("[telephony]") {
+                    ""
+                } else {
+                    "\n[telephony]\naudiosocket_listen = \"127.0.0.1:0\"\n"
+                }
+            ),
         )
         .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaak"));
@@ -263,6 +279,8 @@ impl Daemon {
             name,
             child,
             addr: String::new(),
+            http: String::new(),
+            audiosocket: String::new(),
             log,
             reader: Some(reader),
             worker_pid: None,
@@ -274,6 +292,8 @@ impl Daemon {
             let ready = d.lines().into_iter().find(|l| l.contains("vaak ready"));
             if let Some(line) = ready {
                 d.addr = log_field(&line, "grpc").expect("ready line names grpc=ADDR");
+                d.http = log_field(&line, "http").unwrap_or_default();
+                d.audiosocket = log_field(&line, "audiosocket").unwrap_or_default();
                 break;
             }
             if let Some(status) = d.child.try_wait().unwrap() {
@@ -303,11 +323,11 @@ impl Daemon {
         d
     }
 
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 
-    fn count(&self, pat: &str) -> usize {
+    pub(crate) fn count(&self, pat: &str) -> usize {
         self.log
             .lock()
             .unwrap()
@@ -317,7 +337,7 @@ impl Daemon {
     }
 
     /// Waits until `pat` has been logged `n` times.
-    fn wait_for(&self, pat: &str, n: usize, limit: Duration) -> bool {
+    pub(crate) fn wait_for(&self, pat: &str, n: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self.count(pat) >= n {
@@ -328,7 +348,7 @@ impl Daemon {
         self.count(pat) >= n
     }
 
-    fn tail(&self, n: usize) -> String {
+    pub(crate) fn tail(&self, n: usize) -> String {
         let lines = self.lines();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -359,7 +379,7 @@ impl Daemon {
     }
 
     /// Panics listing every failed scenario, with the daemon's log tail; reports timings.
-    fn finish(&self, results: Vec<(&str, Outcome)>) {
+    pub(crate) fn finish(&self, results: Vec<(&str, Outcome)>) {
         let failed: Vec<String> = results
             .iter()
             .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("=== {n}: {e}")))

@@ -6,9 +6,11 @@ mod common;
 mod config_cli;
 mod converse_real;
 mod fakes;
+#[macro_use]
 mod grpc_api;
 mod live_turns;
 mod remote_llm;
 mod serve;
+mod telephony;
 mod turn_taking;
 mod worker_restart;

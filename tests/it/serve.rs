@@ -13,7 +13,12 @@ use super::common::{log_field, vaak};
 fn serve_reports_ready_serves_health_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("serve.toml");
-    std::fs::write(&cfg, "[server]\ngrpc_listen = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+         [telephony]\naudiosocket_listen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
     let mut child = vaak()
         .env("VAAK_LOG", "info")
         .args(["--config", cfg.to_str().unwrap(), "serve"])

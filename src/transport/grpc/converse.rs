@@ -66,6 +66,8 @@ pub async fn start(
         text_only: config.text_only,
         speech_rate: config.speech_rate,
         barge_in: config.barge_in.unwrap_or(true),
+        playback_acks: false,
+        narrowband: input.rate == 8_000,
     };
     let session = svc.open(slot, req).await.map_err(open_error_status)?;
     let (tx, rx) = mpsc::channel(CLIENT_EVENT_EDGE);

@@ -1,0 +1,334 @@
+//! `vaak eval asr`: speech recognition accuracy on eval manifests, per language — WER, CER,
+//! spoken language identification, the share of transcripts in the language's script, and the
+//! real-time factor. Transcripts and references are normalised as `../shared/eval/README.md`
+//! prescribes ([`normalize_for_scoring`]). `--channel phone` passes every clip through a phone
+//! line first (8 kHz, G.711 μ-law, back to the pipeline rate), as telephony callers sound.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Clip;
+use crate::audio::resample::resample_all;
+use crate::audio::wav::read_mono;
+use crate::audio::{g711, PIPELINE_RATE};
+use crate::backend::asr::{Asr, LanguageHint};
+use crate::text::normalize::normalize_for_scoring;
+use crate::text::script::{Script, ScriptStats};
+
+/// Clips at least this long count towards the long-clip LID figure.
+pub const LONG_CLIP_S: f32 = 3.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("cannot read {path}: {detail}")]
+    Clip { path: PathBuf, detail: String },
+    #[error("ASR failed on {path}: {detail}")]
+    Asr { path: PathBuf, detail: String },
+}
+
+/// What the audio went through before recognition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The clip as recorded (16 kHz).
+    Wideband,
+    /// A phone line: 8 kHz, μ-law, then back to the pipeline rate.
+    Phone,
+}
+
+impl Channel {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "wideband" | "16k" => Some(Channel::Wideband),
+            "phone" | "8k" => Some(Channel::Phone),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Wideband => "16 kHz",
+            Channel::Phone => "8 kHz μ-law",
+        }
+    }
+
+    fn apply(self, audio: &[f32]) -> Result<Vec<f32>, String> {
+        match self {
+            Channel::Wideband => Ok(audio.to_vec()),
+            Channel::Phone => {
+                let narrow =
+                    resample_all(audio, PIPELINE_RATE, 8_000).map_err(|e| e.to_string())?;
+                let line = g711::decode_ulaw(&g711::encode_ulaw(&narrow));
+                resample_all(&line, 8_000, PIPELINE_RATE).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// One clip's result.
+#[derive(Debug, Clone)]
+pub struct ClipResult {
+    pub path: PathBuf,
+    pub language: String,
+    pub duration_s: f32,
+    pub reference: String,
+    pub hypothesis: String,
+    pub detected: String,
+    pub word_edits: usize,
+    pub words: usize,
+    pub char_edits: usize,
+    pub chars: usize,
+    pub right_script: bool,
+    pub elapsed_s: f32,
+}
+
+/// Levenshtein distance between two sequences.
+pub fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, x) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(x != y);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// (word edits, reference words, character edits, reference characters) of normalised texts.
+pub fn score(reference: &str, hypothesis: &str) -> (usize, usize, usize, usize) {
+    let (r, h) = (
+        normalize_for_scoring(reference),
+        normalize_for_scoring(hypothesis),
+    );
+    let (rw, hw): (Vec<&str>, Vec<&str>) = (r.split(' ').collect(), h.split(' ').collect());
+    let rw: Vec<&str> = rw.into_iter().filter(|w| !w.is_empty()).collect();
+    let hw: Vec<&str> = hw.into_iter().filter(|w| !w.is_empty()).collect();
+    let (rc, hc): (Vec<char>, Vec<char>) = (r.chars().collect(), h.chars().collect());
+    (
+        edit_distance(&rw, &hw),
+        rw.len(),
+        edit_distance(&rc, &hc),
+        rc.len(),
+    )
+}
+
+/// Recognises every clip (language detected among `languages`, as a live session does).
+pub fn run(
+    asr: &dyn Asr,
+    clips: &[Clip],
+    languages: &[String],
+    channel: Channel,
+    mut progress: impl FnMut(&ClipResult),
+) -> Result<Vec<ClipResult>, EvalError> {
+    let hint = LanguageHint::DetectAmong(languages.to_vec());
+    let cancel = CancellationToken::new();
+    let mut out = Vec::new();
+    for clip in clips {
+        let err = |detail: String| EvalError::Clip {
+            path: clip.path.clone(),
+            detail,
+        };
+        let (mono, rate) = read_mono(&clip.path).map_err(|e| err(e.to_string()))?;
+        let audio = resample_all(&mono, rate, PIPELINE_RATE).map_err(|e| err(e.to_string()))?;
+        let audio = channel.apply(&audio).map_err(err)?;
+        let t = asr
+            .transcribe(&audio, &hint, &cancel)
+            .map_err(|e| EvalError::Asr {
+                path: clip.path.clone(),
+                detail: e.to_string(),
+            })?;
+        let (word_edits, words, char_edits, chars) = score(&clip.text, &t.text);
+        let right_script = match Script::of_language(&clip.language) {
+            Some(want) => ScriptStats::of(&t.text)
+                .dominant()
+                .is_some_and(|(s, _)| s == want),
+            None => false,
+        };
+        let r = ClipResult {
+            path: clip.path.clone(),
+            language: clip.language.clone(),
+            duration_s: t.audio_s,
+            reference: clip.text.clone(),
+            hypothesis: t.text,
+            detected: t.language,
+            word_edits,
+            words,
+            char_edits,
+            chars,
+            right_script,
+            elapsed_s: t.elapsed_s,
+        };
+        progress(&r);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// One language's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanguageRow {
+    pub language: String,
+    pub clips: usize,
+    pub wer: f64,
+    pub cer: f64,
+    pub lid: f64,
+    /// LID over clips of at least [`LONG_CLIP_S`] (`None` if there are none).
+    pub lid_long: Option<f64>,
+    pub right_script: f64,
+    pub rtf: f64,
+}
+
+pub fn table(results: &[ClipResult]) -> Vec<LanguageRow> {
+    let mut by: BTreeMap<&str, Vec<&ClipResult>> = BTreeMap::new();
+    for r in results {
+        by.entry(r.language.as_str()).or_default().push(r);
+    }
+    by.into_iter()
+        .map(|(language, rs)| {
+            let n = rs.len() as f64;
+            let sum = |f: &dyn Fn(&ClipResult) -> usize| rs.iter().map(|r| f(r)).sum::<usize>();
+            let long: Vec<&&ClipResult> =
+                rs.iter().filter(|r| r.duration_s >= LONG_CLIP_S).collect();
+            let correct = |r: &ClipResult| r.detected == r.language;
+            LanguageRow {
+                language: language.to_string(),
+                clips: rs.len(),
+                wer: sum(&|r| r.word_edits) as f64 / sum(&|r| r.words).max(1) as f64,
+                cer: sum(&|r| r.char_edits) as f64 / sum(&|r| r.chars).max(1) as f64,
+                lid: rs.iter().filter(|r| correct(r)).count() as f64 / n,
+                lid_long: (!long.is_empty())
+                    .then(|| long.iter().filter(|r| correct(r)).count() as f64 / long.len() as f64),
+                right_script: rs.iter().filter(|r| r.right_script).count() as f64 / n,
+                rtf: rs.iter().map(|r| f64::from(r.elapsed_s)).sum::<f64>()
+                    / rs.iter()
+                        .map(|r| f64::from(r.duration_s))
+                        .sum::<f64>()
+                        .max(1e-9),
+            }
+        })
+        .collect()
+}
+
+pub fn render(rows: &[LanguageRow], channel: Channel) -> String {
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let mut out = format!(
+        "channel: {}\n{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6}\n",
+        channel.name(),
+        "lang",
+        "clips",
+        "WER",
+        "CER",
+        "LID",
+        "LID ≥3 s",
+        "script",
+        "RTF"
+    );
+    for r in rows {
+        out += &format!(
+            "{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6.3}\n",
+            r.language,
+            r.clips,
+            pct(r.wer),
+            pct(r.cer),
+            pct(r.lid),
+            r.lid_long.map(pct).unwrap_or_else(|| "-".into()),
+            pct(r.right_script),
+            r.rtf
+        );
+    }
+    out
+}
+
+pub fn to_json(rows: &[LanguageRow], channel: Channel) -> serde_json::Value {
+    serde_json::json!({
+        "channel": channel.name(),
+        "languages": rows.iter().map(|r| serde_json::json!({
+            "language": r.language,
+            "clips": r.clips,
+            "wer": r.wer,
+            "cer": r.cer,
+            "lid": r.lid,
+            "lid_long": r.lid_long,
+            "right_script": r.right_script,
+            "rtf": r.rtf,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn scores_count_edits_after_normalisation() {
+        assert_eq!(
+            score("And so, my fellow Americans!", "and so my fellow americans"),
+            (0, 5, 0, 26)
+        );
+        assert_eq!(score("a b c", "a x c d").0, 2);
+        let (we, w, ce, c) = score("किताब पढ़िए।", "किताब पढ़ो");
+        assert_eq!((we, w), (1, 2));
+        assert!(ce > 0 && ce < c);
+        assert_eq!(score("", "something").1, 0);
+    }
+
+    #[test]
+    fn table_aggregates_per_language() {
+        let r = |lang: &str, det: &str, d: f32, we: usize, script: bool| ClipResult {
+            path: PathBuf::new(),
+            language: lang.into(),
+            duration_s: d,
+            reference: String::new(),
+            hypothesis: String::new(),
+            detected: det.into(),
+            word_edits: we,
+            words: 10,
+            char_edits: we,
+            chars: 50,
+            right_script: script,
+            elapsed_s: d / 4.0,
+        };
+        let rows = table(&[
+            r("hi", "hi", 4.0, 2, true),
+            r("hi", "ur", 2.0, 10, false),
+            r("te", "te", 5.0, 5, true),
+        ]);
+        assert_eq!(rows.len(), 2);
+        let hi = &rows[0];
+        assert_eq!((hi.language.as_str(), hi.clips), ("hi", 2));
+        assert!((hi.wer - 0.6).abs() < 1e-9 && (hi.lid - 0.5).abs() < 1e-9);
+        assert_eq!(hi.lid_long, Some(1.0));
+        assert!((hi.right_script - 0.5).abs() < 1e-9 && (hi.rtf - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_phone_line_keeps_the_length_and_loses_the_top_band() {
+        let tone = |f: f32| -> Vec<f32> {
+            (0..16_000)
+                .map(|i| (i as f32 * f * std::f32::consts::TAU / 16_000.0).sin() * 0.5)
+                .collect()
+        };
+        let low = Channel::Phone.apply(&tone(440.0)).unwrap();
+        let high = Channel::Phone.apply(&tone(6_000.0)).unwrap();
+        assert!((low.len() as i64 - 16_000).abs() < 64);
+        assert!(crate::audio::rms(&low) > 0.3);
+        assert!(crate::audio::rms(&high) < 0.05);
+    }
+
+    proptest! {
+        #[test]
+        fn edit_distance_is_a_metric(a in "[abc]{0,12}", b in "[abc]{0,12}") {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            let d = edit_distance(&a, &b);
+            prop_assert_eq!(d, edit_distance(&b, &a));
+            prop_assert!(d <= a.len().max(b.len()));
+            prop_assert!(d >= a.len().abs_diff(b.len()));
+            prop_assert_eq!(edit_distance(&a, &a), 0);
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! Phone calls end to end: `vaak serve` on real models, called the way Twilio, Exotel, Plivo
+//! and Asterisk AudioSocket call it — by `tests/py/telephony_client.py`, a provider simulator
+//! written from each provider's public documentation (Python `websockets`, raw TCP), playing
+//! eval clips as the provider would (μ-law or PCM16 at 8 kHz, Exotel at 16 kHz) in real time.
+//!
+//! One daemon; every scenario runs to its end and a failure lists each failed scenario with
+//! the client's JSON and the daemon's log tail. Wave 1 runs one conversation per provider next
+//! to every protocol-error probe (each probe must close only its own call); wave 2 runs the
+//! barge-in, keypad and hang-up calls; wave 3 one call alone, for AudioSocket's frame pacing.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::common::eval_dir;
+use super::grpc_api::{bounded, py_env, Daemon, Outcome, Run};
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/telephony_client.py");
+const SECRET_ENV: &str = "VAAK_TEST_PHONE_SECRET";
+const SECRET: &str = "phone-secret-0123456789";
+/// Replies are capped (32 tokens) to keep calls short; one ASR thread per decode (several
+/// calls decode at once on CI's 2 cores); keypad turns close after 1 s.
+const CONFIG: &str = "[llm]\nmax_tokens = 32\n[asr]\nthreads = 1\n\
+    [telephony]\naudiosocket_listen = \"127.0.0.1:0\"\ndtmf_turn_ms = 1000\n\
+    [telephony.twilio]\nenabled = true\ntenant = \"twilio\"\nsecret_env = \"VAAK_TEST_PHONE_SECRET\"\n\
+    [telephony.exotel]\nenabled = true\ntenant = \"exotel\"\nsecret_env = \"VAAK_TEST_PHONE_SECRET\"\n";
+/// `turn.barge_in_min_ms` (the default): speech over a reply interrupts after this much.
+const BARGE_IN_MIN_MS: f64 = 600.0;
+
+fn clip(lang: &str, n: usize) -> String {
+    let dir = eval_dir().join(lang);
+    let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).expect("eval manifest");
+    let line = manifest.lines().nth(n + 1).expect("enough clips");
+    dir.join(line.split('\t').next().unwrap())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `telephony_client.py --provider P ARGS… --timeout-s T` (killed 15 s after its watchdog).
+fn call(provider: &str, args: &[&str], timeout_s: u64) -> Run {
+    let env = py_env();
+    let t = timeout_s.to_string();
+    let mut argv = vec!["--provider", provider, "--timeout-s", &t];
+    argv.extend_from_slice(args);
+    let out = bounded(
+        Command::new(&env.python).arg(CLIENT).args(&argv),
+        Duration::from_secs(timeout_s + 15),
+        "telephony_client.py",
+    );
+    let json = out
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or(Value::Null);
+    Run {
+        argv: format!("telephony_client.py {}", argv.join(" ")),
+        json,
+        exit: out.status.and_then(|s| s.code()),
+        stderr: out.stderr,
+        wall: out.wall,
+    }
+}
+
+fn ws_url(d: &Daemon, provider: &str, query: &str) -> String {
+    format!("ws://{}/telephony/{provider}{query}", d.http)
+}
+
+fn token() -> String {
+    format!("?token={SECRET}")
+}
+
+/// A conversation: the reply arrives in valid frames, is speech (not silence), every mark is
+/// echoed as played, and the call ends cleanly when the provider stops it.
+fn conversation(run: &Run, marks: bool) -> Outcome {
+    ensure!(
+        run.ok(),
+        run,
+        "the call did not complete cleanly (violations or error)"
+    );
+    let replies = run.arr("/replies");
+    ensure!(!replies.is_empty(), run, "no reply audio");
+    let audio_s = replies[0]["audio_s"].as_f64().unwrap_or(0.0);
+    let level = replies[0]["rms_dbfs"].as_f64().unwrap_or(-120.0);
+    ensure!(
+        audio_s > 0.5 && level > -40.0,
+        run,
+        "reply too short or silent: {audio_s} s at {level} dBFS"
+    );
+    let latency = run.f("/utterances/0/first_reply_audio_ms");
+    ensure!(latency.is_finite(), run, "no latency measured");
+    if marks {
+        let sent = run.f("/marks/sent_by_server");
+        ensure!(
+            sent >= 1.0 && run.f("/marks/echoed_played") == sent,
+            run,
+            "marks: every mark sent must be echoed as played"
+        );
+    }
+    // Plivo's provider hangs up by closing the socket itself; the others send `stop`, and
+    // vaak closes.
+    let closer = if run.s("/provider") == "plivo" {
+        "client"
+    } else {
+        "server"
+    };
+    ensure!(
+        run.s("/close/by") == closer,
+        run,
+        "after the provider stopped the stream, expected the {closer} to close the call"
+    );
+    eprintln!(
+        "  {}: first reply audio {latency:.0} ms after the end of speech, {audio_s:.1} s of reply",
+        run.s("/provider")
+    );
+    Ok(())
+}
+
+/// A probe of bad input: the server closes this call with an error that names the problem.
+fn refused(run: &Run, code: f64, reason_has: &str) -> Outcome {
+    ensure!(run.exit == Some(0), run, "the probe itself failed");
+    let got_code = run.f("/probe/close_code");
+    let reason = run.s("/probe/close_reason").to_lowercase();
+    ensure!(
+        got_code == code && reason.contains(reason_has),
+        run,
+        "expected close {code} mentioning `{reason_has}`, got {got_code} `{reason}`"
+    );
+    Ok(())
+}
+
+/// AudioSocket probes: an 0xff error frame, then the connection closed.
+fn audiosocket_refused(run: &Run) -> Outcome {
+    ensure!(run.exit == Some(0), run, "the probe itself failed");
+    ensure!(
+        run.s("/close/error_frame").starts_with("ff0001") && run.b("/probe/closed") == Some(true),
+        run,
+        "expected an error frame (ff 00 01 01) and the connection closed"
+    );
+    Ok(())
+}
+
+#[test]
+fn phone_calls_through_every_provider() {
+    let d = Daemon::start("telephony", "", CONFIG, &[(SECRET_ENV, SECRET)]);
+    assert!(
+        !d.http.is_empty() && !d.audiosocket.is_empty(),
+        "ready line names http= and audiosocket="
+    );
+    let (hi, hi2, te, en) = (clip("hi", 0), clip("hi", 3), clip("te", 0), clip("en", 0));
+    let tw = ws_url(&d, "twilio", &token());
+    let ex16 = ws_url(&d, "exotel", &format!("{}&sample-rate=16000", token()));
+    let pl = ws_url(&d, "plivo", "");
+    let asock = d.audiosocket.clone();
+    let wait = ["--gap-s", "2", "--reply-wait-s", "40"];
+
+    let mut results: Vec<(&str, Outcome)> = Vec::new();
+    std::thread::scope(|s| {
+        let conv = |provider: &'static str, extra: Vec<String>, marks: bool| {
+            let w = wait;
+            s.spawn(move || {
+                let mut args: Vec<&str> = extra.iter().map(String::as_str).collect();
+                args.extend(["--scenario", "call"]);
+                args.extend(w);
+                conversation(&call(provider, &args, 150), marks)
+            })
+        };
+        let probe = |provider: &'static str, target: Vec<String>, scenario: &'static str| {
+            let wav = clip("hi", 1);
+            s.spawn(move || {
+                let mut args: Vec<&str> = target.iter().map(String::as_str).collect();
+                args.extend(["--scenario", scenario, "--wav", &wav]);
+                call(provider, &args, 60)
+            })
+        };
+        let url = |u: &str| vec!["--url".to_string(), u.to_string()];
+        let addr = |a: &str| vec!["--addr".to_string(), a.to_string()];
+
+        // Wave 1: a conversation per provider, next to every bad-input probe.
+        let twilio = conv(
+            "twilio",
+            [url(&tw), vec!["--wav".into(), hi.clone()]].concat(),
+            true,
+        );
+        let exotel = conv(
+            "exotel",
+            [
+                url(&ex16),
+                vec!["--rate".into(), "16000".into(), "--wav".into(), te.clone()],
+            ]
+            .concat(),
+            true,
+        );
+        let plivo = conv(
+            "plivo",
+            [
+                url(&pl),
+                vec![
+                    "--encoding".into(),
+                    "mulaw".into(),
+                    "--param".into(),
+                    "languages=en".into(),
+                    "--wav".into(),
+                    en.clone(),
+                ],
+            ]
+            .concat(),
+            true,
+        );
+        let asock_call = conv(
+            "audiosocket",
+            [addr(&asock), vec!["--wav".into(), hi2.clone()]].concat(),
+            false,
+        );
+        let probes = vec![
+            (
+                "twilio malformed",
+                probe("twilio", url(&tw), "malformed"),
+                1007.0,
+                "base64",
+            ),
+            (
+                "twilio wrong rate",
+                probe("twilio", url(&tw), "wrong_rate"),
+                1003.0,
+                "8000",
+            ),
+            (
+                "twilio unknown event",
+                probe("twilio", url(&tw), "unknown_event"),
+                1003.0,
+                "bogus",
+            ),
+            (
+                "twilio media before start",
+                probe("twilio", url(&tw), "no_start"),
+                1007.0,
+                "before",
+            ),
+            (
+                "exotel wrong rate",
+                probe("exotel", url(&ex16), "wrong_rate"),
+                1003.0,
+                "44100",
+            ),
+            (
+                "exotel unknown event",
+                probe("exotel", url(&ex16), "unknown_event"),
+                1003.0,
+                "bogus",
+            ),
+            (
+                "plivo malformed",
+                probe("plivo", url(&pl), "malformed"),
+                1007.0,
+                "base64",
+            ),
+            (
+                "plivo wrong rate",
+                probe("plivo", url(&pl), "wrong_rate"),
+                1003.0,
+                "44100",
+            ),
+        ];
+        let as_probes = vec![
+            (
+                "audiosocket malformed",
+                probe("audiosocket", addr(&asock), "malformed"),
+            ),
+            (
+                "audiosocket wrong rate",
+                probe("audiosocket", addr(&asock), "wrong_rate"),
+            ),
+            (
+                "audiosocket unknown kind",
+                probe("audiosocket", addr(&asock), "unknown_event"),
+            ),
+            (
+                "audiosocket audio before uuid",
+                probe("audiosocket", addr(&asock), "no_start"),
+            ),
+        ];
+        // Credentials: none at all is refused before the upgrade.
+        let no_auth = s.spawn(|| {
+            call(
+                "twilio",
+                &[
+                    "--url",
+                    &ws_url(&d, "twilio", ""),
+                    "--wav",
+                    &hi,
+                    "--scenario",
+                    "hangup",
+                ],
+                30,
+            )
+        });
+        for (name, h, code, reason) in probes {
+            let run = h.join().unwrap();
+            results.push((name, refused(&run, code, reason)));
+        }
+        for (name, h) in as_probes {
+            let run = h.join().unwrap();
+            results.push((name, audiosocket_refused(&run)));
+        }
+        let run = no_auth.join().unwrap();
+        results.push((
+            "no credentials → 401",
+            (|| {
+                ensure!(
+                    run.exit == Some(1) && run.f("/http_status") == 401.0,
+                    run,
+                    "expected the handshake refused with HTTP 401"
+                );
+                Ok(())
+            })(),
+        ));
+        results.push(("twilio conversation", twilio.join().unwrap()));
+        results.push(("exotel 16 kHz conversation", exotel.join().unwrap()));
+        results.push(("plivo μ-law conversation", plivo.join().unwrap()));
+        results.push(("audiosocket conversation", asock_call.join().unwrap()));
+    });
+
+    // Wave 2: barge-in, the keypad, hang-up.
+    std::thread::scope(|s| {
+        let tw_barge = s.spawn(|| {
+            let run = call(
+                "twilio",
+                &[
+                    "--url",
+                    &tw,
+                    "--wav",
+                    &hi,
+                    "--wav",
+                    &hi2,
+                    "--scenario",
+                    "barge_in",
+                ],
+                150,
+            );
+            twilio_barge_in(&d, &run)
+        });
+        let as_barge = s.spawn(|| {
+            let run = call(
+                "audiosocket",
+                &[
+                    "--addr",
+                    &asock,
+                    "--wav",
+                    &hi,
+                    "--wav",
+                    &hi2,
+                    "--scenario",
+                    "barge_in",
+                ],
+                150,
+            );
+            audiosocket_barge_in(&run)
+        });
+        let handoff = s.spawn(|| {
+            // Basic auth (Exotel's scheme) and the hand-off key.
+            let basic = format!(
+                "Authorization: Basic {}",
+                base64_encode(&format!("key:{SECRET}"))
+            );
+            let run = call(
+                "exotel",
+                &[
+                    "--url",
+                    &ws_url(&d, "exotel", ""),
+                    "--header",
+                    &basic,
+                    "--wav",
+                    &hi,
+                    "--scenario",
+                    "dtmf",
+                    "--dtmf",
+                    "0",
+                ],
+                120,
+            );
+            (|| {
+                ensure!(run.exit == Some(0), run, "the call failed");
+                ensure!(
+                    run.s("/dtmf/closed_after_digit") == "0"
+                        && run.f("/dtmf/closed_after_ms") < 2_000.0
+                        && run.s("/close/reason") == "handoff"
+                        && run.f("/close/code") == 1000.0,
+                    run,
+                    "pressing 0 must hand the call off (close 1000 `handoff`) at once"
+                );
+                Ok(())
+            })()
+        });
+        let keypad = s.spawn(|| {
+            let before = d.count("keypad turn keys=2");
+            let run = call(
+                "plivo",
+                &[
+                    "--url",
+                    &pl,
+                    "--wav",
+                    &en,
+                    "--scenario",
+                    "dtmf",
+                    "--dtmf",
+                    "12#",
+                ],
+                120,
+            );
+            (|| {
+                ensure!(run.exit == Some(0), run, "the call failed");
+                ensure!(
+                    run.json.pointer("/dtmf/closed_after_digit") == Some(&Value::Null)
+                        && run.arr("/dtmf/sent").len() == 3,
+                    run,
+                    "digits other than the hand-off key must not end the call"
+                );
+                ensure!(
+                    d.wait_for("keypad turn keys=2", before + 1, Duration::from_secs(5)),
+                    run,
+                    "`1 2 #` must become one typed turn of two keys"
+                );
+                Ok(())
+            })()
+        });
+        let hangups: Vec<_> = [("twilio", tw.clone()), ("audiosocket", asock.clone())]
+            .into_iter()
+            .map(|(p, target)| {
+                let flag = if p == "audiosocket" {
+                    "--addr"
+                } else {
+                    "--url"
+                };
+                let hi = hi.clone();
+                s.spawn(move || {
+                    let run = call(
+                        p,
+                        &[flag, &target, "--wav", &hi, "--scenario", "hangup"],
+                        60,
+                    );
+                    (|| {
+                        ensure!(run.exit == Some(0), run, "the call failed");
+                        ensure!(
+                            run.f("/hangup/closed_after_ms") < 2_000.0,
+                            run,
+                            "the server must close within 2 s of the hang-up"
+                        );
+                        Ok(())
+                    })()
+                })
+            })
+            .collect();
+        results.push(("twilio barge-in", tw_barge.join().unwrap()));
+        results.push(("audiosocket barge-in", as_barge.join().unwrap()));
+        results.push(("exotel hand-off key (basic auth)", handoff.join().unwrap()));
+        results.push(("plivo keypad digits", keypad.join().unwrap()));
+        for (i, h) in hangups.into_iter().enumerate() {
+            let name = if i == 0 {
+                "twilio hang-up"
+            } else {
+                "audiosocket hang-up"
+            };
+            results.push((name, h.join().unwrap()));
+        }
+    });
+
+    // Wave 3: one call alone, for the pacing of its reply frames.
+    let run = call(
+        "audiosocket",
+        &[
+            "--addr",
+            &asock,
+            "--wav",
+            &en,
+            "--scenario",
+            "call",
+            "--gap-s",
+            "2",
+        ],
+        120,
+    );
+    results.push(("audiosocket pacing", audiosocket_pacing(&run)));
+
+    // Nothing else was lost: the daemon still serves and no call's error touched another.
+    let health = bounded(
+        Command::new("curl").args(["-sf", &format!("http://{}/healthz", d.http)]),
+        Duration::from_secs(10),
+        "curl",
+    );
+    results.push((
+        "healthz after everything",
+        if health.status.is_some_and(|s| s.success()) {
+            Ok(())
+        } else {
+            Err(format!("healthz failed: {}", health.stderr))
+        },
+    ));
+    // The calls are counted: one hand-off, a protocol error per probe, the keypad digits.
+    let metrics = bounded(
+        Command::new("curl").args(["-sf", &format!("http://{}/metrics", d.http)]),
+        Duration::from_secs(10),
+        "curl",
+    );
+    let value = |name: &str| {
+        metrics
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let counted = value("vaak_call_handoffs_total") == Some(1.0)
+        && value("vaak_call_protocol_errors_total").is_some_and(|n| n >= 12.0)
+        && value("vaak_dtmf_digits_total").is_some_and(|n| n >= 4.0)
+        && value("vaak_open_sessions") == Some(0.0);
+    results.push((
+        "/metrics counts the calls",
+        if counted {
+            Ok(())
+        } else {
+            Err(format!("unexpected /metrics:\n{}", metrics.stdout))
+        },
+    ));
+    d.finish(results);
+}
+
+fn twilio_barge_in(d: &Daemon, run: &Run) -> Outcome {
+    ensure!(run.exit == Some(0), run, "the call failed");
+    let clear_ms = run.f("/barge_in/clear_after_ms");
+    ensure!(
+        clear_ms.is_finite() && clear_ms <= BARGE_IN_MIN_MS + 300.0,
+        run,
+        "`clear` must follow the barge-in (≥ {BARGE_IN_MIN_MS} ms of speech) within 300 ms: \
+         got it {clear_ms} ms after the speech started"
+    );
+    ensure!(
+        run.arr("/replies").len() >= 2,
+        run,
+        "the barge-in utterance must be answered too"
+    );
+    // History keeps what the provider reported played: no more than the time between the
+    // first reply audio and the clear.
+    let heard_max = run.f("/barge_in/clear_s") - run.f("/barge_in/reply_first_audio_s");
+    let line = d
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("barge-in: reply cleared") && l.contains("twilio"));
+    let played = line
+        .as_deref()
+        .and_then(|l| super::common::log_field(l, "played_s"))
+        .and_then(|p| p.parse::<f64>().ok());
+    ensure!(
+        played.is_some_and(|p| p > 0.0 && p <= heard_max + 0.25),
+        run,
+        "played_s by marks ({played:?}) must be > 0 and ≤ what could have been heard \
+         ({heard_max:.2} s)"
+    );
+    eprintln!(
+        "  twilio barge-in: clear {clear_ms:.0} ms after speech start; history keeps {:.2} s \
+         (of ≤ {heard_max:.2} s audible)",
+        played.unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn audiosocket_barge_in(run: &Run) -> Outcome {
+    ensure!(run.exit == Some(0), run, "the call failed");
+    let stopped = run.f("/barge_in/audio_stopped_after_ms");
+    ensure!(
+        stopped.is_finite() && stopped <= BARGE_IN_MIN_MS + 300.0,
+        run,
+        "reply audio must stop within 300 ms of the barge-in: stopped {stopped} ms after the \
+         speech started"
+    );
+    eprintln!("  audiosocket: reply stopped {stopped:.0} ms after barge-in speech");
+    Ok(())
+}
+
+/// One call on its own: its reply frames are paced 20 ± 5 ms (p5 and p95 of the intervals the
+/// client saw, within a reply) and hold real time on average.
+fn audiosocket_pacing(run: &Run) -> Outcome {
+    ensure!(run.ok(), run, "the call failed");
+    let (p5, p50, p95, mean) = (
+        run.f("/pacing/interval_ms_p5"),
+        run.f("/pacing/p50"),
+        run.f("/pacing/p95"),
+        run.f("/pacing/mean"),
+    );
+    ensure!(
+        run.f("/pacing/frames") >= 50.0
+            && (15.0..=25.0).contains(&p5)
+            && (15.0..=25.0).contains(&p95)
+            && (19.0..=21.0).contains(&p50)
+            && (19.5..=20.5).contains(&mean),
+        run,
+        "AudioSocket frames must be paced 20 ± 5 ms: p5 {p5}, p50 {p50}, p95 {p95}, mean {mean}"
+    );
+    eprintln!(
+        "  audiosocket pacing: frame interval p5/p50/p95 {p5:.1}/{p50:.1}/{p95:.1} ms, mean \
+         {mean:.2} ms"
+    );
+    Ok(())
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
