@@ -175,17 +175,26 @@ impl Run {
 /// `vaak_client.py SUB --addr ADDR --timeout-s T ARGS…` (the client's own watchdog is T; this
 /// side kills it 15 s later).
 fn client(addr: &str, sub: &str, args: &[&str], timeout_s: u64) -> Run {
-    let env = py_env();
     let t = timeout_s.to_string();
     let mut argv = vec![sub, "--addr", addr, "--timeout-s", &t];
     argv.extend_from_slice(args);
+    run_python(CLIENT, &argv, timeout_s)
+}
+
+/// Runs one of the Python clients of `tests/py` with the venv's interpreter, killing it 15 s
+/// after its own watchdog (`timeout_s`); its one JSON object is the last JSON line it printed.
+pub(crate) fn run_python(script: &str, argv: &[&str], timeout_s: u64) -> Run {
+    let name = Path::new(script)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let out = bounded(
-        Command::new(&env.python)
-            .arg(CLIENT)
-            .args(&argv)
+        Command::new(&py_env().python)
+            .arg(script)
+            .args(argv)
             .env("VAAK_EVAL_DIR", eval_dir()),
         Duration::from_secs(timeout_s + 15),
-        "vaak_client.py",
+        &name,
     );
     let json = out
         .stdout
@@ -194,7 +203,7 @@ fn client(addr: &str, sub: &str, args: &[&str], timeout_s: u64) -> Run {
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
         .unwrap_or(Value::Null);
     Run {
-        argv: format!("vaak_client.py {}", argv.join(" ")),
+        argv: format!("{name} {}", argv.join(" ")),
         json,
         exit: out.status.and_then(|s| s.code()),
         stderr: out.stderr,

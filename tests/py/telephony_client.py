@@ -136,6 +136,9 @@ import time
 import uuid
 import wave
 
+from pcm_tools import (dbfs, mulaw_decode, mulaw_encode, pcm16_from_bytes, pcm16_to_bytes, rms,
+                       write_wav)
+
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
@@ -213,29 +216,6 @@ def read_wav(path):
     return a, rate
 
 
-def write_wav(path, samples, rate):
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm16_to_bytes(samples))
-
-
-def pcm16_from_bytes(b):
-    a = array.array("h")
-    a.frombytes(bytes(b[: len(b) // 2 * 2]))
-    if sys.byteorder != "little":
-        a.byteswap()
-    return a
-
-
-def pcm16_to_bytes(a):
-    a = array.array("h", a)
-    if sys.byteorder != "little":
-        a.byteswap()
-    return a.tobytes()
-
-
 def _lowpass(cutoff, ntaps):
     """Blackman-windowed sinc low-pass, unity DC gain; cutoff as a fraction of the sample rate."""
     m = ntaps - 1
@@ -292,59 +272,6 @@ def resample(a, src, dst):
         j = int(pos)
         out.append(x[last] if j >= last else x[j] + (x[j + 1] - x[j]) * (pos - j))
     return _clip16(out)
-
-
-_SEG_UEND = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
-_mulaw_enc_table = None
-_mulaw_dec_table = None
-
-
-def _mulaw_encode_one(s):
-    """G.711 μ-law of one 16-bit sample (the Sun reference coder, as CPython's audioop)."""
-    v = s >> 2
-    if v < 0:
-        v, mask = -v, 0x7F
-    else:
-        mask = 0xFF
-    if v > 8159:
-        v = 8159
-    v += 0x84 >> 2
-    seg = next((i for i, e in enumerate(_SEG_UEND) if v <= e), 8)
-    if seg >= 8:
-        return 0x7F ^ mask
-    return ((seg << 4) | ((v >> (seg + 1)) & 0xF)) ^ mask
-
-
-def mulaw_encode(a):
-    global _mulaw_enc_table
-    if _mulaw_enc_table is None:
-        _mulaw_enc_table = bytes(_mulaw_encode_one(v - 32768) for v in range(65536))
-    t = _mulaw_enc_table
-    return bytes(t[v + 32768] for v in a)
-
-
-def mulaw_decode(b):
-    global _mulaw_dec_table
-    if _mulaw_dec_table is None:
-        tab = []
-        for u in range(256):
-            u = ~u & 0xFF
-            sign, exponent, mantissa = u & 0x80, (u >> 4) & 7, u & 0x0F
-            s = (((mantissa << 3) + 0x84) << exponent) - 0x84
-            tab.append(-s if sign else s)
-        _mulaw_dec_table = tab
-    t = _mulaw_dec_table
-    return array.array("h", (t[x] for x in b))
-
-
-def rms(a):
-    if len(a) == 0:
-        return 0.0
-    return math.sqrt(sum(v * v for v in a) / len(a))
-
-
-def dbfs(r):
-    return round(20 * math.log10(r / 32768.0), 1) if r > 0 else None
 
 
 def noise_ratio(a):
@@ -756,6 +683,21 @@ class WsProvider(Provider):
         self.seq += 1
         return self.seq
 
+    async def mark_or_clear(self, obj, ev, t, sid_field):
+        """`mark` and `clear`, which Twilio and Exotel accept in the same shape (with their own
+        stream-id field); False for any other event."""
+        if ev == "mark":
+            self.check_stream(obj, sid_field)
+            name = self.mark_name(obj, ["mark", "name"])
+            if name is not None:
+                await self.s.on_mark(t, name)
+            return True
+        if ev == "clear":
+            self.check_stream(obj, sid_field)
+            await self.s.on_clear(t)
+            return True
+        return False
+
     async def open(self):
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, InvalidHandshake, InvalidURI
@@ -961,15 +903,7 @@ class Twilio(WsProvider):
             data = self.media_bytes(obj)
             if data is not None:
                 await self.s.on_audio(t, self.decode(data))
-        elif ev == "mark":
-            self.check_stream(obj, "streamSid")
-            name = self.mark_name(obj, ["mark", "name"])
-            if name is not None:
-                await self.s.on_mark(t, name)
-        elif ev == "clear":
-            self.check_stream(obj, "streamSid")
-            await self.s.on_clear(t)
-        else:
+        elif not await self.mark_or_clear(obj, ev, t, "streamSid"):
             self.s.other(ev)
             self.s.violation("ev-" + ev[:20], "Twilio accepts media, mark and clear; the server "
                              "sent `%s`" % ev[:40])
@@ -1049,15 +983,7 @@ class Exotel(WsProvider):
                     self.s.violation("chunkmax", "Exotel media chunk of %d bytes is above the "
                                      "100 kB maximum" % n)
                 await self.s.on_audio(t, self.decode(data))
-        elif ev == "mark":
-            self.check_stream(obj, "stream_sid")
-            name = self.mark_name(obj, ["mark", "name"])
-            if name is not None:
-                await self.s.on_mark(t, name)
-        elif ev == "clear":
-            self.check_stream(obj, "stream_sid")
-            await self.s.on_clear(t)
-        else:
+        elif not await self.mark_or_clear(obj, ev, t, "stream_sid"):
             self.s.other(ev)
             self.s.violation("ev-" + ev[:20], "Exotel accepts media, mark and clear; the server "
                              "sent `%s`" % ev[:40])

@@ -17,7 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::frames::{Codec, Inbound, MediaFormat, StartInfo, WireError};
 use super::{audiosocket, exotel, plivo, twilio, Provider};
@@ -238,20 +238,24 @@ impl Writer {
                 provider,
                 stream_id,
                 format,
-            } => svc.tracker().spawn(ws_writer(
-                WsOut {
-                    sink,
-                    provider,
-                    stream_id,
-                    format,
-                },
-                data_rx,
-                control_rx,
-                c,
-            )),
+            } => svc.tracker().spawn(
+                ws_writer(
+                    WsOut {
+                        sink,
+                        provider,
+                        stream_id,
+                        format,
+                    },
+                    data_rx,
+                    control_rx,
+                    c,
+                )
+                .in_current_span(),
+            ),
+            // Writers log inside the call's span.
             Sink::Tcp { write, turns } => svc
                 .tracker()
-                .spawn(audiosocket_writer(write, turns, data_rx, control_rx, c)),
+                .spawn(audiosocket_writer(write, turns, data_rx, control_rx, c).in_current_span()),
         };
         Self {
             data: data_tx,
@@ -440,6 +444,8 @@ async fn audiosocket_writer(
     let mut played = (0u64, 0u64);
     let mut next_at = Instant::now();
     let mut data_open = true;
+    // Logged when the writer ends, however it ends.
+    let mut pacing = Pacing::default();
     loop {
         tokio::select! {
             biased;
@@ -478,6 +484,7 @@ async fn audiosocket_writer(
                 }
                 played.1 += audiosocket::FRAME_MS;
                 turns.report_played(TurnId(turn), played.1);
+                pacing.wrote(Instant::now());
                 // Real time from the previous slot, but never sooner than 3/4 of a frame
                 // after this write (a late write is not followed by a burst); after a stall,
                 // restart from now.
@@ -517,6 +524,49 @@ async fn audiosocket_writer(
                 None => data_open = false,
             },
         }
+    }
+}
+
+/// Intervals between consecutive AudioSocket frames within a reply (gaps between replies are
+/// not intervals), logged as p5/p50/p95 when the call's writer ends.
+#[derive(Default)]
+struct Pacing {
+    last: Option<Instant>,
+    intervals_ms: Vec<f32>,
+}
+
+impl Pacing {
+    /// Enough for an hour of reply audio; later intervals are not kept.
+    const MAX: usize = 180_000;
+
+    fn wrote(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let d = now.duration_since(last);
+            if d < Duration::from_millis(3 * audiosocket::FRAME_MS)
+                && self.intervals_ms.len() < Self::MAX
+            {
+                self.intervals_ms.push(d.as_secs_f32() * 1000.0);
+            }
+        }
+        self.last = Some(now);
+    }
+}
+
+impl Drop for Pacing {
+    fn drop(&mut self) {
+        if self.intervals_ms.is_empty() {
+            return;
+        }
+        let mut v = std::mem::take(&mut self.intervals_ms);
+        v.sort_by(f32::total_cmp);
+        let pct = |p: usize| v[(v.len() - 1) * p / 100];
+        info!(
+            frames = v.len() + 1,
+            p5_ms = pct(5),
+            p50_ms = pct(50),
+            p95_ms = pct(95),
+            "audiosocket pacing"
+        );
     }
 }
 

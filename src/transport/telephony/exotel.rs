@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use super::frames::{
-    digit, need, parse_json, payload, rate, string_map, text_at, Codec, Inbound, MediaFormat,
+    media_stream_event, need, parse_json, rate, string_map, text_at, Codec, Inbound, MediaFormat,
     StartInfo, WireError,
 };
 
@@ -26,7 +26,6 @@ pub const RATES: [u32; 3] = [8_000, 16_000, 24_000];
 pub fn parse(text: &str, default_rate: u32) -> Result<Inbound, WireError> {
     let (v, event) = parse_json(text)?;
     match event.as_str() {
-        "connected" => Ok(Inbound::Connected),
         "start" => {
             let sample_rate = match text_at(&v, &["start", "media_format", "sample_rate"]) {
                 Some(_) => rate(&v, &["start", "media_format", "sample_rate"])?,
@@ -63,16 +62,8 @@ pub fn parse(text: &str, default_rate: u32) -> Result<Inbound, WireError> {
                 params: string_map(v.pointer("/start/custom_parameters")),
             }))
         }
-        "media" => Ok(Inbound::Media(payload(&v, &["media", "payload"])?)),
-        "dtmf" => Ok(Inbound::Dtmf(digit(&need(
-            &v,
-            &["dtmf", "digit"],
-            "dtmf.digit",
-        )?)?)),
-        "mark" => Ok(Inbound::Played(need(&v, &["mark", "name"], "mark.name")?)),
         "clear" => Ok(Inbound::Cleared),
-        "stop" => Ok(Inbound::Stop),
-        other => Err(WireError::UnknownEvent(super::frames::truncate(other, 32))),
+        other => media_stream_event(&v, other),
     }
 }
 

@@ -147,6 +147,23 @@ pub fn encode_b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The events Twilio and Exotel send in the same shape — `connected`, `media`, `dtmf`, `mark`,
+/// `stop` — and any unknown event (an error). Callers handle their own `start` first.
+pub fn media_stream_event(v: &Value, event: &str) -> Result<Inbound, WireError> {
+    match event {
+        "connected" => Ok(Inbound::Connected),
+        "media" => payload(v, &["media", "payload"]).map(Inbound::Media),
+        "dtmf" => Ok(Inbound::Dtmf(digit(&need(
+            v,
+            &["dtmf", "digit"],
+            "dtmf.digit",
+        )?)?)),
+        "mark" => need(v, &["mark", "name"], "mark.name").map(Inbound::Played),
+        "stop" => Ok(Inbound::Stop),
+        other => Err(WireError::UnknownEvent(truncate(other, 32))),
+    }
+}
+
 /// A single DTMF digit.
 pub fn digit(s: &str) -> Result<char, WireError> {
     let mut chars = s.chars();

@@ -6,14 +6,13 @@
 use serde_json::json;
 
 use super::frames::{
-    digit, need, parse_json, payload, rate, string_map, text_at, Codec, Inbound, MediaFormat,
+    media_stream_event, need, parse_json, rate, string_map, text_at, Codec, Inbound, MediaFormat,
     StartInfo, WireError,
 };
 
 pub fn parse(text: &str) -> Result<Inbound, WireError> {
     let (v, event) = parse_json(text)?;
     match event.as_str() {
-        "connected" => Ok(Inbound::Connected),
         "start" => {
             let encoding = need(&v, &["start", "mediaFormat", "encoding"], "mediaFormat")?;
             let sample_rate = rate(&v, &["start", "mediaFormat", "sampleRate"])?;
@@ -39,15 +38,7 @@ pub fn parse(text: &str) -> Result<Inbound, WireError> {
                 params: string_map(v.pointer("/start/customParameters")),
             }))
         }
-        "media" => Ok(Inbound::Media(payload(&v, &["media", "payload"])?)),
-        "dtmf" => Ok(Inbound::Dtmf(digit(&need(
-            &v,
-            &["dtmf", "digit"],
-            "dtmf.digit",
-        )?)?)),
-        "mark" => Ok(Inbound::Played(need(&v, &["mark", "name"], "mark.name")?)),
-        "stop" => Ok(Inbound::Stop),
-        other => Err(WireError::UnknownEvent(super::frames::truncate(other, 32))),
+        other => media_stream_event(&v, other),
     }
 }
 
