@@ -296,45 +296,28 @@ fn phone_calls_through_every_provider() {
     });
 
     // Wave 2: barge-in, the keypad, hang-up.
+    // The first clip is asked; once 1 s of its reply has played, the second talks over it.
+    let barge_in = |provider: &str, flag: &str, target: &str| {
+        call(
+            provider,
+            &[
+                flag,
+                target,
+                "--wav",
+                &hi,
+                "--wav",
+                &hi2,
+                "--scenario",
+                "barge_in",
+                "--reply-wait-s",
+                "90",
+            ],
+            200,
+        )
+    };
     std::thread::scope(|s| {
-        let tw_barge = s.spawn(|| {
-            let run = call(
-                "twilio",
-                &[
-                    "--url",
-                    &tw,
-                    "--wav",
-                    &hi,
-                    "--wav",
-                    &hi2,
-                    "--scenario",
-                    "barge_in",
-                    "--reply-wait-s",
-                    "90",
-                ],
-                200,
-            );
-            twilio_barge_in(&d, &run)
-        });
-        let as_barge = s.spawn(|| {
-            let run = call(
-                "audiosocket",
-                &[
-                    "--addr",
-                    &asock,
-                    "--wav",
-                    &hi,
-                    "--wav",
-                    &hi2,
-                    "--scenario",
-                    "barge_in",
-                    "--reply-wait-s",
-                    "90",
-                ],
-                200,
-            );
-            audiosocket_barge_in(&run)
-        });
+        let tw_barge = s.spawn(|| twilio_barge_in(&d, &barge_in("twilio", "--url", &tw)));
+        let as_barge = s.spawn(|| audiosocket_barge_in(&barge_in("audiosocket", "--addr", &asock)));
         let handoff = s.spawn(|| {
             // Basic auth (Exotel's scheme) and the hand-off key.
             let basic = format!(

@@ -683,6 +683,14 @@ class WsProvider(Provider):
         self.seq += 1
         return self.seq
 
+    async def after_clear(self, names):
+        """Like Twilio (and, by default, Exotel): a clear that empties the buffer sends back every
+        pending mark at once. Plivo overrides this."""
+        for name in names:
+            if not self.s.stopping:
+                await self.echo_mark(name)
+                self.s.marks["echoed_cleared"] += 1
+
     async def mark_or_clear(self, obj, ev, t, sid_field):
         """`mark` and `clear`, which Twilio and Exotel accept in the same shape (with their own
         stream-id field); False for any other event."""
@@ -889,13 +897,6 @@ class Twilio(WsProvider):
         await self.send_json({"event": "mark", "sequenceNumber": self.seqs(),
                               "streamSid": self.stream_id, "mark": {"name": name}})
 
-    async def after_clear(self, names):
-        # Twilio sends back every pending mark when a clear empties its buffer.
-        for name in names:
-            if not self.s.stopping:
-                await self.echo_mark(name)
-                self.s.marks["echoed_cleared"] += 1
-
     async def handle(self, t, obj):
         ev = obj["event"]
         if ev == "media":
@@ -959,12 +960,6 @@ class Exotel(WsProvider):
     async def echo_mark(self, name):
         await self.send_json({"event": "mark", "sequence_number": self.seqs(),
                               "stream_sid": self.stream_id, "mark": {"name": name}})
-
-    async def after_clear(self, names):
-        for name in names:
-            if not self.s.stopping:
-                await self.echo_mark(name)
-                self.s.marks["echoed_cleared"] += 1
 
     async def handle(self, t, obj):
         ev = obj["event"]
