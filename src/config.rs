@@ -130,8 +130,8 @@ impl Default for ModelsConfig {
 pub struct ServerConfig {
     /// gRPC listen address (the `vaak.v1.Vaak` API, health and reflection).
     pub grpc_listen: String,
-    /// HTTP listen address: `/healthz` and the telephony providers' WebSocket media streams
-    /// (`/telephony/twilio`, `/telephony/exotel`, `/telephony/plivo`); empty = off.
+    /// HTTP listen address: `/healthz`, `/metrics` and the telephony providers' WebSocket media
+    /// streams (`/telephony/twilio`, `/telephony/exotel`, `/telephony/plivo`); empty = off.
     pub http_listen: String,
     /// Conversations open at once; one more is refused with RESOURCE_EXHAUSTED.
     pub max_sessions: u32,
@@ -235,7 +235,30 @@ pub struct ProviderConfig {
     pub public_url: Option<String>,
 }
 
+/// A secret named by `var` (an API key, a provider's token) must be set in the environment and
+/// at least 16 characters long.
+fn check_secret(what: &str, var: &str) -> Result<(), ConfigError> {
+    match std::env::var(var) {
+        Ok(v) if v.len() >= 16 => Ok(()),
+        Ok(_) => Err(ConfigError::Invalid(format!(
+            "{what}: the secret in `{var}` is shorter than 16 characters"
+        ))),
+        Err(_) => Err(ConfigError::Invalid(format!(
+            "{what}: environment variable `{var}` is not set"
+        ))),
+    }
+}
+
 impl TelephonyConfig {
+    /// The WebSocket providers with their path names (`/telephony/<name>`).
+    pub fn providers(&self) -> [(&'static str, &ProviderConfig); 3] {
+        [
+            ("twilio", &self.twilio),
+            ("exotel", &self.exotel),
+            ("plivo", &self.plivo),
+        ]
+    }
+
     fn validate(&self, served: &[String]) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         for l in &self.languages {
@@ -264,28 +287,12 @@ impl TelephonyConfig {
         if self.dtmf_turn_ms < 200 {
             return bad("telephony.dtmf_turn_ms must be at least 200".into());
         }
-        for (name, p) in [
-            ("twilio", &self.twilio),
-            ("exotel", &self.exotel),
-            ("plivo", &self.plivo),
-        ] {
+        for (name, p) in self.providers() {
             if p.tenant.trim().is_empty() {
                 return bad(format!("telephony.{name}.tenant must not be empty"));
             }
             if let Some(var) = p.secret_env.as_ref().filter(|_| p.enabled) {
-                match std::env::var(var) {
-                    Ok(v) if v.len() >= 16 => {}
-                    Ok(_) => {
-                        return bad(format!(
-                            "telephony.{name}.secret_env: the secret in `{var}` is shorter than 16 characters"
-                        ))
-                    }
-                    Err(_) => {
-                        return bad(format!(
-                            "telephony.{name}.secret_env names `{var}`, which is not set"
-                        ))
-                    }
-                }
+                check_secret(&format!("telephony.{name}.secret_env"), var)?;
             }
             if let Some(u) = &p.public_url {
                 if !(u.starts_with("wss://") || u.starts_with("ws://")) {
@@ -659,21 +666,10 @@ impl Config {
             if k.tenant.trim().is_empty() {
                 return bad("server.api_keys: every key needs a tenant".into());
             }
-            match std::env::var(&k.key_env) {
-                Ok(v) if v.len() >= 16 => {}
-                Ok(_) => {
-                    return bad(format!(
-                        "server.api_keys: the key in `{}` is shorter than 16 characters",
-                        k.key_env
-                    ))
-                }
-                Err(_) => {
-                    return bad(format!(
-                        "server.api_keys: environment variable `{}` (tenant {}) is not set",
-                        k.key_env, k.tenant
-                    ))
-                }
-            }
+            check_secret(
+                &format!("server.api_keys (tenant {})", k.tenant),
+                &k.key_env,
+            )?;
         }
         if let Some(tls) = &srv.tls {
             for p in [&tls.cert, &tls.key] {

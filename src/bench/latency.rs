@@ -97,6 +97,17 @@ pub struct TurnSample {
     pub error: Option<String>,
 }
 
+impl TurnSample {
+    /// A sample for `clip`, nothing measured yet.
+    fn of(clip: &Prepared) -> Self {
+        Self {
+            clip: clip.name.clone(),
+            language: clip.language.clone(),
+            ..Self::default()
+        }
+    }
+}
+
 pub struct LatencyReport {
     pub sessions: usize,
     pub transport: Transport,
@@ -269,11 +280,7 @@ async fn run_session(
     let silence = vec![0u8; chunk_bytes];
     let mut out = Vec::new();
     for clip in clips {
-        let mut sample = TurnSample {
-            clip: clip.name.clone(),
-            language: clip.language.clone(),
-            ..TurnSample::default()
-        };
+        let mut sample = TurnSample::of(&clip);
         let start = Instant::now();
         let speech_end_at = start + clip.speech_end;
         let mut sent = 0usize;
@@ -376,11 +383,12 @@ async fn run_audiosocket_session(
     clips: Vec<Prepared>,
 ) -> Result<Vec<TurnSample>, LatencyError> {
     use crate::transport::telephony::audiosocket as wire;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::transport::telephony::frames::Inbound;
+    use tokio::io::AsyncWriteExt;
     let io = |e: std::io::Error| LatencyError::AudioSocket(format!("{addr}: {e}"));
     let stream = tokio::net::TcpStream::connect(&addr).await.map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -391,27 +399,19 @@ async fn run_audiosocket_session(
     wr.write_all(&wire::encode(wire::KIND_UUID, &uuid))
         .await
         .map_err(io)?;
-    // Arrival times of reply audio frames; the reader stops at hang-up, error or EOF.
+    // Arrival times of reply audio frames, read with the daemon's own AudioSocket frame reader;
+    // it stops at hang-up, an error frame, a bad frame or EOF.
     let (frames_tx, mut frames) = mpsc::channel::<Instant>(1024);
+    let mut reply = crate::transport::telephony::call::Reader::Tcp {
+        read: rd,
+        buf: bytes::BytesMut::with_capacity(4096),
+    };
     let reader = tokio::spawn(async move {
-        let mut buf = bytes::BytesMut::with_capacity(4096);
-        loop {
-            match wire::parse(&buf) {
-                Ok(Some((frame, n))) => {
-                    bytes::Buf::advance(&mut buf, n);
-                    match frame {
-                        wire::Frame::Audio(_) if frames_tx.send(Instant::now()).await.is_err() => {
-                            return
-                        }
-                        wire::Frame::Hangup | wire::Frame::Error(_) => return,
-                        _ => {}
-                    }
-                }
-                Ok(None) => match rd.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                },
-                Err(_) => return,
+        while let Ok(Some(msg)) = reply.next().await {
+            match msg {
+                Inbound::Media(_) if frames_tx.send(Instant::now()).await.is_err() => return,
+                Inbound::Stop => return,
+                _ => {}
             }
         }
     });
@@ -419,11 +419,7 @@ async fn run_audiosocket_session(
     let silence = vec![0u8; frame_bytes];
     let mut out = Vec::new();
     for clip in clips {
-        let mut sample = TurnSample {
-            clip: clip.name.clone(),
-            language: clip.language.clone(),
-            ..TurnSample::default()
-        };
+        let mut sample = TurnSample::of(&clip);
         let start = Instant::now();
         let speech_end_at = start + clip.speech_end;
         let deadline = speech_end_at + REPLY_TIMEOUT;

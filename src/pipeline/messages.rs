@@ -29,7 +29,7 @@ pub struct Turn {
     pub played_ms: AtomicU64,
     /// The transport reports what was really played (telephony marks, paced frames): then
     /// that, not the time since the first audio, is what the user heard.
-    playback_acks: AtomicBool,
+    playback_acks: bool,
     /// Reply audio the transport reported as played, in milliseconds.
     acked_ms: AtomicU64,
     confirmed: tokio::sync::watch::Sender<bool>,
@@ -61,7 +61,7 @@ impl Turn {
             cancel,
             clock: TurnClock::starting_now(),
             played_ms: AtomicU64::new(0),
-            playback_acks: AtomicBool::new(false),
+            playback_acks: false,
             acked_ms: AtomicU64::new(0),
             confirmed: tokio::sync::watch::Sender::new(confirmed),
             interrupted_at_ms: OnceLock::new(),
@@ -110,9 +110,10 @@ impl Turn {
         self.played_now_ms() as f32 / 1000.0
     }
 
-    /// From now on only reports ([`Turn::report_played`]) count as heard.
-    pub fn use_playback_acks(&self) {
-        self.playback_acks.store(true, Ordering::Relaxed);
+    /// A turn whose heard audio is what the transport reports ([`Turn::report_played`]).
+    pub fn with_playback_acks(mut self, on: bool) -> Self {
+        self.playback_acks = on;
+        self
     }
 
     /// The transport's report: the first `ms` of the reply have been played to the user.
@@ -121,7 +122,7 @@ impl Turn {
     }
 
     fn played_now_ms(&self) -> u64 {
-        if self.playback_acks.load(Ordering::Relaxed) {
+        if self.playback_acks {
             return self.acked_ms.load(Ordering::Relaxed);
         }
         let sent = self.played_ms.load(Ordering::Relaxed);

@@ -83,10 +83,10 @@ impl TurnControl {
 
     fn new_turn(&self, make: fn(TurnId, CancellationToken) -> Turn) -> Arc<Turn> {
         let mut inner = self.lock();
-        let turn = Arc::new(make(TurnId(inner.next_id), self.session.child_token()));
-        if self.playback_acks {
-            turn.use_playback_acks();
-        }
+        let turn = Arc::new(
+            make(TurnId(inner.next_id), self.session.child_token())
+                .with_playback_acks(self.playback_acks),
+        );
         inner.next_id += 1;
         turn
     }

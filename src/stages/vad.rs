@@ -13,11 +13,11 @@ use crate::audio::PIPELINE_RATE;
 use crate::backend::vad::VoiceActivity;
 use crate::config::VadConfig;
 use crate::metrics::Metrics;
+use crate::pipeline::messages::{Ingest, Turn, UserInput, Utterance};
+use crate::pipeline::PipelineEvent;
 
 /// The rate of Silero's telephone mode, used for sessions whose audio came from a phone line.
 pub const NARROWBAND_RATE: u32 = 8_000;
-use crate::pipeline::messages::{Ingest, Turn, UserInput, Utterance};
-use crate::pipeline::PipelineEvent;
 
 /// What one frame did to the endpointer.
 #[derive(Debug, PartialEq)]

@@ -75,6 +75,22 @@ fn call(provider: &str, args: &[&str], timeout_s: u64) -> Run {
     run_python(CLIENT, &argv, timeout_s)
 }
 
+/// A call that presses `digits` (300 ms apart) once the reply to `wav` has started.
+fn dtmf_call(provider: &str, target: &[&str], wav: &str, digits: &str) -> Run {
+    let mut args = target.to_vec();
+    args.extend([
+        "--wav",
+        wav,
+        "--scenario",
+        "dtmf",
+        "--dtmf",
+        digits,
+        "--reply-wait-s",
+        "90",
+    ]);
+    call(provider, &args, 200)
+}
+
 fn ws_url(d: &Daemon, provider: &str, query: &str) -> String {
     format!("ws://{}/telephony/{provider}{query}", d.http)
 }
@@ -324,24 +340,8 @@ fn phone_calls_through_every_provider() {
                 "Authorization: Basic {}",
                 base64_encode(&format!("key:{SECRET}"))
             );
-            let run = call(
-                "exotel",
-                &[
-                    "--url",
-                    &ws_url(&d, "exotel", ""),
-                    "--header",
-                    &basic,
-                    "--wav",
-                    &hi,
-                    "--scenario",
-                    "dtmf",
-                    "--dtmf",
-                    "0",
-                    "--reply-wait-s",
-                    "90",
-                ],
-                200,
-            );
+            let exotel = ws_url(&d, "exotel", "");
+            let run = dtmf_call("exotel", &["--url", &exotel, "--header", &basic], &hi, "0");
             (|| {
                 ensure!(run.exit == Some(0), run, "the call failed");
                 ensure!(
@@ -357,22 +357,7 @@ fn phone_calls_through_every_provider() {
         });
         let keypad = s.spawn(|| {
             let before = d.count("keypad turn keys=2");
-            let run = call(
-                "plivo",
-                &[
-                    "--url",
-                    &pl,
-                    "--wav",
-                    &en,
-                    "--scenario",
-                    "dtmf",
-                    "--dtmf",
-                    "12#",
-                    "--reply-wait-s",
-                    "90",
-                ],
-                200,
-            );
+            let run = dtmf_call("plivo", &["--url", &pl], &en, "12#");
             (|| {
                 ensure!(run.exit == Some(0), run, "the call failed");
                 ensure!(

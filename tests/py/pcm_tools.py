@@ -1,6 +1,6 @@
 """PCM helpers shared by the test clients (vaak_client.py, telephony_client.py): 16-bit PCM
 <-> bytes, G.711 μ-law exactly as the Sun reference coder (and CPython's audioop, gone in 3.13),
-levels, WAV output. Standard library only."""
+levels, WAV in and out. Standard library only."""
 
 import array
 import math
@@ -81,3 +81,21 @@ def rms(a):
 
 def dbfs(r):
     return round(20 * math.log10(r / 32768.0), 1) if r > 0 else None
+
+
+def read_wav(path, error=ValueError):
+    """Returns (samples as array('h'), sample_rate); mixes stereo down to mono. A file that is
+    not a 16-bit PCM WAV raises `error` (each client passes its own failure type)."""
+    try:
+        w = wave.open(path, "rb")
+    except (OSError, wave.Error, EOFError) as e:
+        raise error("cannot read WAV %s: %s" % (path, e))
+    with w:
+        ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+        raw = w.readframes(n)
+    if width != 2:
+        raise error("%s: only 16-bit PCM WAV is supported (sample width %d)" % (path, width))
+    a = pcm16_from_bytes(raw)
+    if ch > 1:
+        a = array.array("h", (int(sum(a[i:i + ch]) / ch) for i in range(0, len(a) - ch + 1, ch)))
+    return a, rate

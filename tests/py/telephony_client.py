@@ -134,10 +134,9 @@ import sys
 import threading
 import time
 import uuid
-import wave
 
-from pcm_tools import (dbfs, mulaw_decode, mulaw_encode, pcm16_from_bytes, pcm16_to_bytes, rms,
-                       write_wav)
+from pcm_tools import (dbfs, mulaw_decode, mulaw_encode, pcm16_from_bytes, pcm16_to_bytes,
+                       read_wav, rms, write_wav)
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -198,23 +197,6 @@ class ClientError(Exception):
 # --------------------------------------------------------------------------------------------
 # Audio: WAV I/O, windowed-sinc resampling, G.711 μ-law, levels
 # --------------------------------------------------------------------------------------------
-
-def read_wav(path):
-    """Returns (samples as array('h'), sample_rate). Mixes stereo down to mono."""
-    try:
-        w = wave.open(path, "rb")
-    except (OSError, wave.Error, EOFError) as e:
-        raise ClientError("cannot read WAV %s: %s" % (path, e))
-    with w:
-        ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-        raw = w.readframes(n)
-    if width != 2:
-        raise ClientError("%s: only 16-bit PCM WAV is supported (sample width %d)" % (path, width))
-    a = pcm16_from_bytes(raw)
-    if ch > 1:
-        a = array.array("h", (int(sum(a[i:i + ch]) / ch) for i in range(0, len(a) - ch + 1, ch)))
-    return a, rate
-
 
 def _lowpass(cutoff, ntaps):
     """Blackman-windowed sinc low-pass, unity DC gain; cutoff as a fraction of the sample rate."""
@@ -308,7 +290,7 @@ class Utterance:
     with silence), with the 20 ms speech frames located."""
 
     def __init__(self, path, rate, chunk_samples, encode):
-        samples, src = read_wav(path)
+        samples, src = read_wav(path, ClientError)
         x = resample(samples, src, rate)
         self.path = path
         f = rate // 50

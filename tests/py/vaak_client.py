@@ -33,12 +33,11 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 
 import grpc
 
-from pcm_tools import (dbfs, mulaw_decode, mulaw_encode, pcm16_from_bytes, pcm16_to_bytes, rms,
-                       write_wav)
+from pcm_tools import (dbfs, mulaw_decode, mulaw_encode, pcm16_from_bytes, pcm16_to_bytes,
+                       read_wav, rms, write_wav)
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 DEFAULT_PROTO_DIR = os.path.join(REPO_ROOT, "proto")
@@ -140,26 +139,6 @@ def load_stubs(proto_dir):
 # Audio: WAV reading, linear resampling, mu-law, RMS
 # --------------------------------------------------------------------------------------------
 
-def read_wav(path):
-    """Returns (samples as array('h'), sample_rate). Mixes stereo down to mono."""
-    try:
-        w = wave.open(path, "rb")
-    except (OSError, wave.Error, EOFError) as e:
-        raise Fail("cannot read WAV %s: %s" % (path, e))
-    with w:
-        ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-        raw = w.readframes(n)
-    if width != 2:
-        raise Fail("%s: only 16-bit PCM WAV is supported (sample width %d)" % (path, width))
-    a = array.array("h")
-    a.frombytes(raw[: len(raw) // 2 * 2])
-    if sys.byteorder != "little":
-        a.byteswap()
-    if ch > 1:
-        a = array.array("h", (int(sum(a[i:i + ch]) / ch) for i in range(0, len(a) - ch + 1, ch)))
-    return a, rate
-
-
 def resample(a, src, dst):
     """Linear interpolation; a box pre-filter when downsampling. Pure Python."""
     if src == dst or len(a) == 0:
@@ -197,7 +176,7 @@ class Utterance:
     """A WAV prepared for sending: chunks in the wire format plus per-chunk RMS."""
 
     def __init__(self, path, rate, mulaw, chunk_ms, speech_dbfs, speech_rel_db):
-        samples, src_rate = read_wav(path)
+        samples, src_rate = read_wav(path, Fail)
         self.path = path
         self.src_rate = src_rate
         self.audio_s = len(samples) / float(src_rate)
@@ -876,7 +855,7 @@ def cmd_unary(args, pb2, pb2_grpc):
     wav = args.wav
     if wav is None:
         wav, _ = first_eval_clip(args.eval_dir, "hi")
-    samples, rate = read_wav(wav)
+    samples, rate = read_wav(wav, Fail)
 
     def tr(to):
         r = stub.Transcribe(pb2.TranscribeRequest(
@@ -944,7 +923,7 @@ def cmd_raw(args, pb2, pb2_grpc):
                 if args.oversized_bytes:
                     audio = bytes(args.oversized_bytes)
                 elif args.wav:
-                    s, src = read_wav(args.wav)
+                    s, src = read_wav(args.wav, Fail)
                     s = resample(s, src, rate)
                     audio = mulaw_encode(s) if args.mulaw else pcm16_to_bytes(s)
                 else:

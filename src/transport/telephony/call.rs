@@ -204,56 +204,77 @@ fn from_audiosocket(frame: audiosocket::Frame) -> Inbound {
 }
 
 /// The call loop's handles on its writer task.
-pub struct Writer {
-    pub data: mpsc::Sender<Out>,
-    pub control: mpsc::Sender<Control>,
+struct Writer {
+    data: mpsc::Sender<Out>,
+    control: mpsc::Sender<Control>,
     /// Turns up to this one were cleared: their audio is dropped wherever it is.
-    pub cleared: Arc<AtomicU64>,
-    pub task: JoinHandle<()>,
+    cleared: Arc<AtomicU64>,
+    task: JoinHandle<()>,
 }
 
-/// Where the writer sends: a provider's WebSocket or an AudioSocket TCP stream.
-pub enum Sink {
-    Ws {
-        sink: SplitSink<WebSocket, Message>,
-        provider: Provider,
-        stream_id: String,
-        format: MediaFormat,
-    },
-    Tcp {
-        write: OwnedWriteHalf,
-        turns: Arc<TurnControl>,
-    },
+/// The provider's side of a call to write to: a WebSocket or an AudioSocket TCP stream.
+pub enum Connection {
+    Ws(SplitSink<WebSocket, Message>),
+    Tcp(OwnedWriteHalf),
+}
+
+impl Connection {
+    /// Says goodbye on a call that never got a writer (refused, or failed before it opened).
+    async fn close(self, end: &End) {
+        match self {
+            Connection::Ws(mut sink) => close_ws(&mut sink, end).await,
+            Connection::Tcp(mut write) => close_tcp(&mut write, end).await,
+        }
+    }
+}
+
+/// A close frame with the end's code and reason.
+async fn close_ws(sink: &mut SplitSink<WebSocket, Message>, end: &End) {
+    let (code, reason) = end.close_frame();
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// An AudioSocket error frame if the end is an error, then the socket closed.
+async fn close_tcp(write: &mut OwnedWriteHalf, end: &End) {
+    if let Some(code) = end.audiosocket_error() {
+        let _ = write
+            .write_all(&audiosocket::encode(audiosocket::KIND_ERROR, &[code]))
+            .await;
+    }
+    let _ = write.shutdown().await;
 }
 
 impl Writer {
-    pub fn spawn(svc: &SessionService, sink: Sink) -> Self {
+    /// Starts the writer of a started call; `turns` hears what AudioSocket frames were written.
+    fn spawn(
+        svc: &SessionService,
+        conn: Connection,
+        provider: Provider,
+        start: &StartInfo,
+        turns: Arc<TurnControl>,
+    ) -> Self {
         let (data_tx, data_rx) = mpsc::channel(OUT_EDGE);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_EDGE);
         let cleared = Arc::new(AtomicU64::new(0));
         let c = Arc::clone(&cleared);
-        let task = match sink {
-            Sink::Ws {
-                sink,
-                provider,
-                stream_id,
-                format,
-            } => svc.tracker().spawn(
-                ws_writer(
-                    WsOut {
-                        sink,
-                        provider,
-                        stream_id,
-                        format,
-                    },
-                    data_rx,
-                    control_rx,
-                    c,
-                )
-                .in_current_span(),
-            ),
-            // Writers log inside the call's span.
-            Sink::Tcp { write, turns } => svc
+        // Writers log inside the call's span.
+        let task = match conn {
+            Connection::Ws(sink) => {
+                let out = WsOut {
+                    sink,
+                    provider,
+                    stream_id: start.stream_id.clone(),
+                    format: start.format,
+                };
+                svc.tracker()
+                    .spawn(ws_writer(out, data_rx, control_rx, c).in_current_span())
+            }
+            Connection::Tcp(write) => svc
                 .tracker()
                 .spawn(audiosocket_writer(write, turns, data_rx, control_rx, c).in_current_span()),
         };
@@ -266,7 +287,7 @@ impl Writer {
     }
 
     /// Tells the writer to close the call and waits (bounded) for it to finish.
-    pub async fn close(self, end: End) {
+    async fn close(self, end: End) {
         let _ = self.control.send(Control::Close(end)).await;
         drop(self.data);
         let mut task = self.task;
@@ -379,10 +400,7 @@ async fn ws_writer(
                     }
                 }
                 Some(Control::Close(end)) => {
-                    let (code, reason) = end.close_frame();
-                    let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = out.sink.send(Message::Close(Some(frame))).await;
-                    let _ = out.sink.close().await;
+                    close_ws(&mut out.sink, &end).await;
                     return;
                 }
                 None => return,
@@ -457,12 +475,7 @@ async fn audiosocket_writer(
                     }
                 }
                 Some(Control::Close(end)) => {
-                    if let Some(code) = end.audiosocket_error() {
-                        let _ = write
-                            .write_all(&audiosocket::encode(audiosocket::KIND_ERROR, &[code]))
-                            .await;
-                    }
-                    let _ = write.shutdown().await;
+                    close_tcp(&mut write, &end).await;
                     return;
                 }
                 None => return,
@@ -626,29 +639,37 @@ fn wire_format(f: MediaFormat) -> WireFormat {
     }
 }
 
-/// Opens the session of a started call and runs it to its end; returns why it ended.
-pub async fn run(
-    svc: &Arc<SessionService>,
-    setup: &CallSetup,
-    slot: tokio::sync::OwnedSemaphorePermit,
-    start: &StartInfo,
-    reader: &mut Reader,
-    make_sink: impl FnOnce(Arc<TurnControl>) -> Sink,
-) -> (End, Option<Writer>) {
+/// One call from connection to goodbye, whatever the provider: admission, the stream's
+/// start, the session, the call loop, then the log line and the close (a close frame, or
+/// AudioSocket's error frame).
+pub async fn serve(
+    svc: Arc<SessionService>,
+    setup: CallSetup,
+    mut reader: Reader,
+    conn: Connection,
+) {
+    let slot = match svc.admit() {
+        Ok(s) => s,
+        Err(e) => return refuse(&svc, conn, End::Busy(e.to_string())).await,
+    };
+    let start = match await_start(&mut reader).await {
+        Ok(s) => s,
+        Err(end) => return refuse(&svc, conn, end).await,
+    };
     let cfg = &svc.backends.config;
     let default_languages = if cfg.telephony.languages.is_empty() {
         cfg.pipeline.languages.clone()
     } else {
         cfg.telephony.languages.clone()
     };
-    let req = open_request(setup, start, &default_languages);
+    let req = open_request(&setup, &start, &default_languages);
     let mut decoder = match InputDecoder::new(wire_format(start.format)) {
         Ok(d) => d,
-        Err(s) => return (End::Internal(s.message().to_string()), None),
+        Err(s) => return refuse(&svc, conn, End::Internal(s.message().to_string())).await,
     };
     let mut session = match svc.open(slot, req).await {
         Ok(s) => s,
-        Err(e) => return (End::from_open(e), None),
+        Err(e) => return refuse(&svc, conn, End::from_open(e)).await,
     };
     info!(
         session = %session.id,
@@ -657,18 +678,26 @@ pub async fn run(
         codec = ?start.format.codec,
         "call started"
     );
-    let writer = Writer::spawn(svc, make_sink(Arc::clone(&session.pipeline.turns)));
+    let turns = Arc::clone(&session.pipeline.turns);
+    let writer = Writer::spawn(&svc, conn, setup.provider, &start, turns);
     let end = call_loop(
-        svc,
+        &svc,
         &mut session,
-        reader,
+        &mut reader,
         &writer,
         &mut decoder,
         start.format,
     )
     .await;
     session.cancel.cancel();
-    (end, Some(writer))
+    log_end(&svc, &end);
+    writer.close(end).await;
+}
+
+/// Ends a call that never got a session.
+async fn refuse(svc: &SessionService, conn: Connection, end: End) {
+    log_end(svc, &end);
+    conn.close(&end).await;
 }
 
 async fn call_loop(
@@ -869,7 +898,7 @@ async fn forward(ev: PipelineEvent, writer: &Writer, encoder: &mut OutputEncoder
 }
 
 /// Waits for the call's `start` (skipping `connected`), bounded by [`START_TIMEOUT`].
-pub async fn await_start(reader: &mut Reader) -> Result<StartInfo, End> {
+async fn await_start(reader: &mut Reader) -> Result<StartInfo, End> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let msg = tokio::time::timeout_at(deadline, reader.next())
@@ -908,7 +937,7 @@ fn inbound_name(i: &Inbound) -> &'static str {
 }
 
 /// Logs how a call ended and counts protocol errors.
-pub fn log_end(svc: &SessionService, end: &End) {
+fn log_end(svc: &SessionService, end: &End) {
     if end.is_error() {
         if matches!(end, End::Protocol(_) | End::Unsupported(_)) {
             Metrics::incr(&svc.metrics.call_protocol_errors);

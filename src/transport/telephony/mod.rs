@@ -21,14 +21,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ use tracing::{info_span, warn, Instrument};
 use crate::config::ProviderConfig;
 use crate::session::service::SessionService;
 use crate::transport::grpc::auth::constant_time_eq;
-use call::{CallSetup, End, Reader, Sink};
+use call::{CallSetup, Connection, Reader};
 use frames::{Inbound, WireError};
 
 /// Largest WebSocket message accepted (a provider's media message is a few kB).
@@ -100,23 +100,20 @@ struct HttpState {
 /// HTTP router (`transport::http`).
 pub fn routes(svc: Arc<SessionService>) -> Router {
     let t = &svc.backends.config.telephony;
-    let endpoints: HashMap<&'static str, Endpoint> = [
-        ("twilio", &t.twilio),
-        ("exotel", &t.exotel),
-        ("plivo", &t.plivo),
-    ]
-    .into_iter()
-    .map(|(name, cfg)| {
-        let secret = cfg.secret_env.as_ref().and_then(|v| std::env::var(v).ok());
-        (
-            name,
-            Endpoint {
-                cfg: cfg.clone(),
-                secret,
-            },
-        )
-    })
-    .collect();
+    let endpoints: HashMap<&'static str, Endpoint> = t
+        .providers()
+        .into_iter()
+        .map(|(name, cfg)| {
+            let secret = cfg.secret_env.as_ref().and_then(|v| std::env::var(v).ok());
+            (
+                name,
+                Endpoint {
+                    cfg: cfg.clone(),
+                    secret,
+                },
+            )
+        })
+        .collect();
     let state = HttpState {
         svc,
         endpoints: Arc::new(endpoints),
@@ -250,56 +247,13 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn ws_call(svc: Arc<SessionService>, setup: CallSetup, socket: WebSocket, default_rate: u32) {
-    let (mut sink, stream) = socket.split();
-    let slot = match svc.admit() {
-        Ok(s) => s,
-        Err(e) => {
-            let end = End::Busy(e.to_string());
-            call::log_end(&svc, &end);
-            close_ws(&mut sink, &end).await;
-            return;
-        }
-    };
-    let mut reader = Reader::Ws {
+    let (sink, stream) = socket.split();
+    let reader = Reader::Ws {
         stream,
         provider: setup.provider,
         default_rate,
     };
-    let start = match call::await_start(&mut reader).await {
-        Ok(s) => s,
-        Err(end) => {
-            call::log_end(&svc, &end);
-            close_ws(&mut sink, &end).await;
-            return;
-        }
-    };
-    let mut sink = Some(sink);
-    let (stream_id, format, provider) = (start.stream_id.clone(), start.format, setup.provider);
-    let (end, writer) = call::run(&svc, &setup, slot, &start, &mut reader, |_| Sink::Ws {
-        // `run` calls this once, before anything else takes the sink.
-        sink: sink.take().expect("the sink is taken once"),
-        provider,
-        stream_id,
-        format,
-    })
-    .await;
-    call::log_end(&svc, &end);
-    match (writer, sink) {
-        (Some(w), _) => w.close(end).await,
-        (None, Some(mut s)) => close_ws(&mut s, &end).await,
-        (None, None) => {}
-    }
-}
-
-async fn close_ws(sink: &mut futures::stream::SplitSink<WebSocket, Message>, end: &End) {
-    let (code, reason) = end.close_frame();
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
-    let _ = sink.close().await;
+    call::serve(svc, setup, reader, Connection::Ws(sink)).await;
 }
 
 /// Accepts AudioSocket connections on `listener` until `stop`; each is a call.
@@ -343,56 +297,17 @@ pub async fn serve_audiosocket(
 }
 
 async fn audiosocket_call(svc: Arc<SessionService>, stream: TcpStream) {
-    let (read, mut write) = stream.into_split();
-    let slot = match svc.admit() {
-        Ok(s) => s,
-        Err(e) => {
-            let end = End::Busy(e.to_string());
-            call::log_end(&svc, &end);
-            close_tcp(&mut write, &end).await;
-            return;
-        }
-    };
-    let mut reader = Reader::Tcp {
+    let (read, write) = stream.into_split();
+    let reader = Reader::Tcp {
         read,
         buf: bytes::BytesMut::with_capacity(4096),
-    };
-    let start = match call::await_start(&mut reader).await {
-        Ok(s) => s,
-        Err(end) => {
-            call::log_end(&svc, &end);
-            close_tcp(&mut write, &end).await;
-            return;
-        }
     };
     let setup = CallSetup {
         provider: Provider::AudioSocket,
         tenant: "audiosocket".into(),
         url_params: BTreeMap::new(),
     };
-    let mut write = Some(write);
-    let (end, writer) = call::run(&svc, &setup, slot, &start, &mut reader, |turns| Sink::Tcp {
-        // `run` calls this once, before anything else takes the socket.
-        write: write.take().expect("the socket is taken once"),
-        turns,
-    })
-    .await;
-    call::log_end(&svc, &end);
-    match (writer, write) {
-        (Some(w), _) => w.close(end).await,
-        (None, Some(mut w)) => close_tcp(&mut w, &end).await,
-        (None, None) => {}
-    }
-}
-
-async fn close_tcp(write: &mut tokio::net::tcp::OwnedWriteHalf, end: &End) {
-    use tokio::io::AsyncWriteExt;
-    if let Some(code) = end.audiosocket_error() {
-        let _ = write
-            .write_all(&audiosocket::encode(audiosocket::KIND_ERROR, &[code]))
-            .await;
-    }
-    let _ = write.shutdown().await;
+    call::serve(svc, setup, reader, Connection::Tcp(write)).await;
 }
 
 #[cfg(test)]
