@@ -181,7 +181,7 @@ fn phone_calls_through_every_provider() {
     let ex16 = ws_url(&d, "exotel", &format!("{}&sample-rate=16000", token()));
     let pl = ws_url(&d, "plivo", "");
     let asock = d.audiosocket.clone();
-    let wait = ["--gap-s", "2", "--reply-wait-s", "90"];
+    let wait = ["--gap-s", "2", "--reply-wait-s", "150"];
 
     let mut results: Vec<(&str, Outcome)> = Vec::new();
     std::thread::scope(|s| {
