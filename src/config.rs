@@ -26,6 +26,7 @@ pub const DEFAULT_SPEECH_PAD_MS: u32 = 200;
 pub const DEFAULT_MAX_UTTERANCE_MS: u32 = 28_000;
 pub const DEFAULT_ASR_THREADS: usize = 2;
 pub const DEFAULT_AUDIO_CTX_PADDING_MS: u32 = 1_000;
+pub const DEFAULT_LID_SWITCH_CONFIDENCE: f32 = 0.8;
 pub const DEFAULT_LLM_MAX_TOKENS: u32 = 120;
 pub const DEFAULT_LLM_TEMPERATURE: f32 = 0.3;
 pub const DEFAULT_LLM_CONNECT_TIMEOUT_MS: u64 = 5_000;
@@ -447,6 +448,10 @@ pub struct AsrConfig {
     pub temperature_fallback: bool,
     /// Prompt the decoder in the language's own script.
     pub native_script_prompt: bool,
+    /// Hysteresis: a detected language this sure (0–1) switches the session's language at
+    /// once; a less sure one only on the second turn in a row (the decoder meanwhile keeps the
+    /// session's language). 0 = every turn follows detection.
+    pub switch_confidence: f32,
 }
 
 impl Default for AsrConfig {
@@ -458,6 +463,7 @@ impl Default for AsrConfig {
             beam_size: 1,
             temperature_fallback: false,
             native_script_prompt: true,
+            switch_confidence: DEFAULT_LID_SWITCH_CONFIDENCE,
         }
     }
 }

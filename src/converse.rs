@@ -180,6 +180,7 @@ pub async fn converse(
             }
             PipelineEvent::Interrupted { .. }
             | PipelineEvent::LanguageChanged { .. }
+            | PipelineEvent::LanguageDecided { .. }
             | PipelineEvent::Backchannel { .. }
             | PipelineEvent::TurnContinued { .. } => {}
             PipelineEvent::TurnFailed {

@@ -23,6 +23,10 @@ pub struct Metrics {
     /// Short speech over a reply that did not interrupt it.
     pub backchannels: AtomicU64,
     pub language_switches: AtomicU64,
+    /// Turns kept in the session's language although detection said otherwise (hysteresis).
+    pub language_holds: AtomicU64,
+    /// Turns in a language mixed with English (Hinglish and its kin).
+    pub code_switched_turns: AtomicU64,
     pub sessions_opened: AtomicU64,
     pub sessions_refused: AtomicU64,
     /// Phone calls: keypad presses, hand-offs to the provider's next step (a human), calls
@@ -130,6 +134,16 @@ impl Metrics {
                 "language_switches",
                 "Turns in another language than the turn before",
                 c(&self.language_switches),
+            ),
+            (
+                "language_holds",
+                "Turns kept in the session's language although detection said otherwise",
+                c(&self.language_holds),
+            ),
+            (
+                "code_switched_turns",
+                "Turns in a language mixed with English (Hinglish)",
+                c(&self.code_switched_turns),
             ),
             (
                 "sessions_opened",

@@ -201,6 +201,23 @@ pub fn read_mono(path: &Path) -> Result<(Vec<f32>, u32), WavError> {
     Ok((all, rate))
 }
 
+const MONO_I16: hound::WavSpec = hound::WavSpec {
+    channels: 1,
+    sample_rate: 16_000,
+    bits_per_sample: 16,
+    sample_format: hound::SampleFormat::Int,
+};
+
+fn write_samples<W: std::io::Write + std::io::Seek>(
+    mut w: hound::WavWriter<W>,
+    samples: &[f32],
+) -> Result<(), hound::Error> {
+    for &s in samples {
+        w.write_sample(pcm::f32_to_i16(s))?;
+    }
+    w.finalize()
+}
+
 /// Writes mono `f32` samples as 16-bit PCM.
 pub fn write_mono_i16(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(), WavError> {
     let err = |e: hound::Error| WavError::Write {
@@ -208,16 +225,23 @@ pub fn write_mono_i16(path: &Path, samples: &[f32], sample_rate: u32) -> Result<
         detail: e.to_string(),
     };
     let spec = hound::WavSpec {
-        channels: 1,
         sample_rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
+        ..MONO_I16
     };
-    let mut w = hound::WavWriter::create(path, spec).map_err(err)?;
-    for &s in samples {
-        w.write_sample(pcm::f32_to_i16(s)).map_err(err)?;
-    }
-    w.finalize().map_err(err)
+    write_samples(hound::WavWriter::create(path, spec).map_err(err)?, samples).map_err(err)
+}
+
+/// Mono `f32` samples as the bytes of a 16-bit PCM WAV file (to upload).
+pub fn mono_i16_bytes(samples: &[f32], sample_rate: u32) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::with_capacity(44 + samples.len() * 2));
+    let spec = hound::WavSpec {
+        sample_rate,
+        ..MONO_I16
+    };
+    // Writing to memory cannot fail: hound's only errors here would be I/O errors of a Vec.
+    let written = hound::WavWriter::new(&mut buf, spec).and_then(|w| write_samples(w, samples));
+    debug_assert!(written.is_ok());
+    buf.into_inner()
 }
 
 #[cfg(test)]

@@ -56,6 +56,8 @@ impl VoiceActivity for EnergyStream {
 /// Returns scripted transcripts in order (the last one repeats), recording each request.
 pub struct ScriptedAsr {
     pub replies: Vec<(String, String)>,
+    /// Detection probability of each reply's language (0.9 where not given).
+    pub probs: Vec<f32>,
     pub calls: AtomicUsize,
     pub seen: Mutex<Vec<LanguageHint>>,
 }
@@ -67,8 +69,19 @@ impl ScriptedAsr {
                 .iter()
                 .map(|(t, l)| (t.to_string(), l.to_string()))
                 .collect(),
+            probs: Vec::new(),
             calls: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Replies whose language detection is only `prob` sure (hysteresis scenarios). A held
+    /// decode reports the held language, as a recogniser decoding in it would.
+    pub fn with_probs(replies: &[(&str, &str, f32)]) -> Self {
+        let pairs: Vec<(&str, &str)> = replies.iter().map(|&(t, l, _)| (t, l)).collect();
+        Self {
+            probs: replies.iter().map(|r| r.2).collect(),
+            ..Self::new(&pairs)
         }
     }
 }
@@ -94,11 +107,14 @@ impl Asr for ScriptedAsr {
             .or(self.replies.last())
             .cloned()
             .unwrap_or_default();
+        let prob = self.probs.get(i).copied().unwrap_or(0.9);
+        let (language, held) = hint.choose(&lang, prob);
         Ok(Transcription {
             text,
-            language: lang.clone(),
-            language_prob: 0.9,
-            candidates: vec![(lang, 0.9)],
+            language,
+            language_prob: prob,
+            candidates: vec![(lang, prob)],
+            held,
             audio_s: pcm.len() as f32 / 16_000.0,
             elapsed_s: 0.0,
         })
@@ -162,32 +178,56 @@ impl Llm for ScriptedLlm {
     }
 }
 
-/// A voice that "speaks" 50 ms of tone per character at 16 kHz.
-pub struct ToneVoice;
+/// What the fake voices were asked to say: (voice language, text), in order.
+pub type SpokenLog = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A voice that "speaks" 50 ms of tone per character at 16 kHz, and logs what it said.
+pub struct ToneVoice {
+    name: String,
+    language: String,
+    log: SpokenLog,
+}
 
 impl TtsEngine for ToneVoice {
     fn name(&self) -> &str {
-        "fake:tone"
+        &self.name
     }
     fn sample_rate(&self) -> u32 {
         16_000
     }
     fn synthesize(&self, text: &str, _speed: f32) -> Result<Vec<f32>, TtsError> {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((self.language.clone(), text.to_string()));
         let n = text.chars().count() * 800;
         Ok((0..n).map(|i| ((i as f32) * 0.05).sin() * 0.3).collect())
     }
 }
 
-/// Every language speaks through [`ToneVoice`].
-pub struct ToneBank;
+/// Every language speaks through a [`ToneVoice`] of its own (`fake:tone:<lang>`).
+#[derive(Default)]
+pub struct ToneBank {
+    pub spoken: SpokenLog,
+}
+
+impl ToneBank {
+    fn voice(&self, lang: &str) -> Arc<dyn TtsEngine> {
+        Arc::new(ToneVoice {
+            name: format!("fake:tone:{lang}"),
+            language: lang.to_string(),
+            log: Arc::clone(&self.spoken),
+        })
+    }
+}
 
 impl VoiceBank for ToneBank {
-    fn for_language(&self, _lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
-        Ok(Arc::new(ToneVoice))
+    fn for_language(&self, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
+        Ok(self.voice(lang))
     }
     fn named(&self, name: &str, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
         if name == "tone" {
-            return Ok(Arc::new(ToneVoice));
+            return Ok(self.voice(lang));
         }
         Err(TtsError::UnknownVoice {
             engine: "fake",

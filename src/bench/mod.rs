@@ -185,7 +185,7 @@ pub async fn bench_turn(
         };
         let (ttft, rate, reply) = llm_once(
             &backends,
-            memory.messages_for(&user, &clip.language),
+            memory.messages_for(&user, &clip.language, false),
             &session,
         )
         .await?;
@@ -202,7 +202,7 @@ pub async fn bench_turn(
         let follow_up = follow_up_question(&clip.language);
         let (ttft2, _, _) = llm_once(
             &backends,
-            memory.messages_for(follow_up, &clip.language),
+            memory.messages_for(follow_up, &clip.language, false),
             &session,
         )
         .await?;

@@ -21,6 +21,18 @@ pub enum PipelineEvent {
         spoken: Vec<(String, f32)>,
         is_final: bool,
     },
+    /// The language chosen for a turn and why (every final turn has one).
+    LanguageDecided {
+        turn: TurnId,
+        language: String,
+        /// What detection alone said.
+        detected: String,
+        confidence: f32,
+        /// `first`, `same`, `confident`, `repeated`, `held` or `preferred`.
+        reason: &'static str,
+        /// The user mixed the language with English (Hinglish and its kin).
+        mixed_with_english: bool,
+    },
     /// The session's language changed with this turn.
     LanguageChanged {
         turn: TurnId,

@@ -53,8 +53,10 @@ impl SessionMemory {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn messages_for(&self, user_text: &str, language: &str) -> Vec<ChatMessage> {
-        self.lock().conversation.messages_for(user_text, language)
+    pub fn messages_for(&self, user_text: &str, language: &str, mixed: bool) -> Vec<ChatMessage> {
+        self.lock()
+            .conversation
+            .messages_for(user_text, language, mixed)
     }
 
     pub fn exchanges(&self) -> Vec<Exchange> {

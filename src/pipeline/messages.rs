@@ -304,6 +304,8 @@ pub struct Transcript {
     pub spoken_language: String,
     pub spoken_prob: f32,
     pub candidates: Vec<(String, f32)>,
+    /// The recogniser kept the session's language although it heard another (hysteresis).
+    pub held: bool,
     pub audio_s: f32,
     pub asr_compute_s: f32,
 }
@@ -315,6 +317,8 @@ pub struct UserTurn {
     pub text: String,
     pub language: String,
     pub confidence: f32,
+    /// The user mixed the language with English: answer in the same register.
+    pub mixed_with_english: bool,
     pub asr_compute_s: f32,
 }
 

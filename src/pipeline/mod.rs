@@ -4,6 +4,7 @@
 //! happens when full); control (shutdown, barge-in) travels by cancellation tokens.
 
 pub mod events;
+pub mod language;
 pub mod memory;
 pub mod messages;
 pub mod turns;
@@ -65,6 +66,8 @@ pub struct SessionSettings {
     pub playback_acks: bool,
     /// The caller's audio was 8 kHz (a phone line): VAD runs Silero's 8 kHz mode on it.
     pub narrowband: bool,
+    /// The user's own language, used while detection is unsure (one of `languages`).
+    pub preferred_language: Option<String>,
 }
 
 impl SessionSettings {
@@ -80,6 +83,7 @@ impl SessionSettings {
             pace_output: false,
             text_only: false,
             voices: BTreeMap::new(),
+            preferred_language: None,
             memory: None,
             playback_acks: false,
             narrowband: false,
@@ -162,6 +166,10 @@ pub fn spawn(
                 .with_token_budget(llm.history_token_budget);
         Arc::new(SessionMemory::new(conversation, None))
     });
+    let language = Arc::new(language::LanguageTrack::new(
+        backends.config.asr.switch_confidence,
+        settings.preferred_language.clone(),
+    ));
     let ctx = stages::StageCtx {
         shutdown,
         events: event_tx,
@@ -170,6 +178,7 @@ pub fn spawn(
         settings: Arc::new(settings),
         backends,
         memory: Arc::clone(&memory),
+        language,
     };
 
     tracker.spawn(stages::vad::run(ctx.clone(), ingest_rx, utt_tx));

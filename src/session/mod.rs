@@ -141,12 +141,20 @@ impl Conversation {
 
     /// Messages for a new user turn in `language`. The system prompt stays byte-identical for a
     /// language so the worker's KV cache reuses it across turns.
-    pub fn messages_for(&self, user_text: &str, language: &str) -> Vec<ChatMessage> {
-        let system = self
-            .system_prompt
-            .replace("{language}", language_name(language));
+    /// `mixed`: the user mixes the language with English (Hinglish), and so should the reply.
+    pub fn messages_for(&self, user_text: &str, language: &str, mixed: bool) -> Vec<ChatMessage> {
+        let register = if mixed && language != "en" {
+            mixed_register(language)
+        } else {
+            language_name(language).to_string()
+        };
+        let system = self.system_prompt.replace("{language}", &register);
         let mut msgs = vec![ChatMessage::new(Role::System, system)];
-        if let Some((user, assistant)) = example_exchange(language) {
+        let example = match mixed {
+            true => mixed_example_exchange(language).or_else(|| example_exchange(language)),
+            false => example_exchange(language),
+        };
+        if let Some((user, assistant)) = example {
             msgs.push(ChatMessage::new(Role::User, user));
             msgs.push(ChatMessage::new(Role::Assistant, assistant));
         }
@@ -160,6 +168,30 @@ impl Conversation {
         msgs.push(ChatMessage::new(Role::User, user_text.to_string()));
         msgs
     }
+}
+
+/// How the system prompt names a language mixed with English, so that the reply keeps the
+/// user's register and each word's script (each script is then spoken by its own voice).
+pub fn mixed_register(lang: &str) -> String {
+    let name = language_name(lang);
+    let script = match crate::text::script::Script::of_language(lang) {
+        Some(crate::text::script::Script::Devanagari) => "Devanagari",
+        Some(crate::text::script::Script::Arabic) => "Urdu",
+        _ => name,
+    };
+    let prefix = if lang == "hi" { "Hinglish: " } else { "" };
+    format!(
+        "{prefix}{name} mixed with English words, as the user speaks; write {name} words in \
+         {script} script and English words in English letters"
+    )
+}
+
+/// A greeting in Hinglish: Hindi in Devanagari with English words in Latin letters.
+pub fn mixed_example_exchange(lang: &str) -> Option<(&'static str, &'static str)> {
+    (lang == "hi").then_some((
+        "Hi, aap kaun ho?",
+        "Hi! मैं vaak हूँ, आपकी voice assistant. बताइए, मैं आपकी क्या help करूँ?",
+    ))
 }
 
 /// A greeting exchange in the language itself, placed before the real history: small models
@@ -230,7 +262,7 @@ mod tests {
                 interrupted: i == 2,
             });
         }
-        let m = c.messages_for("q3", "hi");
+        let m = c.messages_for("q3", "hi", false);
         assert_eq!(m[0].content, "Answer in Hindi.");
         // System, the Hindi example exchange, two kept turns, the new question.
         assert_eq!(m.len(), 1 + 2 + 2 * 2 + 1);

@@ -57,6 +57,8 @@ pub struct OpenRequest {
     pub playback_acks: bool,
     /// The caller's audio is 8 kHz (a phone line).
     pub narrowband: bool,
+    /// The user's own language, used while language detection is unsure.
+    pub preferred_language: Option<String>,
 }
 
 /// An open conversation. Dropping it releases its slot; cancelling `cancel` stops its pipeline.
@@ -155,6 +157,14 @@ impl SessionService {
         }
         self.check_voices(&req.voices, &languages, req.text_only)
             .await?;
+        if let Some(p) = &req.preferred_language {
+            if !languages.contains(p) {
+                return Err(OpenError::UnknownLanguage {
+                    language: p.clone(),
+                    served: languages.join(", "),
+                });
+            }
+        }
         let (id, chosen) = match &req.session_id {
             Some(id) if !id.is_empty() => {
                 if !valid_session_id(id) {
@@ -206,6 +216,7 @@ impl SessionService {
             memory: Some(memory),
             playback_acks: req.playback_acks,
             narrowband: req.narrowband,
+            preferred_language: req.preferred_language,
             ..SessionSettings::live(id.clone(), languages)
         };
         let capacity =

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::StageCtx;
-use crate::backend::asr::{AsrError, LanguageHint};
+use crate::backend::asr::AsrError;
 use crate::metrics::Metrics;
 use crate::pipeline::messages::{Transcript, Turn, TurnClock, UserInput, Utterance};
 use crate::pipeline::PipelineEvent;
@@ -26,10 +26,6 @@ fn is_non_speech(text: &str) -> bool {
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sender<Transcript>) {
     let span = info_span!("stage", name = "asr", session = %ctx.settings.session_id);
     async move {
-        let hint = match ctx.settings.languages.as_slice() {
-            [one] => LanguageHint::Fixed(one.clone()),
-            many => LanguageHint::DetectAmong(many.to_vec()),
-        };
         while let Some(utt) = ctx.next(&mut rx).await {
             if ctx.drop_if_stale(&utt.turn) {
                 continue;
@@ -51,7 +47,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
             };
             let asr = Arc::clone(&ctx.backends.asr);
             let turn = Arc::clone(&utt.turn);
-            let hint = hint.clone();
+            let hint = ctx.language.asr_hint(&ctx.settings.languages);
             let result =
                 tokio::task::spawn_blocking(move || asr.transcribe(&pcm, &hint, &turn.cancel))
                     .await;
@@ -90,6 +86,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Utterance>, tx: mpsc::Sen
                         spoken_language: t.language,
                         spoken_prob: t.language_prob,
                         candidates: t.candidates,
+                        held: t.held,
                         audio_s: t.audio_s,
                         asr_compute_s: t.elapsed_s,
                     };
@@ -134,6 +131,7 @@ fn typed(ctx: &StageCtx, turn: Arc<Turn>, text: String) -> Transcript {
         spoken_language: language.clone(),
         spoken_prob: prob,
         candidates: vec![(language, prob)],
+        held: false,
         audio_s: 0.0,
         asr_compute_s: 0.0,
     }

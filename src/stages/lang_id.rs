@@ -10,8 +10,10 @@ use tracing::{debug, info_span, Instrument};
 
 use super::StageCtx;
 use crate::metrics::Metrics;
+use crate::pipeline::language::Reason;
 use crate::pipeline::messages::{Transcript, TurnClock, UserTurn};
 use crate::pipeline::PipelineEvent;
+use crate::text::codeswitch::{is_romanised_hindi, mixed_with_english};
 use crate::text::script::{language_of_text, Script};
 
 /// Share of letters a script needs before it overrides the acoustic guess.
@@ -19,6 +21,10 @@ const SCRIPT_OVERRIDE_SHARE: f32 = 0.6;
 
 /// The language to answer in and its confidence.
 pub fn decide(spoken: &str, spoken_prob: f32, text: &str, allowed: &[String]) -> (String, f32) {
+    // Hindi in English letters ("kal ka weather kaisa hai") is Hindi, whatever the acoustics.
+    if spoken != "hi" && allowed.iter().any(|l| l == "hi") && is_romanised_hindi(text) {
+        return ("hi".to_string(), spoken_prob.max(0.5));
+    }
     match language_of_text(text, allowed) {
         Some((lang, share)) if lang == spoken => (lang, spoken_prob.max(share)),
         // Same script family as the spoken guess (e.g. hi vs mr): trust the acoustics unless
@@ -84,21 +90,45 @@ fn is_mark(c: char) -> bool {
     )
 }
 
+/// Whether the transcript's script alone names `language` among `allowed` (Telugu letters can
+/// only be Telugu; Devanagari could be Hindi or Marathi, Latin anything).
+fn script_is_decisive(text: &str, language: &str, allowed: &[String]) -> bool {
+    let Some(script) = Script::of_language(language) else {
+        return false;
+    };
+    script != Script::Latin
+        && allowed
+            .iter()
+            .filter(|l| Script::of_language(l) == Some(script))
+            .count()
+            == 1
+        && language_of_text(text, allowed)
+            .is_some_and(|(l, share)| l == language && share >= SCRIPT_OVERRIDE_SHARE)
+}
+
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Sender<UserTurn>) {
     let span = info_span!("stage", name = "lang_id", session = %ctx.settings.session_id);
     async move {
-        let mut current: Option<String> = None;
         while let Some(t) = ctx.next(&mut rx).await {
             if ctx.drop_if_stale(&t.turn) {
                 continue;
             }
-            let (language, confidence) = decide(
-                &t.spoken_language,
-                t.spoken_prob,
-                &t.text,
-                &ctx.settings.languages,
-            );
+            let allowed = &ctx.settings.languages;
+            // What detection and the transcript say, before the session's hysteresis.
+            let (detected, confidence) = if t.held {
+                t.candidates
+                    .first()
+                    .cloned()
+                    .unwrap_or((t.spoken_language.clone(), t.spoken_prob))
+            } else {
+                decide(&t.spoken_language, t.spoken_prob, &t.text, allowed)
+            };
             if t.turn.partial_only.load(Ordering::Relaxed) {
+                let language = if t.held {
+                    t.spoken_language.clone()
+                } else {
+                    detected
+                };
                 ctx.emit(PipelineEvent::Transcript {
                     turn: t.turn.id,
                     text: t.text,
@@ -111,9 +141,15 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                 continue;
             }
             TurnClock::mark(&t.turn.clock.lang_done);
+            let backchannel_language = if t.held {
+                t.spoken_language.as_str()
+            } else {
+                detected.as_str()
+            };
             if t.turn.over_reply.load(Ordering::Relaxed) {
                 // Heard over the reply: an acknowledgement lets the reply go on.
-                if is_backchannel(&t.text, &language, &ctx.backends.config.turn.backchannels) {
+                let lists = &ctx.backends.config.turn.backchannels;
+                if is_backchannel(&t.text, backchannel_language, lists) {
                     Metrics::incr(&ctx.metrics.backchannels);
                     debug!(turn = t.turn.id.0, "backchannel");
                     ctx.emit(PipelineEvent::Backchannel {
@@ -127,6 +163,29 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                     ctx.report_interrupted(&old).await;
                 }
             }
+            let decision = if t.held {
+                ctx.language.hold(&detected)
+            } else {
+                let decisive = script_is_decisive(&t.text, &detected, allowed);
+                ctx.language.decide(&detected, confidence, decisive)
+            };
+            let language = decision.language.clone();
+            let mixed = mixed_with_english(&t.text, &language, &t.candidates);
+            if decision.reason == Reason::Held {
+                Metrics::incr(&ctx.metrics.language_holds);
+            }
+            if mixed {
+                Metrics::incr(&ctx.metrics.code_switched_turns);
+            }
+            debug!(
+                turn = t.turn.id.0,
+                language = %language,
+                detected = %detected,
+                confidence,
+                reason = decision.reason.as_str(),
+                mixed,
+                "language decided"
+            );
             let _ = t
                 .turn
                 .user_text
@@ -140,22 +199,30 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                 is_final: t.turn.is_confirmed(),
             })
             .await;
-            if current.as_deref() != Some(language.as_str()) {
-                if let Some(from) = current.replace(language.clone()) {
-                    Metrics::incr(&ctx.metrics.language_switches);
-                    ctx.emit(PipelineEvent::LanguageChanged {
-                        turn: t.turn.id,
-                        from,
-                        to: language.clone(),
-                    })
-                    .await;
-                }
+            ctx.emit(PipelineEvent::LanguageDecided {
+                turn: t.turn.id,
+                language: language.clone(),
+                detected,
+                confidence,
+                reason: decision.reason.as_str(),
+                mixed_with_english: mixed,
+            })
+            .await;
+            if let Some(from) = decision.switched_from {
+                Metrics::incr(&ctx.metrics.language_switches);
+                ctx.emit(PipelineEvent::LanguageChanged {
+                    turn: t.turn.id,
+                    from,
+                    to: language.clone(),
+                })
+                .await;
             }
             let msg = UserTurn {
                 turn: t.turn,
                 text: t.text,
                 language,
                 confidence,
+                mixed_with_english: mixed,
                 asr_compute_s: t.asr_compute_s,
             };
             if !ctx.forward(&tx, msg).await {
@@ -169,7 +236,20 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
 
 #[cfg(test)]
 mod tests {
-    use super::{decide, is_backchannel};
+    use super::{decide, is_backchannel, script_is_decisive};
+
+    #[test]
+    fn decisive_scripts() {
+        assert!(script_is_decisive("మీరు ఎలా ఉన్నారు", "te", &langs()));
+        // Devanagari is shared by Hindi and Marathi here.
+        assert!(!script_is_decisive("आप कैसे हैं", "hi", &langs()));
+        assert!(script_is_decisive(
+            "आप कैसे हैं",
+            "hi",
+            &["hi".into(), "en".into()]
+        ));
+        assert!(!script_is_decisive("hello", "en", &langs()));
+    }
 
     fn langs() -> Vec<String> {
         ["en", "hi", "te", "ur", "mr"]
@@ -186,6 +266,11 @@ mod tests {
         // Romanised Hindi keeps the acoustic decision.
         assert_eq!(decide("hi", 0.7, "aap kaise ho", &langs()).0, "hi");
         assert_eq!(decide("en", 0.9, "", &langs()).0, "en");
+        assert_eq!(
+            decide("en", 0.8, "kal ka weather kaisa hai", &langs()).0,
+            "hi"
+        );
+        assert_eq!(decide("en", 0.8, "what is the weather", &langs()).0, "en");
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
                 asr_compute_s: user.asr_compute_s,
             };
             let req = ChatRequest {
-                messages: ctx.memory.messages_for(&user.text, &user.language),
+                messages: ctx.memory.messages_for(
+                    &user.text,
+                    &user.language,
+                    user.mixed_with_english,
+                ),
                 max_tokens: cfg.max_tokens,
                 temperature: cfg.temperature,
                 session_key: Some(ctx.settings.session_id.clone()),

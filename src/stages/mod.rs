@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backends;
 use crate::metrics::Metrics;
+use crate::pipeline::language::LanguageTrack;
 use crate::pipeline::messages::Turn;
 use crate::pipeline::{PipelineEvent, SessionMemory, SessionSettings, TurnControl};
 
@@ -29,6 +30,8 @@ pub struct StageCtx {
     pub settings: Arc<SessionSettings>,
     pub backends: Arc<Backends>,
     pub memory: Arc<SessionMemory>,
+    /// The session's language, with hysteresis (the ASR and language-id stages share it).
+    pub language: Arc<LanguageTrack>,
 }
 
 impl StageCtx {

@@ -8,9 +8,13 @@ use tokio::sync::mpsc;
 use tracing::{info_span, warn, Instrument};
 
 use super::StageCtx;
+use crate::audio::resample::resample_all;
+use crate::backend::tts::{TtsEngine, TtsError};
 use crate::metrics::Metrics;
 use crate::pipeline::messages::{ReplyAudio, ReplyText, TurnClock};
 use crate::pipeline::PipelineEvent;
+use crate::text::codeswitch::script_runs;
+use crate::text::speech::normalize_for_speech;
 
 /// Reply audio travels in chunks of this length.
 pub const AUDIO_CHUNK_MS: u32 = 200;
@@ -34,6 +38,104 @@ fn without_audio(clause: &ReplyText, text: String, last: bool) -> ReplyAudio {
         synth_s: 0.0,
         clause_ms: 0,
     }
+}
+
+/// The voice the user chose for `language`, or the configured one.
+fn voice_for(ctx: &StageCtx, language: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
+    match ctx.settings.voices.get(language) {
+        Some(name) => ctx.backends.tts.named(name, language),
+        None => ctx.backends.tts.for_language(language),
+    }
+}
+
+/// One stretch of a clause, the voice that says it and the words it says.
+struct Part {
+    engine: Arc<dyn TtsEngine>,
+    spoken: String,
+}
+
+/// The clause as its voices will say it: English words inside a reply in another script go to
+/// the English voice (when there is one), every stretch is normalised for speech in its own
+/// language (numbers, money, dates, abbreviations).
+fn spoken_parts(
+    ctx: &StageCtx,
+    engine: Arc<dyn TtsEngine>,
+    text: &str,
+    language: &str,
+) -> Vec<Part> {
+    let english = if language == "en" {
+        None
+    } else {
+        voice_for(ctx, "en").ok()
+    };
+    let runs = match &english {
+        Some(_) => script_runs(text, language),
+        None => Vec::new(),
+    };
+    if runs.len() <= 1 {
+        return vec![Part {
+            engine,
+            spoken: normalize_for_speech(text, language),
+        }];
+    }
+    runs.into_iter()
+        .map(|run| match (&english, run.english) {
+            (Some(en), true) => Part {
+                engine: Arc::clone(en),
+                spoken: normalize_for_speech(run.text, "en"),
+            },
+            _ => Part {
+                engine: Arc::clone(&engine),
+                spoken: normalize_for_speech(run.text, language),
+            },
+        })
+        .collect()
+}
+
+/// Quieter than this (about −45 dBFS) is silence at the joins between voices.
+const JOIN_SILENCE: f32 = 0.0056;
+/// Silence kept at each join, so that words do not run into each other.
+const JOIN_KEEP_MS: u32 = 40;
+
+/// Synthesises every part and joins them into one buffer at the first voice's rate, with the
+/// silence each engine pads around its output trimmed at the joins (no audible gaps).
+fn synthesize_parts(parts: &[Part], speed: f32) -> Result<(Vec<f32>, u32), TtsError> {
+    let Some(first) = parts.first() else {
+        return Ok((Vec::new(), 0));
+    };
+    let rate = first.engine.sample_rate();
+    if parts.len() == 1 {
+        return Ok((first.engine.synthesize(&first.spoken, speed)?, rate));
+    }
+    let keep = (rate * JOIN_KEEP_MS / 1000) as usize;
+    let mut out = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if part.spoken.trim().is_empty() {
+            continue;
+        }
+        let mut audio = part.engine.synthesize(&part.spoken, speed)?;
+        if part.engine.sample_rate() != rate {
+            audio = resample_all(&audio, part.engine.sample_rate(), rate)
+                .map_err(|e| TtsError::inference(part.engine.name(), e))?;
+        }
+        let loud = |s: &&f32| s.abs() > JOIN_SILENCE;
+        let start = match i {
+            0 => 0,
+            _ => audio
+                .iter()
+                .position(|s| loud(&s))
+                .map_or(0, |p| p.saturating_sub(keep)),
+        };
+        let end = match i + 1 == parts.len() {
+            true => audio.len(),
+            false => audio
+                .iter()
+                .rposition(|s| loud(&s))
+                .map_or(audio.len(), |p| (p + keep).min(audio.len())),
+        };
+        out.extend_from_slice(&audio[start..end.max(start)]);
+    }
+    Ok((out, rate))
 }
 
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sender<ReplyAudio>) {
@@ -67,12 +169,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                 }
                 continue;
             }
-            let preferred = ctx.settings.voices.get(&clause.language);
-            let engine = match preferred {
-                Some(name) => ctx.backends.tts.named(name, &clause.language),
-                None => ctx.backends.tts.for_language(&clause.language),
-            };
-            let engine = match engine {
+            let engine = match voice_for(&ctx, &clause.language) {
                 Ok(e) => e,
                 Err(e) => {
                     caption_only(&ctx, &tx, &clause).await;
@@ -89,16 +186,15 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                     continue;
                 }
             };
-            let voice = engine.name().to_string();
+            let parts = spoken_parts(&ctx, engine, &clause.text, &clause.language);
+            let voice = parts
+                .iter()
+                .map(|p| p.engine.name())
+                .collect::<Vec<_>>()
+                .join("+");
             let speed = ctx.settings.speech_rate;
-            let text = clause.text.clone();
             let started = std::time::Instant::now();
-            let synth = tokio::task::spawn_blocking(move || {
-                engine
-                    .synthesize(&text, speed)
-                    .map(|s| (s, engine.sample_rate()))
-            })
-            .await;
+            let synth = tokio::task::spawn_blocking(move || synthesize_parts(&parts, speed)).await;
             let synth_s = started.elapsed().as_secs_f32();
             let (samples, rate) = match synth {
                 Ok(Ok(r)) => r,

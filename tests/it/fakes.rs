@@ -13,12 +13,21 @@ use vaak::pipeline::Ingest;
 
 /// Energy VAD, the scripted ASR and LLM, and a tone for every voice.
 pub fn backends(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Arc<Backends> {
+    backends_with_voices(llm, asr, Arc::new(ToneBank::default()))
+}
+
+/// As [`backends`], with a tone bank whose log the test reads.
+pub fn backends_with_voices(
+    llm: Arc<ScriptedLlm>,
+    asr: Arc<ScriptedAsr>,
+    tts: Arc<ToneBank>,
+) -> Arc<Backends> {
     Arc::new(Backends {
         config: Arc::new(Config::default()),
         vad: Arc::new(EnergyVad { threshold: 0.05 }),
         asr,
         llm,
-        tts: Arc::new(ToneBank),
+        tts,
         worker: None,
     })
 }

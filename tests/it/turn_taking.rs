@@ -32,6 +32,7 @@ fn kind(e: &PipelineEvent) -> &'static str {
         PipelineEvent::TurnFailed { .. } => "turn_failed",
         PipelineEvent::NoSpeech => "no_speech",
         PipelineEvent::LanguageChanged { .. } => "language_changed",
+        PipelineEvent::LanguageDecided { .. } => "language_decided",
         PipelineEvent::Backchannel { .. } => "backchannel",
         PipelineEvent::TurnContinued { .. } => "turn_continued",
     }
@@ -77,6 +78,7 @@ async fn one_turn_events_arrive_in_order() {
             "speech_started",
             "speech_stopped",
             "transcript",
+            "language_decided",
             "reply_text",
             "reply_audio",
             "reply_text",

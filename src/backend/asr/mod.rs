@@ -2,17 +2,45 @@
 //! its text plus the spoken-language decision, so a remote recogniser or a per-language model
 //! can replace the embedded whisper.cpp one.
 
+pub mod remote;
+pub mod routed;
 pub mod whisper;
 
 use tokio_util::sync::CancellationToken;
 
 /// How the recogniser should choose the language.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LanguageHint {
     /// Detect among these language codes (Whisper codes: `en`, `hi`, `te` …).
     DetectAmong(Vec<String>),
     /// The caller knows the language.
     Fixed(String),
+    /// Detect among `allowed`, but decode in the session's `current` language unless another
+    /// is detected with at least `switch_prob` (or is `pending`: seen once already).
+    Prefer {
+        allowed: Vec<String>,
+        current: String,
+        pending: Option<String>,
+        switch_prob: f32,
+    },
+}
+
+impl LanguageHint {
+    /// The language to decode in, given the detection's best language and its probability;
+    /// `true` when that is the held language rather than the detected one.
+    pub fn choose(&self, best: &str, prob: f32) -> (String, bool) {
+        match self {
+            LanguageHint::Prefer {
+                current,
+                pending,
+                switch_prob,
+                ..
+            } if best != current && prob < *switch_prob && pending.as_deref() != Some(best) => {
+                (current.clone(), true)
+            }
+            _ => (best.to_string(), false),
+        }
+    }
 }
 
 /// One recognised utterance.
@@ -24,6 +52,8 @@ pub struct Transcription {
     pub language_prob: f32,
     /// The best three candidates, most likely first.
     pub candidates: Vec<(String, f32)>,
+    /// Decoded in the session's language although detection preferred another (hysteresis).
+    pub held: bool,
     pub audio_s: f32,
     pub elapsed_s: f32,
 }
@@ -47,6 +77,9 @@ pub enum AsrError {
     Failed(String),
 }
 
+/// Detected language, its probability, and the top candidates.
+pub type Detected = (String, f32, Vec<(String, f32)>);
+
 /// A speech recogniser. Blocking: callers run it with `spawn_blocking`.
 pub trait Asr: Send + Sync {
     fn transcribe(
@@ -55,6 +88,22 @@ pub trait Asr: Send + Sync {
         hint: &LanguageHint,
         cancel: &CancellationToken,
     ) -> Result<Transcription, AsrError>;
+
+    /// Spoken-language detection alone (to route the utterance to a per-language model).
+    /// The default transcribes and keeps the language; Whisper does it for a fraction of that.
+    fn detect_language(
+        &self,
+        pcm_16k: &[f32],
+        allowed: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<Detected, AsrError> {
+        let t = self.transcribe(
+            pcm_16k,
+            &LanguageHint::DetectAmong(allowed.to_vec()),
+            cancel,
+        )?;
+        Ok((t.language, t.language_prob, t.candidates))
+    }
 
     /// Every decode slot is taken: optional work (partial transcripts) should be skipped.
     fn is_busy(&self) -> bool {

@@ -14,7 +14,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
-use super::{Asr, AsrError, LanguageHint, Transcription};
+use super::{Asr, AsrError, Detected, LanguageHint, Transcription};
 use crate::audio::PIPELINE_RATE;
 
 /// Encoder positions per second of audio (Whisper: 100 mel frames/s, stride 2).
@@ -36,9 +36,6 @@ pub struct WhisperOptions {
     pub temperature_fallback: bool,
     pub native_script_prompt: bool,
 }
-
-/// Detected language, its probability, and the top candidates.
-type Detected = (String, f32, Vec<(String, f32)>);
 
 /// whisper.cpp with a pool of decoding states.
 pub struct WhisperAsr {
@@ -203,6 +200,41 @@ impl WhisperAsr {
         Ok((best, prob, scored))
     }
 
+    /// Spoken-language detection on the utterance's first seconds.
+    fn detect_on(
+        &self,
+        state: &mut WhisperState,
+        pcm: &[f32],
+        allowed: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<Detected, AsrError> {
+        let started = Instant::now();
+        // whisper.cpp sets a state's audio context only inside `full`, after its own
+        // language detection. A `full` call limited to 100 ms computes the mel, stores
+        // the trimmed context in the state and returns before decoding anything, so the
+        // restricted detection below runs the encoder on the utterance only.
+        // Detection only needs the first seconds: encoding just those costs a fraction
+        // of the full utterance's encoder pass.
+        let lid_ctx = self.audio_ctx_for(pcm.len().min(LID_WINDOW_SAMPLES));
+        let mut prime = self.base_params(lid_ctx);
+        prime.set_language(Some("en"));
+        prime.set_duration_ms(100);
+        state
+            .full(prime, pcm)
+            .map_err(|e| AsrError::Failed(format!("mel spectrogram: {e}")))?;
+        if cancel.is_cancelled() {
+            return Err(AsrError::Cancelled);
+        }
+        let primed = started.elapsed();
+        let d = self.detect(state, allowed)?;
+        tracing::debug!(
+            prime_ms = primed.as_millis() as u64,
+            detect_ms = (started.elapsed() - primed).as_millis() as u64,
+            "language detected"
+        );
+        Ok(d)
+    }
+
     fn run(
         &self,
         state: &mut WhisperState,
@@ -220,33 +252,15 @@ impl WhisperAsr {
                 }
                 (code.clone(), 1.0, vec![(code.clone(), 1.0)])
             }
-            LanguageHint::DetectAmong(allowed) => {
-                // whisper.cpp sets a state's audio context only inside `full`, after its own
-                // language detection. A `full` call limited to 100 ms computes the mel, stores
-                // the trimmed context in the state and returns before decoding anything, so the
-                // restricted detection below runs the encoder on the utterance only.
-                // Detection only needs the first seconds: encoding just those costs a fraction
-                // of the full utterance's encoder pass.
-                let lid_ctx = self.audio_ctx_for(pcm.len().min(LID_WINDOW_SAMPLES));
-                let mut prime = self.base_params(lid_ctx);
-                prime.set_language(Some("en"));
-                prime.set_duration_ms(100);
-                state
-                    .full(prime, pcm)
-                    .map_err(|e| AsrError::Failed(format!("mel spectrogram: {e}")))?;
-                if cancel.is_cancelled() {
-                    return Err(AsrError::Cancelled);
-                }
-                let primed = started.elapsed();
-                let d = self.detect(state, allowed)?;
-                tracing::debug!(
-                    prime_ms = primed.as_millis() as u64,
-                    detect_ms = (started.elapsed() - primed).as_millis() as u64,
-                    "language detected"
-                );
-                d
+            LanguageHint::DetectAmong(allowed) | LanguageHint::Prefer { allowed, .. } => {
+                self.detect_on(state, pcm, allowed, cancel)?
             }
         };
+        let (language, held) = hint.choose(&language, language_prob);
+        let language_prob = candidates
+            .iter()
+            .find(|(l, _)| *l == language)
+            .map_or(language_prob, |(_, p)| *p);
 
         let mut params = self.base_params(audio_ctx);
         params.set_language(Some(whisper_lang_static(&language)?));
@@ -285,6 +299,7 @@ impl WhisperAsr {
             language,
             language_prob,
             candidates,
+            held,
             audio_s: pcm.len() as f32 / PIPELINE_RATE as f32,
             elapsed_s: started.elapsed().as_secs_f32(),
         })
@@ -361,6 +376,24 @@ impl Asr for WhisperAsr {
         let _slot = self.gate.enter(cancel)?;
         let mut state = self.take_state()?;
         let result = self.run(&mut state, pcm_16k, hint, cancel);
+        self.give_back(state);
+        result
+    }
+
+    fn detect_language(
+        &self,
+        pcm_16k: &[f32],
+        allowed: &[String],
+        cancel: &CancellationToken,
+    ) -> Result<Detected, AsrError> {
+        if pcm_16k.len() < MIN_SAMPLES {
+            return Err(AsrError::TooShort(
+                pcm_16k.len() as f32 / PIPELINE_RATE as f32,
+            ));
+        }
+        let _slot = self.gate.enter(cancel)?;
+        let mut state = self.take_state()?;
+        let result = self.detect_on(&mut state, pcm_16k, allowed, cancel);
         self.give_back(state);
         result
     }

@@ -6,6 +6,7 @@
 //! so every call goes through one process-wide mutex, the library is initialised exactly once,
 //! and each synthesis call collects its samples in a buffer of its own (passed as `user_data`).
 
+use crate::text::speech::digit_value;
 use std::collections::BTreeSet;
 use std::ffi::{c_char, c_int, c_short, c_uint, c_void, CStr, CString};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -476,8 +477,8 @@ pub fn sanitize(text: &str, voice: &str) -> String {
         };
         let group = c.general_category_group();
         if group == GeneralCategoryGroup::Number {
-            if let Some(d) = c.to_digit(10).or_else(|| indic_digit(c)) {
-                out.push(char::from_digit(d, 10).unwrap_or('0'));
+            if let Some(d) = digit_value(c) {
+                out.push(char::from(b'0' + d));
                 after_letter = false;
                 continue;
             }
@@ -507,18 +508,6 @@ pub fn sanitize(text: &str, voice: &str) -> String {
         }
     }
     out
-}
-
-/// Value of a decimal digit of an Indic or Arabic-Indic script.
-fn indic_digit(c: char) -> Option<u32> {
-    let cp = c as u32;
-    const ZEROS: &[u32] = &[
-        0x0660, 0x06F0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
-    ];
-    ZEROS
-        .iter()
-        .find(|&&z| (z..z + 10).contains(&cp))
-        .map(|&z| cp - z)
 }
 
 pub fn phonemize(text: &str, espeak_voice: &str) -> Result<String, TtsError> {

@@ -68,6 +68,7 @@ pub async fn start(
         barge_in: config.barge_in.unwrap_or(true),
         playback_acks: false,
         narrowband: input.rate == 8_000,
+        preferred_language: Some(config.preferred_language.clone()).filter(|l| !l.is_empty()),
     };
     let session = svc.open(slot, req).await.map_err(open_error_status)?;
     let (tx, rx) = mpsc::channel(CLIENT_EVENT_EDGE);
@@ -356,6 +357,21 @@ async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
             language,
             confidence,
             is_final,
+        }),
+        PipelineEvent::LanguageDecided {
+            turn,
+            language,
+            detected,
+            confidence,
+            reason,
+            mixed_with_english,
+        } => Event::LanguageDecision(proto::LanguageDecision {
+            turn: turn.0,
+            language,
+            detected,
+            confidence,
+            reason: reason.to_string(),
+            mixed_with_english,
         }),
         PipelineEvent::LanguageChanged { turn, from, to } => {
             Event::LanguageChanged(proto::LanguageChanged {

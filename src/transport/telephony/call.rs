@@ -626,6 +626,8 @@ fn open_request(setup: &CallSetup, start: &StartInfo, default_languages: &[Strin
         barge_in: true,
         playback_acks: true,
         narrowband: start.format.rate == 8_000,
+        // `preferred_language=te`: a caller's IVR choice ("press 2 for Telugu").
+        preferred_language: params.get("preferred_language").cloned(),
     }
 }
 

@@ -1,0 +1,258 @@
+//! Languages on scripted fake backends with paused time: the session's language holds through
+//! one doubtful turn and switches on the second (every decision an event and a metric), a
+//! Hinglish turn asks the LLM for the same register, and mixed-script reply text reaches the
+//! voices run by run, normalised for speech.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::fakes::{backends_with_voices, speak};
+use vaak::backend::asr::LanguageHint;
+use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
+use vaak::metrics::Metrics;
+use vaak::pipeline::{self, PipelineEvent, SessionSettings};
+
+/// Runs `turns` spoken turns through a pipeline; returns its events.
+async fn converse(
+    llm: Arc<ScriptedLlm>,
+    asr: Arc<ScriptedAsr>,
+    voices: Arc<ToneBank>,
+    settings: SessionSettings,
+    metrics: Arc<Metrics>,
+    turns: usize,
+) -> Vec<PipelineEvent> {
+    let tracker = TaskTracker::new();
+    let mut p = pipeline::spawn(
+        backends_with_voices(llm, asr, voices),
+        settings,
+        100,
+        metrics,
+        &tracker,
+        CancellationToken::new(),
+    );
+    let input = p.input.clone();
+    drop(p.input);
+    let feeder = tokio::spawn(async move {
+        for _ in 0..turns {
+            speak(&input, 600, 800).await;
+            // Long enough for the scripted reply to finish before the next turn.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let mut events = Vec::new();
+    while let Some(e) = p.events.recv().await {
+        events.push(e);
+    }
+    feeder.await.expect("feeder");
+    tracker.close();
+    tracker.wait().await;
+    events
+}
+
+fn languages() -> Vec<String> {
+    vec!["en".into(), "hi".into(), "te".into()]
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_doubtful_turn_holds_the_language_two_switch_it() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "Sure.",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::with_probs(&[
+        ("what time is it", "en", 0.95),
+        // Detection leans Hindi, but not surely: the session stays in English…
+        ("okay tell me", "hi", 0.55),
+        // …until Hindi comes a second time in a row.
+        ("aur kuch batao", "hi", 0.6),
+    ]));
+    let metrics = Arc::new(Metrics::default());
+    let events = converse(
+        llm.clone(),
+        asr.clone(),
+        Arc::new(ToneBank::default()),
+        SessionSettings::new("lid", languages()),
+        metrics.clone(),
+        3,
+    )
+    .await;
+
+    let decisions: Vec<(&str, &str, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            PipelineEvent::LanguageDecided {
+                language,
+                detected,
+                reason,
+                ..
+            } => Some((language.as_str(), detected.as_str(), *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("en", "en", "first"),
+            ("en", "hi", "held"),
+            ("hi", "hi", "repeated")
+        ]
+    );
+    let changes: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            PipelineEvent::LanguageChanged { from, to, .. } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, [("en".to_string(), "hi".to_string())]);
+    // The decoder was told to keep English on the second turn, and not to on the third.
+    let seen = asr.seen.lock().unwrap().clone();
+    assert_eq!(seen[0], LanguageHint::DetectAmong(languages()));
+    assert!(
+        matches!(&seen[1], LanguageHint::Prefer { current, pending: None, .. } if current == "en"),
+        "{:?}",
+        seen[1]
+    );
+    assert!(
+        matches!(&seen[2], LanguageHint::Prefer { current, pending: Some(p), .. } if current == "en" && p == "hi"),
+        "{:?}",
+        seen[2]
+    );
+    // Replies: English, English (held), Hindi.
+    let asked: Vec<String> = llm
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.messages[0].content.clone())
+        .collect();
+    assert_eq!(asked.len(), 3);
+    assert!(asked[0].contains("English") && asked[1].contains("English"));
+    assert!(asked[2].contains("Hindi"), "{}", asked[2]);
+    assert_eq!(metrics.language_holds.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.language_switches.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_preferred_language_settles_an_unsure_first_turn() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "సరే.",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::with_probs(&[("ok", "en", 0.5)]));
+    let settings = SessionSettings {
+        preferred_language: Some("te".into()),
+        ..SessionSettings::new("pref", languages())
+    };
+    let events = converse(
+        llm,
+        asr.clone(),
+        Arc::new(ToneBank::default()),
+        settings,
+        Arc::new(Metrics::default()),
+        1,
+    )
+    .await;
+    let decided = events.iter().find_map(|e| match e {
+        PipelineEvent::LanguageDecided {
+            language, reason, ..
+        } => Some((language.clone(), *reason)),
+        _ => None,
+    });
+    // The decoder held Telugu (the preference) against an unsure English detection.
+    assert_eq!(decided, Some(("te".to_string(), "held")));
+    assert!(matches!(
+        &asr.seen.lock().unwrap()[0],
+        LanguageHint::Prefer { current, .. } if current == "te"
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hinglish_gets_a_hinglish_reply_spoken_run_by_run() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "आपकी meeting कल 3:30 बजे है, ₹500 की booking भी।",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[("kal meri meeting kab hai", "hi")]));
+    let voices = Arc::new(ToneBank::default());
+    let metrics = Arc::new(Metrics::default());
+    let events = converse(
+        llm.clone(),
+        asr,
+        voices.clone(),
+        SessionSettings::new("hinglish", languages()),
+        metrics.clone(),
+        1,
+    )
+    .await;
+    let mixed = events.iter().find_map(|e| match e {
+        PipelineEvent::LanguageDecided {
+            language,
+            mixed_with_english,
+            ..
+        } => Some((language.clone(), *mixed_with_english)),
+        _ => None,
+    });
+    assert_eq!(mixed, Some(("hi".to_string(), true)));
+    assert_eq!(metrics.code_switched_turns.load(Ordering::Relaxed), 1);
+    {
+        let req = &llm.requests.lock().unwrap()[0];
+        assert!(
+            req.messages[0].content.contains("Hinglish"),
+            "{:?}",
+            req.messages[0]
+        );
+        // The example exchange is Hinglish too.
+        assert!(
+            req.messages[2].content.contains("help"),
+            "{:?}",
+            req.messages[2]
+        );
+    }
+    // Captions keep the written text; the voices got words, English words the English voice.
+    let captions: String = events
+        .iter()
+        .filter_map(|e| match e {
+            PipelineEvent::ReplyText { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        captions.contains("3:30") && captions.contains("₹500"),
+        "{captions}"
+    );
+    let spoken = voices.spoken.lock().unwrap().clone();
+    let english: Vec<&str> = spoken
+        .iter()
+        .filter(|(l, _)| l == "en")
+        .map(|(_, t)| t.trim())
+        .collect();
+    assert_eq!(english, ["meeting", "booking"], "{spoken:?}");
+    let hindi: String = spoken
+        .iter()
+        .filter(|(l, _)| l == "hi")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    // "3:30 बजे" is read once: the reading already says बजकर … मिनट.
+    assert!(hindi.contains("तीन बजकर तीस मिनट है"), "{hindi}");
+    assert!(hindi.contains("पाँच सौ रुपए"), "{hindi}");
+    assert!(!hindi.chars().any(|c| c.is_ascii_digit()), "{hindi}");
+    let completed = events.iter().find_map(|e| match e {
+        PipelineEvent::TurnCompleted { voice, .. } => Some(voice.clone()),
+        _ => None,
+    });
+    assert!(
+        completed
+            .as_deref()
+            .is_some_and(|v| v.contains("fake:tone:en")),
+        "{completed:?}"
+    );
+}
