@@ -27,6 +27,8 @@ pub const DEFAULT_MAX_UTTERANCE_MS: u32 = 28_000;
 pub const DEFAULT_ASR_THREADS: usize = 2;
 pub const DEFAULT_AUDIO_CTX_PADDING_MS: u32 = 1_000;
 pub const DEFAULT_LID_SWITCH_CONFIDENCE: f32 = 0.8;
+pub const DEFAULT_REMOTE_ASR_MODEL: &str = "whisper-1";
+pub const DEFAULT_REMOTE_ASR_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_LLM_MAX_TOKENS: u32 = 120;
 pub const DEFAULT_LLM_TEMPERATURE: f32 = 0.3;
 pub const DEFAULT_LLM_CONNECT_TIMEOUT_MS: u64 = 5_000;
@@ -452,6 +454,83 @@ pub struct AsrConfig {
     /// once; a less sure one only on the second turn in a row (the decoder meanwhile keeps the
     /// session's language). 0 = every turn follows detection.
     pub switch_confidence: f32,
+    /// Per-language whisper.cpp ggml files (an Indic fine-tune for `hi`, …); the embedded
+    /// model detects the language and answers for every other one, and if these fail.
+    pub models: BTreeMap<String, PathBuf>,
+    /// A remote OpenAI-compatible recogniser for some languages.
+    pub remote: Option<RemoteAsrConfig>,
+}
+
+/// `[asr.remote]`: `POST <url>` as OpenAI's `/v1/audio/transcriptions` (multipart WAV).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteAsrConfig {
+    /// The full endpoint URL, e.g. `https://api.example.com/v1/audio/transcriptions`.
+    pub url: String,
+    #[serde(default = "default_remote_asr_model")]
+    pub model: String,
+    /// Environment variable holding the bearer token (never the token itself).
+    pub api_key_env: Option<String>,
+    /// The languages sent there (each must be in `pipeline.languages`).
+    pub languages: Vec<String>,
+    #[serde(default = "default_remote_asr_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_remote_asr_model() -> String {
+    DEFAULT_REMOTE_ASR_MODEL.into()
+}
+
+fn default_remote_asr_timeout_ms() -> u64 {
+    DEFAULT_REMOTE_ASR_TIMEOUT_MS
+}
+
+impl AsrConfig {
+    fn validate(&self, served: &[String]) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !(0.0..=1.0).contains(&self.switch_confidence) {
+            return bad("asr.switch_confidence must be within 0..1".into());
+        }
+        for (lang, path) in &self.models {
+            if !served.contains(lang) {
+                return bad(format!("asr.models: `{lang}` is not in pipeline.languages"));
+            }
+            if !path.is_file() {
+                return bad(format!(
+                    "asr.models.{lang}: {} is not a readable file",
+                    path.display()
+                ));
+            }
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        if !(remote.url.starts_with("http://") || remote.url.starts_with("https://")) {
+            return bad(format!(
+                "asr.remote.url must be an http(s) URL, not `{}`",
+                remote.url
+            ));
+        }
+        if remote.languages.is_empty() || remote.timeout_ms == 0 {
+            return bad("asr.remote needs languages and a timeout_ms above 0".into());
+        }
+        for lang in &remote.languages {
+            if !served.contains(lang) {
+                return bad(format!(
+                    "asr.remote.languages: `{lang}` is not in pipeline.languages"
+                ));
+            }
+            if self.models.contains_key(lang) {
+                return bad(format!(
+                    "asr: `{lang}` is in both asr.models and asr.remote"
+                ));
+            }
+        }
+        if let Some(var) = &remote.api_key_env {
+            check_secret("asr.remote.api_key_env", var)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for AsrConfig {
@@ -464,6 +543,8 @@ impl Default for AsrConfig {
             temperature_fallback: false,
             native_script_prompt: true,
             switch_confidence: DEFAULT_LID_SWITCH_CONFIDENCE,
+            models: BTreeMap::new(),
+            remote: None,
         }
     }
 }
@@ -648,6 +729,7 @@ impl Config {
         if self.asr.threads == 0 || self.llm.worker.threads == 0 {
             return bad("thread counts must be at least 1".into());
         }
+        self.asr.validate(&self.pipeline.languages)?;
         if self.llm.max_tokens == 0 || !(0.0..=2.0).contains(&self.llm.temperature) {
             return bad("llm.max_tokens must be > 0 and llm.temperature within 0..2".into());
         }

@@ -400,13 +400,17 @@ fn converse_cmd(
 }
 
 fn transcribe_cmd(config: &Config, input: &Path, language: Option<String>) -> Result<()> {
-    use vaak::backend::asr::{whisper::WhisperAsr, Asr, LanguageHint};
+    use vaak::backend::asr::{whisper::WhisperAsr, LanguageHint};
     let (pcm, rate) = vaak::audio::wav::read_mono(input)?;
     let pcm = vaak::audio::resample::resample_all(&pcm, rate, vaak::audio::PIPELINE_RATE)?;
     let store = store_for(config);
     let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
     let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
-    let asr = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
+    let embedded = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
+    // A remote recogniser (asr.remote) makes its requests on this runtime.
+    let rt = tokio::runtime::Runtime::new()?;
+    let _rt = rt.enter();
+    let asr = vaak::backend::recognisers(config, embedded)?;
     let hint = match language {
         Some(l) => LanguageHint::Fixed(l),
         None => LanguageHint::DetectAmong(config.pipeline.languages.clone()),
@@ -447,23 +451,34 @@ fn eval_asr_cmd(
     let store = store_for(config);
     let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
     let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
-    let asr = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
+    let embedded = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
+    // Per-language models and a remote recogniser apply here too: a better model for a
+    // language is measured with the same config that serves it.
+    let rt = tokio::runtime::Runtime::new()?;
+    let _rt = rt.enter();
+    let asr = vaak::backend::recognisers(config, embedded)?;
     let total = all.len();
     let mut done = 0;
-    let results = eval::run(&asr, &all, &config.pipeline.languages, channel, |r| {
-        done += 1;
-        eprintln!(
-            "[{done}/{total}] {} {} → {}: {} word errors of {}",
-            r.language,
-            r.path
-                .file_name()
-                .map(|f| f.to_string_lossy())
-                .unwrap_or_default(),
-            r.detected,
-            r.word_edits,
-            r.words
-        );
-    })?;
+    let results = eval::run(
+        asr.as_ref(),
+        &all,
+        &config.pipeline.languages,
+        channel,
+        |r| {
+            done += 1;
+            eprintln!(
+                "[{done}/{total}] {} {} → {}: {} word errors of {}",
+                r.language,
+                r.path
+                    .file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default(),
+                r.detected,
+                r.word_edits,
+                r.words
+            );
+        },
+    )?;
     let rows = eval::table(&results);
     if json {
         println!("{}", eval::to_json(&rows, channel));

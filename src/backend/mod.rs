@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, LlmKind};
 use crate::models::ResolvedModels;
+use asr::remote::{RemoteAsr, RemoteAsrOptions};
+use asr::routed::RoutedAsr;
 use asr::whisper::{WhisperAsr, WhisperOptions};
 use asr::Asr;
 use llm::fallback::{FallbackLlm, FallbackPolicy};
@@ -76,6 +78,43 @@ pub enum BackendError {
 }
 
 /// Whisper decoder options from the config.
+/// The embedded recogniser, behind a router when some languages have a model of their own
+/// (`asr.models`) or go to a remote service (`asr.remote`).
+pub fn recognisers(config: &Config, embedded: WhisperAsr) -> Result<Arc<dyn Asr>, BackendError> {
+    let asr = &config.asr;
+    if asr.models.is_empty() && asr.remote.is_none() {
+        return Ok(Arc::new(embedded));
+    }
+    let mut routed = RoutedAsr::new(Arc::new(embedded));
+    for (lang, path) in &asr.models {
+        let model = WhisperAsr::load(path, whisper_options(config))?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        routed = routed.route(lang, Arc::new(model), name);
+    }
+    if let Some(r) = &asr.remote {
+        let remote = Arc::new(RemoteAsr::new(RemoteAsrOptions {
+            url: r.url.clone(),
+            model: r.model.clone(),
+            api_key: r.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
+            timeout: std::time::Duration::from_millis(r.timeout_ms),
+        })?);
+        for lang in &r.languages {
+            routed = routed.route(lang, remote.clone(), format!("remote {}", r.url));
+        }
+    }
+    for (lang, name) in routed.routes() {
+        tracing::info!(
+            language = lang,
+            recogniser = name,
+            "per-language recogniser"
+        );
+    }
+    Ok(Arc::new(routed))
+}
+
 pub fn whisper_options(config: &Config) -> WhisperOptions {
     WhisperOptions {
         threads: config.asr.threads,
@@ -180,7 +219,10 @@ impl Backends {
             .model
             .clone()
             .unwrap_or_else(|| models.whisper_ggml.clone());
-        let asr = WhisperAsr::load(&whisper_path, whisper_options(&config))?;
+        let asr = recognisers(
+            &config,
+            WhisperAsr::load(&whisper_path, whisper_options(&config))?,
+        )?;
         times.asr = t.elapsed();
 
         let t = std::time::Instant::now();
@@ -197,7 +239,7 @@ impl Backends {
             Self {
                 config,
                 vad: Arc::new(vad),
-                asr: Arc::new(asr),
+                asr,
                 llm,
                 tts: Arc::new(voices),
                 worker,

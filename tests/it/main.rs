@@ -10,6 +10,7 @@ mod fakes;
 mod grpc_api;
 mod languages;
 mod live_turns;
+mod remote_asr;
 mod remote_llm;
 mod serve;
 mod telephony;
