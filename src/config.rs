@@ -450,6 +450,9 @@ pub struct AsrConfig {
     pub temperature_fallback: bool,
     /// Prompt the decoder in the language's own script.
     pub native_script_prompt: bool,
+    /// While decoding a language, give no probability to tokens of other scripts (Devanagari
+    /// or Urdu letters in a Telugu transcript). Latin stays allowed.
+    pub suppress_foreign_scripts: bool,
     /// Hysteresis: a detected language this sure (0–1) switches the session's language at
     /// once; a less sure one only on the second turn in a row (the decoder meanwhile keeps the
     /// session's language). 0 = every turn follows detection.
@@ -542,6 +545,7 @@ impl Default for AsrConfig {
             beam_size: 1,
             temperature_fallback: false,
             native_script_prompt: true,
+            suppress_foreign_scripts: true,
             switch_confidence: DEFAULT_LID_SWITCH_CONFIDENCE,
             models: BTreeMap::new(),
             remote: None,

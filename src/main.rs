@@ -89,6 +89,11 @@ enum EvalCmd {
         /// `wideband` (the clips as recorded) or `phone` (8 kHz μ-law, as a caller sounds).
         #[arg(long, default_value = "wideband")]
         channel: String,
+        /// `none` (each clip alone), `per-language` (each language's clips as one conversation,
+        /// with the session's language hysteresis) or `interleaved` (one conversation switching
+        /// language every turn).
+        #[arg(long, default_value = "none")]
+        session: String,
         #[arg(long)]
         json: bool,
     },
@@ -253,9 +258,10 @@ fn run(cli: Cli) -> Result<()> {
                     manifest,
                     clips,
                     channel,
+                    session,
                     json,
                 },
-        } => eval_asr_cmd(&config, &manifest, clips, &channel, json),
+        } => eval_asr_cmd(&config, &manifest, clips, &channel, &session, json),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Turn { manifest, clips } => bench_cmd(config, &manifest, clips),
             BenchCmd::Latency {
@@ -435,12 +441,16 @@ fn eval_asr_cmd(
     manifests: &[PathBuf],
     clips: usize,
     channel: &str,
+    session: &str,
     json: bool,
 ) -> Result<()> {
     use vaak::backend::asr::whisper::WhisperAsr;
     use vaak::bench::eval;
     let channel = eval::Channel::parse(channel)
         .ok_or_else(|| anyhow::anyhow!("--channel must be wideband or phone, not {channel}"))?;
+    let session = eval::Session::parse(session).ok_or_else(|| {
+        anyhow::anyhow!("--session must be none, per-language or interleaved, not {session}")
+    })?;
     let mut all = Vec::new();
     for m in manifests {
         let list = vaak::bench::read_manifest(m)?;
@@ -464,6 +474,8 @@ fn eval_asr_cmd(
         &all,
         &config.pipeline.languages,
         channel,
+        session,
+        config.asr.switch_confidence,
         |r| {
             done += 1;
             eprintln!(
@@ -481,9 +493,9 @@ fn eval_asr_cmd(
     )?;
     let rows = eval::table(&results);
     if json {
-        println!("{}", eval::to_json(&rows, channel));
+        println!("{}", eval::to_json(&rows, channel, session));
     } else {
-        print!("{}", eval::render(&rows, channel));
+        print!("{}", eval::render(&rows, channel, session));
     }
     Ok(())
 }

@@ -122,6 +122,7 @@ pub fn whisper_options(config: &Config) -> WhisperOptions {
         beam_size: config.asr.beam_size,
         temperature_fallback: config.asr.temperature_fallback,
         native_script_prompt: config.asr.native_script_prompt,
+        suppress_foreign_scripts: config.asr.suppress_foreign_scripts,
     }
 }
 

@@ -14,6 +14,8 @@ use crate::audio::resample::resample_all;
 use crate::audio::wav::read_mono;
 use crate::audio::{g711, PIPELINE_RATE};
 use crate::backend::asr::{Asr, LanguageHint};
+use crate::pipeline::language::LanguageTrack;
+use crate::stages::lang_id;
 use crate::text::normalize::normalize_for_scoring;
 use crate::text::script::{Script, ScriptStats};
 
@@ -62,6 +64,56 @@ impl Channel {
                 let line = g711::decode_ulaw(&g711::encode_ulaw(&narrow));
                 resample_all(&line, 8_000, PIPELINE_RATE).map_err(|e| e.to_string())
             }
+        }
+    }
+}
+
+/// Whether clips are recognised alone or as turns of a conversation (with the session's
+/// language hysteresis, as the daemon runs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// Each clip alone: LID is Whisper's spoken-language detection.
+    None,
+    /// The clips of each language, in order, as one conversation in that language: LID is the
+    /// turn's language decision.
+    PerLanguage,
+    /// All clips as one conversation, languages taken in turn (hi, te, en, hi, …): what
+    /// hysteresis costs when every turn switches language.
+    Interleaved,
+}
+
+impl Session {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Session::None),
+            "per-language" => Some(Session::PerLanguage),
+            "interleaved" => Some(Session::Interleaved),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Session::None => "none",
+            Session::PerLanguage => "per-language",
+            Session::Interleaved => "interleaved",
+        }
+    }
+}
+
+/// Clips in the order a session mode takes them: per language, or round-robin.
+fn session_order(clips: &[Clip], session: Session) -> Vec<&Clip> {
+    let mut by: BTreeMap<&str, Vec<&Clip>> = BTreeMap::new();
+    for c in clips {
+        by.entry(c.language.as_str()).or_default().push(c);
+    }
+    match session {
+        Session::None | Session::PerLanguage => by.into_values().flatten().collect(),
+        Session::Interleaved => {
+            let longest = by.values().map(Vec::len).max().unwrap_or(0);
+            (0..longest)
+                .flat_map(|i| by.values().filter_map(move |v| v.get(i).copied()))
+                .collect()
         }
     }
 }
@@ -116,18 +168,32 @@ pub fn score(reference: &str, hypothesis: &str) -> (usize, usize, usize, usize) 
     )
 }
 
-/// Recognises every clip (language detected among `languages`, as a live session does).
+/// Recognises every clip (language detected among `languages`, as a live session does); in a
+/// session mode, with the session's language hysteresis (`switch_confidence`).
 pub fn run(
     asr: &dyn Asr,
     clips: &[Clip],
     languages: &[String],
     channel: Channel,
+    session: Session,
+    switch_confidence: f32,
     mut progress: impl FnMut(&ClipResult),
 ) -> Result<Vec<ClipResult>, EvalError> {
-    let hint = LanguageHint::DetectAmong(languages.to_vec());
     let cancel = CancellationToken::new();
     let mut out = Vec::new();
-    for clip in clips {
+    let mut tracks: BTreeMap<String, LanguageTrack> = BTreeMap::new();
+    for clip in session_order(clips, session) {
+        let track_key = match session {
+            Session::PerLanguage => clip.language.as_str(),
+            _ => "",
+        };
+        let track = tracks
+            .entry(track_key.to_string())
+            .or_insert_with(|| LanguageTrack::new(switch_confidence, None));
+        let hint = match session {
+            Session::None => LanguageHint::DetectAmong(languages.to_vec()),
+            _ => track.asr_hint(languages),
+        };
         let err = |detail: String| EvalError::Clip {
             path: clip.path.clone(),
             detail,
@@ -142,6 +208,21 @@ pub fn run(
                 detail: e.to_string(),
             })?;
         let (word_edits, words, char_edits, chars) = score(&clip.text, &t.text);
+        let decided = match session {
+            Session::None => t.language.clone(),
+            _ => {
+                let (detected, confidence) = lang_id::detected(
+                    &t.language,
+                    t.language_prob,
+                    &t.candidates,
+                    t.held,
+                    &t.text,
+                    languages,
+                );
+                lang_id::turn_language(track, &detected, confidence, t.held, &t.text, languages)
+                    .language
+            }
+        };
         let right_script = match Script::of_language(&clip.language) {
             Some(want) => ScriptStats::of(&t.text)
                 .dominant()
@@ -154,7 +235,7 @@ pub fn run(
             duration_s: t.audio_s,
             reference: clip.text.clone(),
             hypothesis: t.text,
-            detected: t.language,
+            detected: decided,
             word_edits,
             words,
             char_edits,
@@ -213,11 +294,12 @@ pub fn table(results: &[ClipResult]) -> Vec<LanguageRow> {
         .collect()
 }
 
-pub fn render(rows: &[LanguageRow], channel: Channel) -> String {
+pub fn render(rows: &[LanguageRow], channel: Channel, session: Session) -> String {
     let pct = |x: f64| format!("{:.1}%", x * 100.0);
     let mut out = format!(
-        "channel: {}\n{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6}\n",
+        "channel: {}, session: {}\n{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6}\n",
         channel.name(),
+        session.name(),
         "lang",
         "clips",
         "WER",
@@ -243,9 +325,10 @@ pub fn render(rows: &[LanguageRow], channel: Channel) -> String {
     out
 }
 
-pub fn to_json(rows: &[LanguageRow], channel: Channel) -> serde_json::Value {
+pub fn to_json(rows: &[LanguageRow], channel: Channel, session: Session) -> serde_json::Value {
     serde_json::json!({
         "channel": channel.name(),
+        "session": session.name(),
         "languages": rows.iter().map(|r| serde_json::json!({
             "language": r.language,
             "clips": r.clips,
@@ -263,6 +346,33 @@ pub fn to_json(rows: &[LanguageRow], channel: Channel) -> serde_json::Value {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn session_orders() {
+        let clip = |l: &str, i: usize| Clip {
+            path: format!("{l}{i}.wav").into(),
+            language: l.into(),
+            duration_s: 1.0,
+            text: String::new(),
+        };
+        let clips = vec![clip("hi", 0), clip("hi", 1), clip("te", 0), clip("en", 0)];
+        let names = |s| {
+            session_order(&clips, s)
+                .iter()
+                .map(|c| c.path.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Session::PerLanguage),
+            ["en0.wav", "hi0.wav", "hi1.wav", "te0.wav"]
+        );
+        assert_eq!(
+            names(Session::Interleaved),
+            ["en0.wav", "hi0.wav", "te0.wav", "hi1.wav"]
+        );
+        assert_eq!(Session::parse("interleaved"), Some(Session::Interleaved));
+        assert_eq!(Session::parse("sometimes"), None);
+    }
 
     #[test]
     fn scores_count_edits_after_normalisation() {

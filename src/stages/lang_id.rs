@@ -10,7 +10,7 @@ use tracing::{debug, info_span, Instrument};
 
 use super::StageCtx;
 use crate::metrics::Metrics;
-use crate::pipeline::language::Reason;
+use crate::pipeline::language::{Decision, LanguageTrack, Reason};
 use crate::pipeline::messages::{Transcript, TurnClock, UserTurn};
 use crate::pipeline::PipelineEvent;
 use crate::text::codeswitch::{is_romanised_hindi, mixed_with_english};
@@ -106,6 +106,43 @@ fn script_is_decisive(text: &str, language: &str, allowed: &[String]) -> bool {
             .is_some_and(|(l, share)| l == language && share >= SCRIPT_OVERRIDE_SHARE)
 }
 
+/// What detection and the transcript say about a turn's language, before the session's
+/// hysteresis: when the recogniser held the session's language, the acoustic best guess.
+pub fn detected(
+    spoken: &str,
+    spoken_prob: f32,
+    candidates: &[(String, f32)],
+    held: bool,
+    text: &str,
+    allowed: &[String],
+) -> (String, f32) {
+    if held {
+        candidates
+            .first()
+            .cloned()
+            .unwrap_or((spoken.to_string(), spoken_prob))
+    } else {
+        decide(spoken, spoken_prob, text, allowed)
+    }
+}
+
+/// A final turn's language: the session's hysteresis applied to what was detected.
+pub fn turn_language(
+    track: &LanguageTrack,
+    detected: &str,
+    confidence: f32,
+    held: bool,
+    text: &str,
+    allowed: &[String],
+) -> Decision {
+    if held {
+        track.hold(detected)
+    } else {
+        let decisive = script_is_decisive(text, detected, allowed);
+        track.decide(detected, confidence, decisive)
+    }
+}
+
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Sender<UserTurn>) {
     let span = info_span!("stage", name = "lang_id", session = %ctx.settings.session_id);
     async move {
@@ -114,15 +151,14 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                 continue;
             }
             let allowed = &ctx.settings.languages;
-            // What detection and the transcript say, before the session's hysteresis.
-            let (detected, confidence) = if t.held {
-                t.candidates
-                    .first()
-                    .cloned()
-                    .unwrap_or((t.spoken_language.clone(), t.spoken_prob))
-            } else {
-                decide(&t.spoken_language, t.spoken_prob, &t.text, allowed)
-            };
+            let (detected, confidence) = detected(
+                &t.spoken_language,
+                t.spoken_prob,
+                &t.candidates,
+                t.held,
+                &t.text,
+                allowed,
+            );
             if t.turn.partial_only.load(Ordering::Relaxed) {
                 let language = if t.held {
                     t.spoken_language.clone()
@@ -163,12 +199,14 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                     ctx.report_interrupted(&old).await;
                 }
             }
-            let decision = if t.held {
-                ctx.language.hold(&detected)
-            } else {
-                let decisive = script_is_decisive(&t.text, &detected, allowed);
-                ctx.language.decide(&detected, confidence, decisive)
-            };
+            let decision = turn_language(
+                &ctx.language,
+                &detected,
+                confidence,
+                t.held,
+                &t.text,
+                allowed,
+            );
             let language = decision.language.clone();
             let mixed = mixed_with_english(&t.text, &language, &t.candidates);
             if decision.reason == Reason::Held {

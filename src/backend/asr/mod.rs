@@ -4,6 +4,7 @@
 
 pub mod remote;
 pub mod routed;
+pub mod script_filter;
 pub mod whisper;
 
 use tokio_util::sync::CancellationToken;

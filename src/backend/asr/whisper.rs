@@ -4,8 +4,10 @@
 //! detection is restricted to the configured languages, and the decoder is prompted in the
 //! detected language's own script so Hindi comes out in Devanagari rather than Urdu script.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -14,8 +16,9 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
-use super::{Asr, AsrError, Detected, LanguageHint, Transcription};
+use super::{script_filter, Asr, AsrError, Detected, LanguageHint, Transcription};
 use crate::audio::PIPELINE_RATE;
+use crate::text::script::Script;
 
 /// Encoder positions per second of audio (Whisper: 100 mel frames/s, stride 2).
 const AUDIO_CTX_PER_SECOND: f32 = 50.0;
@@ -35,6 +38,8 @@ pub struct WhisperOptions {
     pub beam_size: u32,
     pub temperature_fallback: bool,
     pub native_script_prompt: bool,
+    /// Give no probability to tokens of other scripts than the decided language's.
+    pub suppress_foreign_scripts: bool,
 }
 
 /// whisper.cpp with a pool of decoding states.
@@ -43,6 +48,8 @@ pub struct WhisperAsr {
     states: Mutex<Vec<WhisperState>>,
     opts: WhisperOptions,
     gate: DecodeGate,
+    /// Token ids of foreign scripts, per script, computed on first use.
+    foreign: Mutex<HashMap<Script, Arc<Vec<i32>>>>,
 }
 
 /// Limits concurrent decodes so that decodes × threads never exceeds the cores: whisper.cpp's
@@ -117,6 +124,7 @@ impl WhisperAsr {
             states: Mutex::new(Vec::new()),
             gate: DecodeGate::new(opts.threads),
             opts,
+            foreign: Mutex::new(HashMap::new()),
         };
         // Allocate one state up front so the first utterance does not pay for it.
         let first = asr.take_state()?;
@@ -140,6 +148,18 @@ impl WhisperAsr {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(state);
+    }
+
+    /// The tokens to suppress while decoding `language` (none for Latin-script languages).
+    fn foreign_tokens(&self, language: &str) -> Option<Arc<Vec<i32>>> {
+        let script = Script::of_language(language).filter(|s| *s != Script::Latin)?;
+        let mut cache = self.foreign.lock().unwrap_or_else(|p| p.into_inner());
+        let ids = cache.entry(script).or_insert_with(|| {
+            let vocab = (0..self.ctx.n_vocab())
+                .filter_map(|id| self.ctx.token_to_bytes(id).ok().map(|b| (id, b)));
+            Arc::new(script_filter::foreign_tokens(vocab, script))
+        });
+        Some(Arc::clone(ids))
     }
 
     fn audio_ctx_for(&self, samples: usize) -> i32 {
@@ -281,6 +301,20 @@ impl WhisperAsr {
             params.set_abort_callback(Some(abort_if_cancelled));
             params.set_abort_callback_user_data(cancel as *const CancellationToken as *mut c_void);
         }
+        let foreign = if self.opts.suppress_foreign_scripts {
+            self.foreign_tokens(&language)
+        } else {
+            None
+        };
+        if let Some(ids) = &foreign {
+            // SAFETY: `user_data` points at the id list, which `foreign` keeps alive until
+            // after `state.full` returns; the callback only reads it and writes logits within
+            // the vocabulary (every id came from `0..n_vocab`).
+            unsafe {
+                params.set_filter_logits_callback(Some(suppress_tokens));
+                params.set_filter_logits_callback_user_data(Arc::as_ptr(ids) as *mut c_void);
+            }
+        }
         let result = state.full(params, pcm);
         if cancel.is_cancelled() {
             return Err(AsrError::Cancelled);
@@ -303,6 +337,26 @@ impl WhisperAsr {
             audio_s: pcm.len() as f32 / PIPELINE_RATE as f32,
             elapsed_s: started.elapsed().as_secs_f32(),
         })
+    }
+}
+
+/// whisper.cpp's logits filter: the ids in `user_data` (a `Vec<i32>`) get no probability.
+unsafe extern "C" fn suppress_tokens(
+    _ctx: *mut whisper_rs::WhisperSysContext,
+    _state: *mut whisper_rs::WhisperSysState,
+    _tokens: *const whisper_rs::WhisperTokenData,
+    _n_tokens: std::ffi::c_int,
+    logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    if logits.is_null() || user_data.is_null() {
+        return;
+    }
+    // SAFETY: set up in `run`: `user_data` is a live `Vec<i32>` of ids below n_vocab, and
+    // `logits` holds n_vocab floats.
+    let ids = unsafe { &*(user_data as *const Vec<i32>) };
+    for &id in ids {
+        unsafe { *logits.add(id as usize) = f32::NEG_INFINITY };
     }
 }
 
