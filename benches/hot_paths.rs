@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-chunk hot paths that run on the async runtime (no models):
 //! resampling a 20 ms transport chunk, endpointing a 32 ms frame, clause splitting a streamed
-//! token, redacting a transcript. Prints p50/p95 per operation (`cargo bench --bench hot_paths`).
+//! token, redacting a transcript, normalising a reply clause for speech, splitting a mixed-script
+//! clause into voice runs. Prints p50/p95 per operation (`cargo bench --bench hot_paths`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -10,7 +11,9 @@ use vaak::config::VadConfig;
 use vaak::metrics::summarize;
 use vaak::stages::vad::Endpointer;
 use vaak::text::clauses::ClauseSplitter;
+use vaak::text::codeswitch::script_runs;
 use vaak::text::redact::redact;
+use vaak::text::speech::normalize_for_speech;
 
 fn measure(name: &str, iters: usize, mut f: impl FnMut(usize)) {
     for i in 0..iters / 10 {
@@ -64,5 +67,18 @@ fn main() {
     let text = "my number is +91 98765 43210 and PAN ABCDE1234F, call me after 5 pm";
     measure("redact a transcript line", 20_000, |_| {
         black_box(redact(black_box(text)));
+    });
+
+    let clause = "आपका बिल ₹1,299.50 है, 15/08/2024 तक 18% ब्याज के साथ भरें।";
+    measure("normalise a Hindi clause for speech", 20_000, |_| {
+        black_box(normalize_for_speech(black_box(clause), "hi"));
+    });
+    let clause = "Your OTP is 048213; ₹2,50,000 is due on 26/01/2025 at 10:45.";
+    measure("normalise an English clause for speech", 20_000, |_| {
+        black_box(normalize_for_speech(black_box(clause), "en"));
+    });
+    let mixed = "आपकी meeting कल 3 बजे है, please समय पर आइए।";
+    measure("split a Hinglish clause into script runs", 50_000, |_| {
+        black_box(script_runs(black_box(mixed), "hi"));
     });
 }

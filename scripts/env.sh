@@ -4,4 +4,6 @@ VAAK_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vaak"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$VAAK_CACHE/target}"
 export VAAK_MODELS_DIR="${VAAK_MODELS_DIR:-$VAAK_CACHE/models}"
 export VAAK_BIN="$CARGO_TARGET_DIR/debug/vaak"
+# ONNX Runtime's own telemetry off for test binaries too (`vaak` sets it itself at start).
+export ORT_DISABLE_TELEMETRY=1
 export VAAK_LLM_BIN="$CARGO_TARGET_DIR/debug/vaak-llm"

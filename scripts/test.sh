@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-scripts/setup.sh
+scripts/setup.sh --test
 source scripts/env.sh
 
 cargo fmt --all --check

@@ -28,6 +28,8 @@ pub const DEFAULT_ASR_THREADS: usize = 2;
 pub const DEFAULT_AUDIO_CTX_PADDING_MS: u32 = 1_000;
 pub const DEFAULT_LID_SWITCH_CONFIDENCE: f32 = 0.8;
 pub const DEFAULT_REMOTE_ASR_MODEL: &str = "whisper-1";
+pub const DEFAULT_KIOSK_GREETING_IDLE_S: u64 = 120;
+pub const DEFAULT_KIOSK_DEVICE_RETRY_MS: u64 = 2_000;
 pub const DEFAULT_REMOTE_ASR_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_LLM_MAX_TOKENS: u32 = 120;
 pub const DEFAULT_LLM_TEMPERATURE: f32 = 0.3;
@@ -108,6 +110,7 @@ pub struct Config {
     pub turn: TurnConfig,
     pub sessions: SessionsConfig,
     pub telephony: TelephonyConfig,
+    pub kiosk: KioskConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +222,61 @@ impl Default for TelephonyConfig {
             twilio: ProviderConfig::named("twilio"),
             exotel: ProviderConfig::named("exotel"),
             plivo: ProviderConfig::named("plivo"),
+        }
+    }
+}
+
+/// How a kiosk hears the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wake {
+    /// Always listening; the VAD finds speech.
+    Vad,
+    /// Listening only while talking is switched on (Enter toggles it on the terminal).
+    PushToTalk,
+}
+
+/// How a kiosk keeps from hearing itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Duplex {
+    /// The microphone is muted while the reply plays (and for a short tail after it).
+    Half,
+    /// The microphone stays open; what it hears is compared with the reply being played and
+    /// passed on only when it is clearly louder than the reply's echo, so the user can still
+    /// interrupt.
+    EchoSuppression,
+}
+
+/// `vaak kiosk`: a microphone and a speaker on this machine, no network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KioskConfig {
+    /// Capture device name (as `vaak kiosk --list-devices` prints it); empty = the default.
+    pub input_device: String,
+    /// Playback device name; empty = the default.
+    pub output_device: String,
+    pub wake: Wake,
+    pub duplex: Duplex,
+    /// Greet again after this many seconds without speech (0 = greet only at start).
+    pub greeting_idle_s: u64,
+    /// Greeting per language (spoken in each of `pipeline.languages` that has one); languages
+    /// without an entry use the built-in greeting.
+    pub greetings: BTreeMap<String, String>,
+    /// An unplugged or failed device is reopened this often until it is back.
+    pub device_retry_ms: u64,
+}
+
+impl Default for KioskConfig {
+    fn default() -> Self {
+        Self {
+            input_device: String::new(),
+            output_device: String::new(),
+            wake: Wake::Vad,
+            duplex: Duplex::Half,
+            greeting_idle_s: DEFAULT_KIOSK_GREETING_IDLE_S,
+            greetings: BTreeMap::new(),
+            device_retry_ms: DEFAULT_KIOSK_DEVICE_RETRY_MS,
         }
     }
 }

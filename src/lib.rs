@@ -15,6 +15,11 @@
 //!    Asterisk AudioSocket;       telephony: marks/paced frames report what was played, 8 kHz
 //!    one writer task per call)   audio through G.711 + resampling, Silero's 8 kHz mode
 //!
+//!  languages: ASR holds the session's language (pipeline::language, hysteresis) and routes
+//!  per language (backend::asr::routed: a ggml per language, a remote /v1/audio/transcriptions,
+//!  embedded Whisper as fallback); lang id decides each turn and spots Hinglish; TTS splits
+//!  mixed-script clauses into runs, each normalised (text::speech) and spoken by its own voice
+//!
 //!  Ingest ─► Utterance ─► Transcript ─► UserTurn ─► ReplyText ─► ReplyAudio ─► PipelineEvent
 //!  (edges: pipeline::{UTTERANCE_EDGE, TURN_EDGE, CLAUSE_EDGE, AUDIO_OUT_EDGE, EVENT_EDGE})
 //!
@@ -24,7 +29,8 @@
 //!              (retry, time-outs, cool-down) with vaak-llm as the fallback
 //! ```
 //!
-//! Modules: [`audio`] pcm/resample/G.711/wav · [`text`] clauses/script/redaction · [`config`] the
+//! Modules: [`audio`] pcm/resample/G.711/wav · [`text`] clauses/script/redaction/code-switching/
+//! speech normalisation (numbers, money, dates in 12 languages) · [`config`] the
 //! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
 //! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
 //! events · [`stages`] the stage tasks · [`session`] conversation history, the SQLite store, the

@@ -29,6 +29,16 @@ struct Cli {
 enum Cmd {
     /// Run the daemon (loads models once, serves until SIGINT/SIGTERM).
     Serve,
+    /// A kiosk: talk through this machine's microphone and speaker, with no network (until
+    /// SIGINT/SIGTERM). Captions are printed here.
+    Kiosk {
+        /// Print the audio devices (names for `[kiosk] input_device` / `output_device`).
+        #[arg(long)]
+        list_devices: bool,
+        /// Listen only while talking is switched on with Enter (instead of always, by VAD).
+        #[arg(long)]
+        push_to_talk: bool,
+    },
     /// Answer the speech in a WAV file with speech, written to --out.
     Converse {
         input: PathBuf,
@@ -167,6 +177,11 @@ enum BenchCmd {
 }
 
 fn main() -> ExitCode {
+    // Microsoft's ONNX Runtime builds (the library vaak loads from the `onnxruntime` wheel)
+    // upload telemetry from Linux too, starting when the runtime is created — before the API's
+    // DisableTelemetryEvents can act. This variable stops it entirely, and must be set before
+    // any thread exists (setting the environment is not thread-safe), so: first thing.
+    std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
     let cli = Cli::parse();
     init_tracing();
     match run(cli) {
@@ -232,6 +247,10 @@ fn run(cli: Cli) -> Result<()> {
             }
         },
         Cmd::Models { cmd } => models_cmd(cmd, &config),
+        Cmd::Kiosk {
+            list_devices,
+            push_to_talk,
+        } => kiosk_cmd(config, list_devices, push_to_talk),
         Cmd::Serve => {
             let store = store_for(&config);
             let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
@@ -402,6 +421,49 @@ fn converse_cmd(
             print!("{}", vaak::converse::report_text(&report, out));
         }
         Ok(())
+    })
+}
+
+fn kiosk_cmd(mut config: Config, list_devices: bool, push_to_talk: bool) -> Result<()> {
+    use vaak::transport::kiosk;
+    if list_devices {
+        let (inputs, outputs) = kiosk::devices::list();
+        println!("input devices:\n  {}", inputs.join("\n  "));
+        println!("output devices:\n  {}", outputs.join("\n  "));
+        return Ok(());
+    }
+    if push_to_talk {
+        config.kiosk.wake = vaak::config::Wake::PushToTalk;
+    }
+    kiosk::check_offline(&config)?;
+    // Every model must be here already: the kiosk fetches nothing (this names a missing one).
+    let store = store_for(&config);
+    let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
+    let config = Arc::new(config);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let tracker = tokio_util::task::TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let (cfg, t, s) = (Arc::clone(&config), tracker.clone(), shutdown.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            vaak::backend::Backends::load(cfg, &resolved, &t, s)
+        })
+        .await?;
+        let result = async {
+            let backends = Arc::new(loaded?.0);
+            if let Some(w) = &backends.worker {
+                w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT)
+                    .await
+                    .map_err(|e| kiosk::KioskError::Worker(e.to_string()))?;
+            }
+            kiosk::run(Arc::clone(&config), backends, CancellationToken::new()).await;
+            anyhow::Ok(())
+        }
+        .await;
+        shutdown.cancel();
+        tracker.close();
+        let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
+        result
     })
 }
 

@@ -108,12 +108,19 @@ impl Asr for ScriptedAsr {
             .cloned()
             .unwrap_or_default();
         let prob = self.probs.get(i).copied().unwrap_or(0.9);
+        // The rest of the probability is shared by the other allowed languages.
+        let mut candidates = vec![(lang.clone(), prob)];
+        if let LanguageHint::DetectAmong(allowed) | LanguageHint::Prefer { allowed, .. } = hint {
+            let others: Vec<&String> = allowed.iter().filter(|l| **l != lang).collect();
+            let share = (1.0 - prob) / others.len().max(1) as f32;
+            candidates.extend(others.into_iter().map(|l| (l.clone(), share)));
+        }
         let (language, held) = hint.choose(&lang, prob);
         Ok(Transcription {
             text,
             language,
             language_prob: prob,
-            candidates: vec![(lang, prob)],
+            candidates,
             held,
             audio_s: pcm.len() as f32 / 16_000.0,
             elapsed_s: 0.0,

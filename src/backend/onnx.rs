@@ -25,7 +25,14 @@ pub fn environment(dylib: &Path) -> Result<Environment, OnnxError> {
     }
     let result = ENVIRONMENT.get_or_init(|| {
         let builder = ort::init_from(dylib).map_err(|e| e.to_string())?;
-        builder.with_name("vaak").build().map_err(|e| e.to_string())
+        // Microsoft's ONNX Runtime builds (the PyPI wheel's library) send usage telemetry to
+        // mobile.events.data.microsoft.com by default, from Linux too: never from vaak. This
+        // stops later events; `ORT_DISABLE_TELEMETRY=1` (set by `main`) stops the first one.
+        builder
+            .with_name("vaak")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| e.to_string())
     });
     result.clone().map_err(|detail| OnnxError::Init {
         path: dylib.to_path_buf(),

@@ -186,12 +186,15 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                     continue;
                 }
             };
+            // The language's voice first, then any other voice a run used ("…+kokoro:af_heart").
+            let mut voices = vec![engine.name().to_string()];
             let parts = spoken_parts(&ctx, engine, &clause.text, &clause.language);
-            let voice = parts
-                .iter()
-                .map(|p| p.engine.name())
-                .collect::<Vec<_>>()
-                .join("+");
+            for p in &parts {
+                if !voices.iter().any(|v| v == p.engine.name()) {
+                    voices.push(p.engine.name().to_string());
+                }
+            }
+            let voice = voices.join("+");
             let speed = ctx.settings.speech_rate;
             let started = std::time::Instant::now();
             let synth = tokio::task::spawn_blocking(move || synthesize_parts(&parts, speed)).await;

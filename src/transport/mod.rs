@@ -5,4 +5,5 @@
 
 pub mod grpc;
 pub mod http;
+pub mod kiosk;
 pub mod telephony;

@@ -8,6 +8,7 @@ mod converse_real;
 mod fakes;
 #[macro_use]
 mod grpc_api;
+mod kiosk;
 mod languages;
 mod live_turns;
 mod remote_asr;

@@ -29,6 +29,12 @@ pub enum LanguageHint {
 impl LanguageHint {
     /// The language to decode in, given the detection's best language and its probability;
     /// `true` when that is the held language rather than the detected one.
+    ///
+    /// (Measured alternative, not taken: holding only while the session's language keeps at
+    /// least 0.2 of the probability. It lets a session that really switches every turn follow
+    /// sooner — Telugu turns amid Hindi ones recognised 70 % instead of 10 % — but costs the
+    /// common single-language conversation: Telugu 60 % instead of 90 %, Hindi 94 % instead of
+    /// 100 %.)
     pub fn choose(&self, best: &str, prob: f32) -> (String, bool) {
         match self {
             LanguageHint::Prefer {

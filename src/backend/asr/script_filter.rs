@@ -47,6 +47,13 @@ fn scripts_of(bytes: &[u8]) -> Vec<Seen> {
             0xC2..=0xCD => (2, None),
             0xD8..=0xDB | 0xDD => (2, Some(Seen::Known(Script::Arabic))),
             0xCE..=0xDF => (2, Some(Seen::Foreign)),
+            // The danda and double danda (U+0964/0965) end sentences in Bengali, Gurmukhi and
+            // Odia text too: they belong to no one script.
+            0xE0 if bytes.get(i + 1) == Some(&0xA5)
+                && matches!(bytes.get(i + 2), Some(0xA4 | 0xA5)) =>
+            {
+                (3, None)
+            }
             0xE0 => match bytes.get(i + 1) {
                 Some(&b2) => (3, indic_row(b2).map(Seen::Known)),
                 None => (1, None),
@@ -116,6 +123,9 @@ mod tests {
         assert!(!is_foreign("ﷺ".as_bytes(), Script::Arabic));
         assert!(!is_foreign("हिन्दी।".as_bytes(), Script::Devanagari));
         assert!(is_foreign("😀".as_bytes(), Script::Devanagari));
+        // The danda is every Indic script's full stop.
+        assert!(!is_foreign("।".as_bytes(), Script::Bengali));
+        assert!(!is_foreign(" ॥".as_bytes(), Script::Gurmukhi));
     }
 
     #[test]

@@ -1,0 +1,529 @@
+//! `vaak kiosk`: one conversation through this machine's microphone and speaker, with no
+//! network — for a kiosk in a government office or a village centre. The microphone feeds the
+//! same pipeline as every other transport; replies go to the speaker; captions go to the
+//! terminal. The kiosk does not hear itself (half duplex, or echo suppression against the reply
+//! being played), greets in its languages when idle, and survives an unplugged device.
+
+pub mod devices;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::audio::resample::StreamResampler;
+use crate::audio::PIPELINE_RATE;
+use crate::backend::Backends;
+use crate::config::{Config, Duplex, LlmKind, Wake};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Ingest, PipelineEvent, SessionSettings};
+use devices::{Captured, DeviceEvent, Devices, Playback};
+
+/// After the speaker falls silent, half duplex keeps the microphone muted this long (the
+/// room's reverberation and the device's buffer).
+pub const HALF_DUPLEX_TAIL: Duration = Duration::from_millis(300);
+/// Echo suppression passes the microphone while the reply plays only when it is this many
+/// times louder than the reply (≈ +10 dB): a person speaking up, not the reply's echo.
+pub const ECHO_MARGIN: f32 = 3.0;
+/// At most this many languages are greeted in (the first of `pipeline.languages`).
+pub const GREETING_LANGUAGES: usize = 3;
+/// How often the kiosk checks whether a reply's first sample has reached the speaker.
+const PLAYED_POLL: Duration = Duration::from_millis(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KioskError {
+    /// The configuration needs a network (a remote LLM or recogniser).
+    #[error("the kiosk runs without a network, but {0}")]
+    NeedsNetwork(String),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    #[error("the LLM worker did not start: {0}")]
+    Worker(String),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Refuses configurations that would reach out over the network.
+pub fn check_offline(config: &Config) -> Result<(), KioskError> {
+    if config.llm.kind == LlmKind::Openai {
+        return Err(KioskError::NeedsNetwork(
+            "llm.kind = \"openai\" is a remote server: use the embedded worker".into(),
+        ));
+    }
+    if config.asr.remote.is_some() {
+        return Err(KioskError::NeedsNetwork(
+            "[asr.remote] is a remote recogniser: remove it (asr.models work offline)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The built-in greeting of a language.
+pub fn default_greeting(lang: &str) -> Option<&'static str> {
+    Some(match lang {
+        "en" => "Hello! I am vaak. How can I help you?",
+        "hi" => "नमस्ते! मैं वाक हूँ। बोलिए, मैं आपकी क्या मदद करूँ?",
+        "bn" => "নমস্কার! আমি বাক। বলুন, কীভাবে সাহায্য করতে পারি?",
+        "ta" => "வணக்கம்! நான் வாக். சொல்லுங்கள், எப்படி உதவலாம்?",
+        "te" => "నమస్కారం! నేను వాక్. చెప్పండి, ఎలా సహాయం చేయగలను?",
+        "mr" => "नमस्कार! मी वाक. बोला, मी कशी मदत करू?",
+        "gu" => "નમસ્તે! હું વાક છું. બોલો, હું કેવી રીતે મદદ કરું?",
+        "kn" => "ನಮಸ್ಕಾರ! ನಾನು ವಾಕ್. ಹೇಳಿ, ಹೇಗೆ ಸಹಾಯ ಮಾಡಲಿ?",
+        "ml" => "നമസ്കാരം! ഞാൻ വാക്. പറയൂ, എങ്ങനെ സഹായിക്കാം?",
+        "pa" => "ਸਤ ਸ੍ਰੀ ਅਕਾਲ! ਮੈਂ ਵਾਕ ਹਾਂ। ਦੱਸੋ, ਮੈਂ ਕਿਵੇਂ ਮਦਦ ਕਰਾਂ?",
+        "ur" => "السلام علیکم! میں واک ہوں۔ بتائیے، میں کیا مدد کروں؟",
+        "or" => "ନମସ୍କାର! ମୁଁ ବାକ୍। କୁହନ୍ତୁ, ମୁଁ କିପରି ସାହାଯ୍ୟ କରିବି?",
+        _ => return None,
+    })
+}
+
+/// The greetings to speak, in order: (language, text).
+pub fn greetings(config: &Config) -> Vec<(String, String)> {
+    config
+        .pipeline
+        .languages
+        .iter()
+        .filter_map(|l| {
+            let text = config
+                .kiosk
+                .greetings
+                .get(l)
+                .cloned()
+                .or_else(|| default_greeting(l).map(str::to_string))?;
+            Some((l.clone(), text))
+        })
+        .take(GREETING_LANGUAGES)
+        .collect()
+}
+
+/// Decides what of the microphone reaches the pipeline.
+#[derive(Debug)]
+pub struct MicGate {
+    duplex: Duplex,
+    wake: Wake,
+    /// Push-to-talk is switched on.
+    pub talking: bool,
+    muted_until: Option<Instant>,
+}
+
+impl MicGate {
+    pub fn new(duplex: Duplex, wake: Wake) -> Self {
+        Self {
+            duplex,
+            wake,
+            talking: false,
+            muted_until: None,
+        }
+    }
+
+    /// `chunk` as the pipeline should get it: unchanged, or silence (kept, so the VAD's clock
+    /// goes on and a turn in progress ends). `playing` = reply audio is queued or sounding;
+    /// `reply_level` = RMS of what the speaker plays now.
+    pub fn pass(&mut self, chunk: &mut [f32], playing: bool, reply_level: f32, now: Instant) {
+        let open = match (self.wake, self.duplex) {
+            (Wake::PushToTalk, _) if !self.talking => false,
+            (_, Duplex::Half) => {
+                if playing {
+                    self.muted_until = Some(now + HALF_DUPLEX_TAIL);
+                }
+                self.muted_until.is_none_or(|t| now >= t)
+            }
+            (_, Duplex::EchoSuppression) => {
+                !playing || rms(chunk) > ECHO_MARGIN * reply_level.max(1e-4)
+            }
+        };
+        if !open {
+            chunk.fill(0.0);
+        }
+    }
+}
+
+fn rms(x: &[f32]) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt()
+}
+
+/// A turn's reply on its way to the speaker: when its first sample is played, latency is known.
+struct Pending {
+    turn: u64,
+    /// The speaker's sample count at which the reply's first sample is played.
+    at_sample: u64,
+    /// When the pipeline handed the first reply audio over.
+    handed_over: Instant,
+}
+
+/// Resamples between two rates, rebuilt when either changes.
+struct Converter {
+    rates: (u32, u32),
+    inner: Option<StreamResampler>,
+}
+
+impl Converter {
+    fn new() -> Self {
+        Self {
+            rates: (0, 0),
+            inner: None,
+        }
+    }
+
+    fn run(&mut self, samples: &[f32], from: u32, to: u32) -> Vec<f32> {
+        if from == to || from == 0 || to == 0 {
+            return samples.to_vec();
+        }
+        if self.rates != (from, to) || self.inner.is_none() {
+            self.inner = StreamResampler::new(from, to).ok();
+            self.rates = (from, to);
+        }
+        let mut out = Vec::with_capacity(samples.len() * to as usize / from as usize + 16);
+        let ok = self
+            .inner
+            .as_mut()
+            .is_some_and(|r| r.push(samples, &mut out).is_ok());
+        if ok {
+            out
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Runs the kiosk until `stop` is cancelled (or SIGINT/SIGTERM); returns after every task it
+/// started has finished (or the deadline passed).
+pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: CancellationToken) {
+    let cfg = &config.kiosk;
+    let metrics = Arc::new(Metrics::default());
+    let tracker = TaskTracker::new();
+    let pipeline_stop = stop.child_token();
+    let settings = SessionSettings {
+        // Half duplex mutes the microphone while speaking: there is nothing to barge in with.
+        barge_in: cfg.duplex == Duplex::EchoSuppression,
+        ..SessionSettings::live("kiosk", config.pipeline.languages.clone())
+    };
+    let capacity = pipeline::ingest_capacity(config.pipeline.input_buffer_ms, 20);
+    let mut session = pipeline::spawn(
+        Arc::clone(&backends),
+        settings,
+        capacity,
+        Arc::clone(&metrics),
+        &tracker,
+        pipeline_stop.clone(),
+    );
+    let mut devices = Devices::start(
+        &cfg.input_device,
+        &cfg.output_device,
+        Duration::from_millis(cfg.device_retry_ms.max(100)),
+    );
+    let (talk_tx, mut talk_rx) = mpsc::channel::<()>(4);
+    if cfg.wake == Wake::PushToTalk {
+        spawn_enter_reader(talk_tx);
+        println!("[push to talk: press Enter to speak, Enter again when done]");
+    }
+    let greetings = greetings(&config);
+    let mut gate = MicGate::new(cfg.duplex, cfg.wake);
+    let (mut mic_rs, mut spk_rs) = (Converter::new(), Converter::new());
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut device_delay_ms: std::collections::HashMap<u64, u64> = Default::default();
+    let mut last_activity = Instant::now();
+    let mut greeted = false;
+    let idle = Duration::from_secs(cfg.greeting_idle_s);
+    let mut poll = tokio::time::interval(PLAYED_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut term = signals();
+    let playback = Arc::clone(&devices.playback);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = next_signal(&mut term) => break,
+            Some(ev) = devices.events.recv() => match ev {
+                DeviceEvent::Ready { input_rate, output_rate } => {
+                    info!(input_rate, output_rate, "audio devices open");
+                    println!("[listening: microphone {input_rate} Hz, speaker {output_rate} Hz]");
+                    if !greeted {
+                        greeted = true;
+                        tracker.spawn(speak_greetings(
+                            Arc::clone(&backends),
+                            greetings.clone(),
+                            Arc::clone(&playback),
+                        ));
+                        last_activity = Instant::now();
+                    }
+                }
+                DeviceEvent::Failed(why) => {
+                    warn!(error = %why, "audio device unavailable; retrying");
+                    println!("[audio device problem: {why} — retrying]");
+                }
+            },
+            Some(Captured { mut samples, rate }) = devices.captured.recv() => {
+                let playing = playback.queued() > 0;
+                gate.pass(&mut samples, playing, playback.level(), Instant::now());
+                let pcm = mic_rs.run(&samples, rate, PIPELINE_RATE);
+                if pcm.is_empty() {
+                    continue;
+                }
+                match session.input.try_send(Ingest::Audio(pcm)) {
+                    Ok(()) => {}
+                    // Realtime capture: a pipeline that is behind loses audio, counted.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        Metrics::incr(&metrics.audio_chunks_dropped);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            Some(()) = talk_rx.recv() => {
+                gate.talking = !gate.talking;
+                println!("{}", if gate.talking { "[listening…]" } else { "[thinking…]" });
+                if !gate.talking && session.input.send(Ingest::EndOfInput).await.is_err() {
+                    break;
+                }
+            }
+            ev = session.events.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    PipelineEvent::SpeechStarted => last_activity = Instant::now(),
+                    PipelineEvent::Transcript { text, language, is_final: true, .. } => {
+                        println!("you ({language}): {text}");
+                    }
+                    PipelineEvent::ReplyText { text, .. } => println!("vaak: {text}"),
+                    PipelineEvent::ReplyAudio { turn, samples, sample_rate, offset_samples } => {
+                        let out_rate = playback.rate.load(Ordering::Relaxed) as u32;
+                        let audio = spk_rs.run(&samples, sample_rate, out_rate);
+                        if offset_samples == 0 {
+                            pending.push(Pending {
+                                turn: turn.0,
+                                at_sample: playback.played.load(Ordering::Relaxed)
+                                    + playback.queued() as u64,
+                                handed_over: Instant::now(),
+                            });
+                        }
+                        if playback.push(&audio) > 0 {
+                            Metrics::incr(&metrics.audio_chunks_dropped);
+                        }
+                        last_activity = Instant::now();
+                    }
+                    PipelineEvent::Interrupted { .. } => playback.clear(),
+                    PipelineEvent::TurnCompleted { turn, timings, .. } => {
+                        let device = device_delay_ms.remove(&turn.0);
+                        if let (Some(to_audio), Some(device)) = (timings.end_to_first_audio, device) {
+                            let total = to_audio.as_millis() as u64 + device;
+                            info!(turn = turn.0, end_of_speech_to_speaker_ms = total, device_ms = device, "turn timing");
+                            println!("[turn {}: {total} ms from the end of speech to the speaker]", turn.0);
+                        }
+                        last_activity = Instant::now();
+                    }
+                    PipelineEvent::TurnFailed { message, .. } => {
+                        println!("[could not answer: {message}]");
+                    }
+                    _ => {}
+                }
+            }
+            _ = poll.tick() => {
+                let played = playback.played.load(Ordering::Relaxed);
+                pending.retain(|p| {
+                    if played > p.at_sample {
+                        device_delay_ms.insert(p.turn, p.handed_over.elapsed().as_millis() as u64);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if greeted && idle > Duration::ZERO && last_activity.elapsed() >= idle && playback.queued() == 0 {
+                    tracker.spawn(speak_greetings(
+                        Arc::clone(&backends),
+                        greetings.clone(),
+                        Arc::clone(&playback),
+                    ));
+                    last_activity = Instant::now();
+                }
+            }
+        }
+    }
+    pipeline_stop.cancel();
+    drop(session);
+    info!(
+        capture_chunks_dropped = devices.dropped.load(Ordering::Relaxed),
+        device_glitches = devices.glitches.load(Ordering::Relaxed),
+        "kiosk devices closing"
+    );
+    devices_stop(devices).await;
+    tracker.close();
+    if tokio::time::timeout(crate::daemon::DRAIN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("kiosk tasks still running at the shutdown deadline");
+    }
+    info!(
+        dropped_capture = metrics.audio_chunks_dropped.load(Ordering::Relaxed),
+        "kiosk stopped"
+    );
+}
+
+/// Stops the device thread off the runtime (it joins a thread).
+async fn devices_stop(devices: Devices) {
+    let _ = tokio::task::spawn_blocking(move || devices.stop()).await;
+}
+
+/// Speaks each greeting (with its caption) through the speaker; a task of its own, so that the
+/// kiosk loop keeps taking the microphone meanwhile.
+async fn speak_greetings(
+    backends: Arc<Backends>,
+    greetings: Vec<(String, String)>,
+    playback: Arc<Playback>,
+) {
+    let mut spk_rs = Converter::new();
+    for (lang, text) in &greetings {
+        let engine = match backends.tts.for_language(lang) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(language = %lang, error = %e, "no voice for the greeting");
+                continue;
+            }
+        };
+        let (spoken, speed) = (
+            crate::text::speech::normalize_for_speech(text, lang),
+            backends.config.tts.default_speed,
+        );
+        let synth = tokio::task::spawn_blocking(move || {
+            engine
+                .synthesize(&spoken, speed)
+                .map(|s| (s, engine.sample_rate()))
+        })
+        .await;
+        match synth {
+            Ok(Ok((samples, rate))) => {
+                let out_rate = playback.rate.load(Ordering::Relaxed) as u32;
+                // The caption goes with the audio.
+                println!("vaak: {text}");
+                playback.push(&spk_rs.run(&samples, rate, out_rate));
+            }
+            Ok(Err(e)) => warn!(language = %lang, error = %e, "greeting synthesis failed"),
+            Err(e) => warn!(error = %e, "greeting task failed"),
+        }
+    }
+}
+
+/// Each Enter on the terminal toggles push-to-talk (a blocking reader thread; it ends at EOF).
+fn spawn_enter_reader(tx: mpsc::Sender<()>) {
+    let _ = std::thread::Builder::new()
+        .name("kiosk-keys".into())
+        .spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() || tx.blocking_send(()).is_err() {
+                    break;
+                }
+            }
+        });
+}
+
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+fn signals() -> Signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    Some((
+        signal(SignalKind::terminate()).ok()?,
+        signal(SignalKind::interrupt()).ok()?,
+    ))
+}
+
+async fn next_signal(s: &mut Signals) {
+    match s {
+        Some((term, int)) => {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM"),
+                _ = int.recv() => info!("SIGINT"),
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_duplex_mutes_while_playing_and_for_a_tail() {
+        let mut g = MicGate::new(Duplex::Half, Wake::Vad);
+        let t0 = Instant::now();
+        let mut chunk = vec![0.5f32; 160];
+        g.pass(&mut chunk, false, 0.0, t0);
+        assert_eq!(chunk[0], 0.5, "open while nothing plays");
+        g.pass(&mut chunk, true, 0.2, t0);
+        assert_eq!(chunk[0], 0.0, "muted while the reply plays");
+        let mut chunk = vec![0.5f32; 160];
+        g.pass(&mut chunk, false, 0.0, t0 + Duration::from_millis(100));
+        assert_eq!(chunk[0], 0.0, "still muted in the tail");
+        let mut chunk = vec![0.5f32; 160];
+        g.pass(
+            &mut chunk,
+            false,
+            0.0,
+            t0 + HALF_DUPLEX_TAIL + Duration::from_millis(1),
+        );
+        assert_eq!(chunk[0], 0.5);
+    }
+
+    #[test]
+    fn echo_suppression_lets_a_louder_voice_through() {
+        let mut g = MicGate::new(Duplex::EchoSuppression, Wake::Vad);
+        let now = Instant::now();
+        let mut echo = vec![0.1f32; 160];
+        g.pass(&mut echo, true, 0.1, now);
+        assert!(
+            echo.iter().all(|s| *s == 0.0),
+            "the reply's echo is suppressed"
+        );
+        let mut voice = vec![0.5f32; 160];
+        g.pass(&mut voice, true, 0.1, now);
+        assert_eq!(voice[0], 0.5, "a person speaking up interrupts");
+    }
+
+    #[test]
+    fn push_to_talk_listens_only_while_on() {
+        let mut g = MicGate::new(Duplex::Half, Wake::PushToTalk);
+        let now = Instant::now();
+        let mut chunk = vec![0.5f32; 16];
+        g.pass(&mut chunk, false, 0.0, now);
+        assert_eq!(chunk[0], 0.0);
+        g.talking = true;
+        let mut chunk = vec![0.5f32; 16];
+        g.pass(&mut chunk, false, 0.0, now);
+        assert_eq!(chunk[0], 0.5);
+    }
+
+    #[test]
+    fn offline_checks_and_greetings() {
+        let mut c = Config::default();
+        assert!(check_offline(&c).is_ok());
+        c.llm.kind = LlmKind::Openai;
+        assert!(check_offline(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("llm.kind"));
+        let mut c = Config::default();
+        c.pipeline.languages = vec![
+            "te".into(),
+            "xx".into(),
+            "hi".into(),
+            "en".into(),
+            "ta".into(),
+        ];
+        c.kiosk.greetings.insert("hi".into(), "राम राम".into());
+        let g = greetings(&c);
+        let langs: Vec<&str> = g.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(langs, ["te", "hi", "en"]);
+        assert_eq!(g[1].1, "राम राम");
+        for l in crate::config::DEFAULT_LANGUAGES {
+            assert!(default_greeting(l).is_some(), "{l}");
+        }
+    }
+}
