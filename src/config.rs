@@ -832,6 +832,16 @@ impl Config {
             }
         }
         self.telephony.validate(&self.pipeline.languages)?;
+        for lang in self.kiosk.greetings.keys() {
+            if !self.pipeline.languages.contains(lang) {
+                return bad(format!(
+                    "kiosk.greetings: `{lang}` is not in pipeline.languages"
+                ));
+            }
+        }
+        if self.kiosk.device_retry_ms < 100 {
+            return bad("kiosk.device_retry_ms must be at least 100".into());
+        }
         if self.sessions.ttl_s == 0 {
             return bad("sessions.ttl_s must be > 0".into());
         }
@@ -903,6 +913,16 @@ mod tests {
         assert!(Config::parse("[pipeline]\nlanguages = [\"xx\"]\n").is_err());
         assert!(Config::parse("[llm]\nkind = \"openai\"\n").is_err());
         assert!(Config::parse("[models]\nset = \"huge\"\n").is_err());
+        let e = Config::parse("[kiosk.greetings]\nxx = \"hi\"\n").unwrap_err();
+        assert!(e.to_string().contains("kiosk.greetings"), "{e}");
+        let e = Config::parse("[asr]\nswitch_confidence = 2.0\n").unwrap_err();
+        assert!(e.to_string().contains("switch_confidence"), "{e}");
+        let c = Config::parse("[kiosk]\nwake = \"push-to-talk\"\nduplex = \"echo-suppression\"\n")
+            .expect("kiosk modes parse");
+        assert_eq!(
+            (c.kiosk.wake, c.kiosk.duplex),
+            (Wake::PushToTalk, Duplex::EchoSuppression)
+        );
     }
 
     #[test]
