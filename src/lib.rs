@@ -4,7 +4,7 @@
 //!  ingest (transport)        stages, one tokio task each, joined by bounded channels          egress
 //!  ─────────────────   ┌─────┐   ┌─────┐   ┌─────────┐   ┌─────┐   ┌─────┐   ┌────────┐   ─────────────
 //!  file / gRPC /    ──►│ VAD │──►│ ASR │──►│ lang id │──►│ LLM │──►│ TTS │──►│ output │──► same transport
-//!  WebRTC / phone      └─────┘   └─────┘   └─────────┘   └─────┘   └─────┘   └────────┘
+//!  phone / kiosk mic   └─────┘   └─────┘   └─────────┘   └─────┘   └─────┘   └────────┘
 //!         ▲                │  barge-in: user speech while the assistant talks                │
 //!         └────────────────┴── cancels the turn (token), output clears, history keeps only ──┘
 //!                              what was actually played
@@ -35,7 +35,8 @@
 //! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
 //! events · [`stages`] the stage tasks · [`session`] conversation history, the SQLite store, the
 //! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
-//! reflection, auth, TLS) and telephony (provider WebSockets, AudioSocket) · [`converse`] a file
+//! reflection, auth, TLS), telephony (provider WebSockets, AudioSocket) and the offline kiosk
+//! (cpal microphone and speaker) · [`converse`] a file
 //! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency and
 //! ASR accuracy benchmarks · [`metrics`] counters and latencies.
 

@@ -69,8 +69,10 @@ pub struct Run<'a> {
 }
 
 /// Splits `text` (a reply clause in `language`) into runs of English words and runs of the
-/// language's own script. Digits, spaces and punctuation stay with the run they are in; a
-/// reply in English, or one with no Latin words, is one run.
+/// language's own script. Digits, spaces and punctuation stay with the run they are in. A reply
+/// in English, one with no Latin words, and one with no letter of the language's script (the
+/// whole clause romanised: "aap kaise ho") are one run in the language's voice, and so is a
+/// Latin run that is romanised Hindi rather than English.
 pub fn script_runs<'a>(text: &'a str, language: &str) -> Vec<Run<'a>> {
     if text.trim().is_empty() {
         return Vec::new();
@@ -82,7 +84,8 @@ pub fn script_runs<'a>(text: &'a str, language: &str) -> Vec<Run<'a>> {
     let Some(native) = Script::of_language(language) else {
         return whole;
     };
-    if native == Script::Latin || latin_words(text).next().is_none() {
+    let has_native = text.chars().any(|c| Script::of_char(c) == Some(native));
+    if native == Script::Latin || !has_native || latin_words(text).next().is_none() {
         return whole;
     }
     let mut runs: Vec<Run<'a>> = Vec::new();
@@ -118,6 +121,11 @@ pub fn script_runs<'a>(text: &'a str, language: &str) -> Vec<Run<'a>> {
         english: english.unwrap_or(false),
     });
     runs.retain(|r| !r.text.trim().is_empty());
+    for r in &mut runs {
+        if r.english && language == "hi" && is_romanised_hindi(r.text) {
+            r.english = false;
+        }
+    }
     runs
 }
 
@@ -165,6 +173,12 @@ mod tests {
         assert_eq!(script_runs("See you tomorrow", "en").len(), 1);
         // A single Latin letter (a unit, an initial) is not an English word.
         assert_eq!(script_runs("5 k दूर", "hi").len(), 1);
+        // A wholly romanised reply is the language's, not English.
+        let whole = script_runs("Sabar karo, sab theek hoga", "hi");
+        assert_eq!((whole.len(), whole[0].english), (1, false));
+        // Romanised Hindi inside Devanagari stays with the Hindi voice.
+        let runs = script_runs("हाँ, kal ka mausam kaisa hai yeh batao", "hi");
+        assert!(runs.iter().all(|r| !r.english), "{runs:?}");
     }
 
     proptest! {

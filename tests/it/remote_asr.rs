@@ -137,6 +137,24 @@ fn transcribe_te(cfg: &std::path::Path) -> (std::process::Output, Duration) {
     (out, started.elapsed())
 }
 
+/// `vaak transcribe` of the Telugu clip with the server's `route` as `asr.remote` for Telugu:
+/// its JSON, its log and how long it took.
+async fn transcribe_via(
+    dir: &std::path::Path,
+    addr: SocketAddr,
+    route: &str,
+    timeout_ms: u64,
+) -> (serde_json::Value, String, Duration) {
+    let url = format!("http://{addr}/{route}/v1/audio/transcriptions");
+    let cfg = config(dir, &url, "\"te\"", timeout_ms);
+    let (out, took) = tokio::task::spawn_blocking(move || transcribe_te(&cfg))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = serde_json::from_slice(&out.stdout).expect("transcribe prints JSON");
+    (json, stderr(&out), took)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -149,17 +167,7 @@ async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
     };
 
     // Up: the remote text comes back, from a well-formed request.
-    let cfg = config(
-        dir.path(),
-        &format!("http://{addr}/ok/v1/audio/transcriptions"),
-        "\"te\"",
-        10_000,
-    );
-    let (out, _) = tokio::task::spawn_blocking(move || transcribe_te(&cfg))
-        .await
-        .unwrap();
-    assert!(out.status.success());
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (json, _, _) = transcribe_via(dir.path(), addr, "ok", 10_000).await;
     assert_eq!(json["text"], REMOTE_TEXT);
     assert_eq!(json["language"], "te");
     let seen = log.lock().unwrap().last().cloned().unwrap();
@@ -175,45 +183,21 @@ async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
     );
 
     // Down (503): the embedded model answers, and the log says why.
-    let cfg = config(
-        dir.path(),
-        &format!("http://{addr}/down/v1/audio/transcriptions"),
-        "\"te\"",
-        10_000,
-    );
-    let (out, _) = tokio::task::spawn_blocking(move || transcribe_te(&cfg))
-        .await
-        .unwrap();
-    assert!(out.status.success());
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (json, log_text, _) = transcribe_via(dir.path(), addr, "down", 10_000).await;
     let text = json["text"].as_str().unwrap();
     assert!(!text.is_empty() && text != REMOTE_TEXT, "{text}");
     assert!(
-        stderr(&out).contains("HTTP 503") && stderr(&out).contains("embedded model answers"),
-        "{}",
-        stderr(&out)
+        log_text.contains("HTTP 503") && log_text.contains("embedded model answers"),
+        "{log_text}"
     );
     assert!(
-        !stderr(&out).contains("overloaded"),
+        !log_text.contains("overloaded"),
         "the response body is not logged"
     );
 
     // Slow: given up after the timeout, then the embedded model answers.
-    let cfg = config(
-        dir.path(),
-        &format!("http://{addr}/slow/v1/audio/transcriptions"),
-        "\"te\"",
-        1_000,
-    );
-    let (out, took) = tokio::task::spawn_blocking(move || transcribe_te(&cfg))
-        .await
-        .unwrap();
-    assert!(out.status.success());
-    assert!(
-        stderr(&out).contains("no answer within 1000 ms"),
-        "{}",
-        stderr(&out)
-    );
+    let (_, log_text, took) = transcribe_via(dir.path(), addr, "slow", 1_000).await;
+    assert!(log_text.contains("no answer within 1000 ms"), "{log_text}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
     assert_eq!(log.lock().unwrap().len(), 3);
 }

@@ -415,13 +415,14 @@ pub fn native_script_prompt(lang: &str) -> Option<&'static str> {
     })
 }
 
-impl Asr for WhisperAsr {
-    fn transcribe(
+impl WhisperAsr {
+    /// Runs `f` on a pooled decoding state, once a decode slot is free (or `cancel` fires).
+    fn with_state<T>(
         &self,
         pcm_16k: &[f32],
-        hint: &LanguageHint,
         cancel: &CancellationToken,
-    ) -> Result<Transcription, AsrError> {
+        f: impl FnOnce(&mut WhisperState) -> Result<T, AsrError>,
+    ) -> Result<T, AsrError> {
         if pcm_16k.len() < MIN_SAMPLES {
             return Err(AsrError::TooShort(
                 pcm_16k.len() as f32 / PIPELINE_RATE as f32,
@@ -429,9 +430,22 @@ impl Asr for WhisperAsr {
         }
         let _slot = self.gate.enter(cancel)?;
         let mut state = self.take_state()?;
-        let result = self.run(&mut state, pcm_16k, hint, cancel);
+        let result = f(&mut state);
         self.give_back(state);
         result
+    }
+}
+
+impl Asr for WhisperAsr {
+    fn transcribe(
+        &self,
+        pcm_16k: &[f32],
+        hint: &LanguageHint,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        self.with_state(pcm_16k, cancel, |state| {
+            self.run(state, pcm_16k, hint, cancel)
+        })
     }
 
     fn detect_language(
@@ -440,16 +454,9 @@ impl Asr for WhisperAsr {
         allowed: &[String],
         cancel: &CancellationToken,
     ) -> Result<Detected, AsrError> {
-        if pcm_16k.len() < MIN_SAMPLES {
-            return Err(AsrError::TooShort(
-                pcm_16k.len() as f32 / PIPELINE_RATE as f32,
-            ));
-        }
-        let _slot = self.gate.enter(cancel)?;
-        let mut state = self.take_state()?;
-        let result = self.detect_on(&mut state, pcm_16k, allowed, cancel);
-        self.give_back(state);
-        result
+        self.with_state(pcm_16k, cancel, |state| {
+            self.detect_on(state, pcm_16k, allowed, cancel)
+        })
     }
 
     fn is_busy(&self) -> bool {

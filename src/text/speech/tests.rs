@@ -398,3 +398,16 @@ fn english_details() {
         assert_eq!(normalize_for_speech(written, "en"), spoken, "{written}");
     }
 }
+
+/// Text with nothing to expand is spoken exactly as written, in every script.
+#[test]
+fn plain_text_is_unchanged() {
+    for (lang, text) in [
+        ("hi", "सबर करो वोर पेकती वा। पारी मेंनू दादजी बोले."),
+        ("te", "మీరు ఎలా ఉన్నారు? నేను బాగున్నాను."),
+        ("ur", "آپ کیسے ہیں؟ میں ٹھیک ہوں۔"),
+        ("en", "Ask not what your country can do for you."),
+    ] {
+        assert_eq!(normalize_for_speech(text, lang), text, "{lang}");
+    }
+}
