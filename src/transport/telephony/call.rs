@@ -35,6 +35,10 @@ pub const CONTROL_EDGE: usize = 4;
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The writer gets this long to send its goodbye (close frame, error frame).
 pub const WRITER_DEADLINE: Duration = Duration::from_secs(2);
+/// After vaak closes a call, what the provider still sends is read (and dropped) until it
+/// closes too, for at most this long: dropping a socket with unread data makes the kernel send
+/// a reset, and the provider then loses the close frame that says why the call ended.
+pub const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// AudioSocket: at most this many 20 ms frames wait in the writer (1 s).
 pub const MAX_QUEUED_FRAMES: usize = 50;
 
@@ -147,6 +151,29 @@ pub enum Reader {
 }
 
 impl Reader {
+    /// Reads and drops whatever the provider still sends until it closes its side (its close
+    /// frame, or EOF), for at most [`CLOSE_DRAIN`].
+    async fn drain(&mut self) {
+        let until_closed = async {
+            match self {
+                Reader::Ws { stream, .. } => {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                }
+                Reader::Tcp { read, buf } => {
+                    buf.clear();
+                    while matches!(read.read_buf(buf).await, Ok(n) if n > 0) {
+                        buf.clear();
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_DRAIN, until_closed).await;
+    }
+
     /// The next message; `Ok(None)` once the provider closed the connection. Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<Inbound>, WireError> {
         match self {
@@ -652,11 +679,11 @@ pub async fn serve(
 ) {
     let slot = match svc.admit() {
         Ok(s) => s,
-        Err(e) => return refuse(&svc, conn, End::Busy(e.to_string())).await,
+        Err(e) => return refuse(&svc, conn, &mut reader, End::Busy(e.to_string())).await,
     };
     let start = match await_start(&mut reader).await {
         Ok(s) => s,
-        Err(end) => return refuse(&svc, conn, end).await,
+        Err(end) => return refuse(&svc, conn, &mut reader, end).await,
     };
     let cfg = &svc.backends.config;
     let default_languages = if cfg.telephony.languages.is_empty() {
@@ -667,11 +694,19 @@ pub async fn serve(
     let req = open_request(&setup, &start, &default_languages);
     let mut decoder = match InputDecoder::new(wire_format(start.format)) {
         Ok(d) => d,
-        Err(s) => return refuse(&svc, conn, End::Internal(s.message().to_string())).await,
+        Err(s) => {
+            return refuse(
+                &svc,
+                conn,
+                &mut reader,
+                End::Internal(s.message().to_string()),
+            )
+            .await
+        }
     };
     let mut session = match svc.open(slot, req).await {
         Ok(s) => s,
-        Err(e) => return refuse(&svc, conn, End::from_open(e)).await,
+        Err(e) => return refuse(&svc, conn, &mut reader, End::from_open(e)).await,
     };
     info!(
         session = %session.id,
@@ -694,12 +729,14 @@ pub async fn serve(
     session.cancel.cancel();
     log_end(&svc, &end);
     writer.close(end).await;
+    reader.drain().await;
 }
 
 /// Ends a call that never got a session.
-async fn refuse(svc: &SessionService, conn: Connection, end: End) {
+async fn refuse(svc: &SessionService, conn: Connection, reader: &mut Reader, end: End) {
     log_end(svc, &end);
     conn.close(&end).await;
+    reader.drain().await;
 }
 
 async fn call_loop(
