@@ -89,7 +89,7 @@ async fn serve(log: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
             "/slow/v1/audio/transcriptions",
             post(move |h: HeaderMap, b: Bytes| async move {
                 r3(h, b);
-                tokio::time::sleep(Duration::from_secs(20)).await;
+                tokio::time::sleep(Duration::from_secs(300)).await;
                 (StatusCode::OK, "{\"text\": \"too late\"}".to_string())
             }),
         );
@@ -183,7 +183,7 @@ async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
     );
 
     // Down (503): the embedded model answers, and the log says why.
-    let (json, log_text, _) = transcribe_via(dir.path(), addr, "down", 10_000).await;
+    let (json, log_text, down_took) = transcribe_via(dir.path(), addr, "down", 10_000).await;
     let text = json["text"].as_str().unwrap();
     assert!(!text.is_empty() && text != REMOTE_TEXT, "{text}");
     assert!(
@@ -198,7 +198,12 @@ async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
     // Slow: given up after the timeout, then the embedded model answers.
     let (_, log_text, took) = transcribe_via(dir.path(), addr, "slow", 1_000).await;
     assert!(log_text.contains("no answer within 1000 ms"), "{log_text}");
-    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // As long as the 503 case (model load + fallback decode) plus the 1 s timeout and slack for
+    // a loaded machine — far from the server's 300 s.
+    assert!(
+        took < down_took + Duration::from_secs(30),
+        "took {took:?} (the 503 case {down_took:?})"
+    );
     assert_eq!(log.lock().unwrap().len(), 3);
 }
 
