@@ -29,6 +29,7 @@ pub enum LanguageHint {
 impl LanguageHint {
     /// The language to decode in, given the detection's best language and its probability;
     /// `true` when that is the held language rather than the detected one.
+    /// [`Self::choose_among`] also gives the chosen language's probability.
     ///
     /// (Measured alternative, not taken: holding only while the session's language keeps at
     /// least 0.2 of the probability. It lets a session that really switches every turn follow
@@ -47,6 +48,18 @@ impl LanguageHint {
             }
             _ => (best.to_string(), false),
         }
+    }
+
+    /// [`Self::choose`] on a detection: the language to decode in, its probability among the
+    /// candidates (the best one's if it is not listed) and whether it was held.
+    pub fn choose_among(&self, detected: &Detected) -> (String, f32, bool) {
+        let (best, prob, candidates) = detected;
+        let (language, held) = self.choose(best, *prob);
+        let p = candidates
+            .iter()
+            .find(|(l, _)| *l == language)
+            .map_or(*prob, |(_, p)| *p);
+        (language, p, held)
     }
 }
 

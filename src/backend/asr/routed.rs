@@ -57,14 +57,9 @@ impl Asr for RoutedAsr {
         let (language, prob, candidates, held) = match hint {
             LanguageHint::Fixed(l) => (l.clone(), 1.0, vec![(l.clone(), 1.0)], false),
             LanguageHint::DetectAmong(allowed) | LanguageHint::Prefer { allowed, .. } => {
-                let (best, prob, candidates): Detected =
-                    self.embedded.detect_language(pcm, allowed, cancel)?;
-                let (language, held) = hint.choose(&best, prob);
-                let prob = candidates
-                    .iter()
-                    .find(|(l, _)| *l == language)
-                    .map_or(prob, |(_, p)| *p);
-                (language, prob, candidates, held)
+                let detected: Detected = self.embedded.detect_language(pcm, allowed, cancel)?;
+                let (language, prob, held) = hint.choose_among(&detected);
+                (language, prob, detected.2, held)
             }
         };
         let fixed = LanguageHint::Fixed(language.clone());

@@ -276,11 +276,9 @@ impl WhisperAsr {
                 self.detect_on(state, pcm, allowed, cancel)?
             }
         };
-        let (language, held) = hint.choose(&language, language_prob);
-        let language_prob = candidates
-            .iter()
-            .find(|(l, _)| *l == language)
-            .map_or(language_prob, |(_, p)| *p);
+        let detected = (language, language_prob, candidates);
+        let (language, language_prob, held) = hint.choose_among(&detected);
+        let candidates = detected.2;
 
         let mut params = self.base_params(audio_ctx);
         params.set_language(Some(whisper_lang_static(&language)?));

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::audio::resample::StreamResampler;
-use crate::audio::PIPELINE_RATE;
+use crate::audio::{rms, PIPELINE_RATE};
 use crate::backend::Backends;
 use crate::config::{Config, Duplex, LlmKind, Wake};
 use crate::metrics::Metrics;
@@ -140,13 +140,6 @@ impl MicGate {
             chunk.fill(0.0);
         }
     }
-}
-
-fn rms(x: &[f32]) -> f32 {
-    if x.is_empty() {
-        return 0.0;
-    }
-    (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt()
 }
 
 /// A turn's reply on its way to the speaker: when its first sample is played, latency is known.
