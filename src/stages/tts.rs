@@ -97,17 +97,29 @@ const JOIN_SILENCE: f32 = 0.0056;
 /// Silence kept at each join, so that words do not run into each other.
 const JOIN_KEEP_MS: u32 = 40;
 
+/// Drops the silence an engine pads before speech, but `keep` samples. Kokoro starts every
+/// clause with ~350 ms of it: on the first clause that is latency the user hears, and between
+/// clauses the previous clause's trailing pad is pause enough.
+fn trim_lead(audio: &mut Vec<f32>, keep: usize) {
+    if let Some(p) = audio.iter().position(|s| s.abs() > JOIN_SILENCE) {
+        audio.drain(..p.saturating_sub(keep));
+    }
+}
+
 /// Synthesises every part and joins them into one buffer at the first voice's rate, with the
-/// silence each engine pads around its output trimmed at the joins (no audible gaps).
+/// silence each engine pads before speech and around its joins trimmed (no audible gaps, no
+/// silent start).
 fn synthesize_parts(parts: &[Part], speed: f32) -> Result<(Vec<f32>, u32), TtsError> {
     let Some(first) = parts.first() else {
         return Ok((Vec::new(), 0));
     };
     let rate = first.engine.sample_rate();
-    if parts.len() == 1 {
-        return Ok((first.engine.synthesize(&first.spoken, speed)?, rate));
-    }
     let keep = (rate * JOIN_KEEP_MS / 1000) as usize;
+    if parts.len() == 1 {
+        let mut audio = first.engine.synthesize(&first.spoken, speed)?;
+        trim_lead(&mut audio, keep);
+        return Ok((audio, rate));
+    }
     let mut out = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         if part.spoken.trim().is_empty() {
@@ -119,13 +131,10 @@ fn synthesize_parts(parts: &[Part], speed: f32) -> Result<(Vec<f32>, u32), TtsEr
                 .map_err(|e| TtsError::inference(part.engine.name(), e))?;
         }
         let loud = |s: &&f32| s.abs() > JOIN_SILENCE;
-        let start = match i {
-            0 => 0,
-            _ => audio
-                .iter()
-                .position(|s| loud(&s))
-                .map_or(0, |p| p.saturating_sub(keep)),
-        };
+        let start = audio
+            .iter()
+            .position(|s| loud(&s))
+            .map_or(0, |p| p.saturating_sub(keep));
         let end = match i + 1 == parts.len() {
             true => audio.len(),
             false => audio
@@ -259,4 +268,25 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leading_silence_is_trimmed_to_the_keep() {
+        let mut audio = vec![0.0f32; 8_400];
+        audio.extend(std::iter::repeat_n(0.3f32, 100));
+        trim_lead(&mut audio, 960);
+        assert_eq!(audio.len(), 960 + 100);
+        assert_eq!(audio[960], 0.3);
+        // All silence (nothing to find) and already-tight audio stay as they are.
+        let mut quiet = vec![0.0f32; 500];
+        trim_lead(&mut quiet, 10);
+        assert_eq!(quiet.len(), 500);
+        let mut tight = vec![0.3f32; 50];
+        trim_lead(&mut tight, 960);
+        assert_eq!(tight.len(), 50);
+    }
 }
