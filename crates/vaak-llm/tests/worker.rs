@@ -425,12 +425,11 @@ fn worker_end_to_end() {
         .as_u64()
         .unwrap();
     assert!(cached2 > 100, "turn 2 reused only {cached2} tokens");
+    // Only the new tokens are prefilled. (Not their wall time: on a loaded 2-core machine a
+    // 22-token prefill was seen to take longer than the first turn's 154; the speed-up is
+    // measured by the benchmarks, not asserted here.)
     assert!(
         timings2["prefill_tokens"].as_u64().unwrap() < timings1["prefill_tokens"].as_u64().unwrap()
-    );
-    assert!(
-        timings2["prefill_ms"].as_f64().unwrap() < timings1["prefill_ms"].as_f64().unwrap(),
-        "cached turn should prefill faster"
     );
 
     // A new session with the same system prompt borrows its prefix from session-a's slot.
