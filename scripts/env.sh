@@ -3,6 +3,8 @@
 VAAK_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vaak"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$VAAK_CACHE/target}"
 export VAAK_MODELS_DIR="${VAAK_MODELS_DIR:-$VAAK_CACHE/models}"
+# npm packages of the browser tests (playwright-core).
+export VAAK_WEB_DIR="${VAAK_WEB_DIR:-$VAAK_CACHE/web}"
 export VAAK_BIN="$CARGO_TARGET_DIR/debug/vaak"
 # ONNX Runtime's own telemetry off for test binaries too (`vaak` sets it itself at start).
 export ORT_DISABLE_TELEMETRY=1

@@ -8,9 +8,10 @@ source scripts/env.sh
 
 need_pkgs=(build-essential pkg-config cmake libclang-dev libasound2-dev espeak-ng libespeak-ng-dev sox unzip curl openssl python3-venv)
 # `--test`: what the test suite needs besides: a private PulseAudio server with virtual devices
-# for the kiosk test (ALSA reaches it through libasound2-plugins), strace, unshare, ip, pgrep.
+# for the kiosk test (ALSA reaches it through libasound2-plugins), strace, unshare, ip, pgrep;
+# Debian's chromium (driven by npm playwright-core) and nftables (packet loss) for WebRTC.
 if [ "${1:-}" = "--test" ]; then
-  need_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils strace iproute2 procps util-linux)
+  need_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils strace iproute2 procps util-linux chromium nftables)
 fi
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
 command -v npm >/dev/null || need_pkgs+=(npm)
@@ -23,6 +24,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ "${1:-}" = "--test" ]; then
+  # playwright-core for the browser tests, outside the clone; it never downloads a browser.
+  if ! cmp -s tests/web/package-lock.json "$VAAK_WEB_DIR/package-lock.json" \
+      || [ ! -d "$VAAK_WEB_DIR/node_modules/playwright-core" ]; then
+    mkdir -p "$VAAK_WEB_DIR"
+    cp tests/web/package.json tests/web/package-lock.json "$VAAK_WEB_DIR/"
+    (cd "$VAAK_WEB_DIR" && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
 fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) and re-run" >&2

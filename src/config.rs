@@ -29,6 +29,11 @@ pub const DEFAULT_AUDIO_CTX_PADDING_MS: u32 = 1_000;
 pub const DEFAULT_LID_SWITCH_CONFIDENCE: f32 = 0.8;
 pub const DEFAULT_REMOTE_ASR_MODEL: &str = "whisper-1";
 pub const DEFAULT_KIOSK_GREETING_IDLE_S: u64 = 120;
+pub const DEFAULT_WEBRTC_BIND_IP: &str = "127.0.0.1";
+pub const DEFAULT_WEBRTC_MAX_CALLS: u32 = 8;
+pub const DEFAULT_OPUS_COMPLEXITY: i32 = 5;
+pub const DEFAULT_OPUS_BITRATE: i32 = 32_000;
+pub const DEFAULT_OPUS_LOSS_PERC: i32 = 10;
 pub const DEFAULT_KIOSK_DEVICE_RETRY_MS: u64 = 2_000;
 pub const DEFAULT_REMOTE_ASR_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_LLM_MAX_TOKENS: u32 = 120;
@@ -111,6 +116,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub telephony: TelephonyConfig,
     pub kiosk: KioskConfig,
+    pub webrtc: WebrtcConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +229,114 @@ impl Default for TelephonyConfig {
             exotel: ProviderConfig::named("exotel"),
             plivo: ProviderConfig::named("plivo"),
         }
+    }
+}
+
+/// Browser calls over WebRTC: signalling on the HTTP listener (`POST /whip`), media over
+/// DTLS-SRTP on UDP, the web client at `/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    pub enabled: bool,
+    /// Address whose UDP ports carry the media (host candidates). `0.0.0.0` gathers every
+    /// interface's address; a public deployment also names STUN/TURN servers.
+    pub bind_ip: String,
+    /// STUN and TURN servers offered to ICE (`stun:host:port`, `turn:host:port?transport=udp`).
+    pub ice_servers: Vec<IceServerConfig>,
+    /// Browser calls open at once; one more gets 503 (the session limit applies too).
+    pub max_calls: u32,
+    /// Languages of calls whose offer names none; empty = `pipeline.languages`.
+    pub languages: Vec<String>,
+    /// Opus encoder complexity of reply audio, 0..=5 (CPU per call; 5 is near 10's quality
+    /// for speech).
+    pub opus_complexity: i32,
+    /// Reply audio bit rate (bits/s, 6000..=64000).
+    pub opus_bitrate: i32,
+    /// Packet loss the reply encoder plans in-band FEC for (percent, 0..=30).
+    pub opus_loss_perc: i32,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind_ip: DEFAULT_WEBRTC_BIND_IP.into(),
+            ice_servers: Vec::new(),
+            max_calls: DEFAULT_WEBRTC_MAX_CALLS,
+            languages: Vec::new(),
+            opus_complexity: DEFAULT_OPUS_COMPLEXITY,
+            opus_bitrate: DEFAULT_OPUS_BITRATE,
+            opus_loss_perc: DEFAULT_OPUS_LOSS_PERC,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the TURN credential (never the credential itself).
+    #[serde(default)]
+    pub credential_env: Option<String>,
+}
+
+impl WebrtcConfig {
+    fn validate(&self, served: &[String]) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.bind_ip.parse::<std::net::IpAddr>().is_err() {
+            return bad(format!(
+                "webrtc.bind_ip: `{}` is not an IP address",
+                self.bind_ip
+            ));
+        }
+        if self.max_calls == 0 {
+            return bad("webrtc.max_calls must be at least 1".into());
+        }
+        if !(0..=5).contains(&self.opus_complexity) {
+            return bad("webrtc.opus_complexity must be within 0..=5".into());
+        }
+        if !(6_000..=64_000).contains(&self.opus_bitrate) {
+            return bad("webrtc.opus_bitrate must be within 6000..=64000".into());
+        }
+        if !(0..=30).contains(&self.opus_loss_perc) {
+            return bad("webrtc.opus_loss_perc must be within 0..=30".into());
+        }
+        for l in &self.languages {
+            if !served.contains(l) {
+                return bad(format!(
+                    "webrtc.languages: `{l}` is not in pipeline.languages"
+                ));
+            }
+        }
+        for s in &self.ice_servers {
+            if s.urls.is_empty() {
+                return bad("webrtc.ice_servers: every server needs `urls`".into());
+            }
+            for u in &s.urls {
+                let turn = u.starts_with("turn:") || u.starts_with("turns:");
+                if !(turn || u.starts_with("stun:") || u.starts_with("stuns:")) {
+                    return bad(format!(
+                        "webrtc.ice_servers: `{u}` is not a stun:, stuns:, turn: or turns: URL"
+                    ));
+                }
+                if turn && (s.username.is_none() || s.credential_env.is_none()) {
+                    return bad(format!(
+                        "webrtc.ice_servers: `{u}` needs `username` and `credential_env`"
+                    ));
+                }
+            }
+            if let Some(var) = &s.credential_env {
+                if std::env::var_os(var).is_none() {
+                    return bad(format!(
+                        "webrtc.ice_servers: `credential_env` names `{var}`, which is not set"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -832,6 +946,7 @@ impl Config {
             }
         }
         self.telephony.validate(&self.pipeline.languages)?;
+        self.webrtc.validate(&self.pipeline.languages)?;
         for lang in self.kiosk.greetings.keys() {
             if !self.pipeline.languages.contains(lang) {
                 return bad(format!(

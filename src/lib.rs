@@ -4,16 +4,21 @@
 //!  ingest (transport)        stages, one tokio task each, joined by bounded channels          egress
 //!  ─────────────────   ┌─────┐   ┌─────┐   ┌─────────┐   ┌─────┐   ┌─────┐   ┌────────┐   ─────────────
 //!  file / gRPC /    ──►│ VAD │──►│ ASR │──►│ lang id │──►│ LLM │──►│ TTS │──►│ output │──► same transport
-//!  phone / kiosk mic   └─────┘   └─────┘   └─────────┘   └─────┘   └─────┘   └────────┘
+//!  WebRTC / phone /    └─────┘   └─────┘   └─────────┘   └─────┘   └─────┘   └────────┘
+//!  kiosk mic
 //!         ▲                │  barge-in: user speech while the assistant talks                │
 //!         └────────────────┴── cancels the turn (token), output clears, history keeps only ──┘
 //!                              what was actually played
 //!
 //!  transport::grpc ─────────┐
+//!  transport::webrtc ───────┤
 //!  transport::telephony ────┴─► session::service (admission, tenant, resume from the SQLite store)
 //!   (Twilio/Exotel/Plivo WS,     ──► pipeline::spawn(settings, memory) ──► the stages above
 //!    Asterisk AudioSocket;       telephony: marks/paced frames report what was played, 8 kHz
 //!    one writer task per call)   audio through G.711 + resampling, Silero's 8 kHz mode
+//!  webrtc: WHIP on the HTTP listener, Opus/DTLS-SRTP (webrtc-rs), events as JSON on a data
+//!  channel; a paced 20 ms Opus writer per call reports what was sent; lost caller packets are
+//!  rebuilt from FEC or concealed; the page (assets/web) is served at `/`
 //!
 //!  languages: ASR holds the session's language (pipeline::language, hysteresis) and routes
 //!  per language (backend::asr::routed: a ggml per language, a remote /v1/audio/transcriptions,
@@ -29,14 +34,15 @@
 //!              (retry, time-outs, cool-down) with vaak-llm as the fallback
 //! ```
 //!
-//! Modules: [`audio`] pcm/resample/G.711/wav · [`text`] clauses/script/redaction/code-switching/
+//! Modules: [`audio`] pcm/resample/G.711/Opus/wav · [`text`] clauses/script/redaction/code-switching/
 //! speech normalisation (numbers, money, dates in 12 languages) · [`config`] the
 //! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
 //! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
 //! events · [`stages`] the stage tasks · [`session`] conversation history, the SQLite store, the
 //! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
-//! reflection, auth, TLS), telephony (provider WebSockets, AudioSocket) and the offline kiosk
-//! (cpal microphone and speaker) · [`converse`] a file
+//! reflection, auth, TLS), WebRTC browser calls (WHIP, Opus, data-channel events, the web
+//! page), telephony (provider WebSockets, AudioSocket) and the offline kiosk (cpal microphone
+//! and speaker) · [`converse`] a file
 //! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency and
 //! ASR accuracy benchmarks · [`metrics`] counters and latencies.
 

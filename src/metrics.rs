@@ -34,6 +34,12 @@ pub struct Metrics {
     pub dtmf_digits: AtomicU64,
     pub call_handoffs: AtomicU64,
     pub call_protocol_errors: AtomicU64,
+    /// Browser calls: answered, refused at signalling, and the caller's lost audio packets
+    /// (recovered from the next packet's FEC, or concealed).
+    pub webrtc_calls: AtomicU64,
+    pub webrtc_refused: AtomicU64,
+    pub webrtc_fec_recovered: AtomicU64,
+    pub webrtc_concealed: AtomicU64,
     latencies: Mutex<BTreeMap<&'static str, Series>>,
 }
 
@@ -56,6 +62,12 @@ pub struct Summary {
 impl Metrics {
     pub fn incr(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     pub fn observe(&self, series: &'static str, d: Duration) {
@@ -147,7 +159,7 @@ impl Metrics {
             ),
             (
                 "sessions_opened",
-                "Sessions opened (gRPC streams and phone calls)",
+                "Sessions opened (gRPC streams, browser calls and phone calls)",
                 c(&self.sessions_opened),
             ),
             (
@@ -169,6 +181,26 @@ impl Metrics {
                 "call_protocol_errors",
                 "Calls closed for a protocol or format error",
                 c(&self.call_protocol_errors),
+            ),
+            (
+                "webrtc_calls",
+                "Browser calls answered",
+                c(&self.webrtc_calls),
+            ),
+            (
+                "webrtc_refused",
+                "Browser call offers refused (auth, bad SDP, limits)",
+                c(&self.webrtc_refused),
+            ),
+            (
+                "webrtc_fec_recovered",
+                "Lost caller audio frames rebuilt from the next packet's Opus FEC",
+                c(&self.webrtc_fec_recovered),
+            ),
+            (
+                "webrtc_concealed",
+                "Lost caller audio frames filled by Opus packet-loss concealment",
+                c(&self.webrtc_concealed),
             ),
         ]
     }

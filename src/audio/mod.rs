@@ -2,6 +2,7 @@
 //! rate, and WAV files. Everything after ingest works on mono `f32` at [`PIPELINE_RATE`].
 
 pub mod g711;
+pub mod opus;
 pub mod pcm;
 pub mod resample;
 pub mod wav;

@@ -152,6 +152,56 @@ impl StreamResampler {
     }
 }
 
+/// Reply audio → one fixed rate, whatever rate each chunk comes at (voices differ: Kokoro
+/// 24 kHz, Piper 22.05 kHz): the resampler is rebuilt when the source rate changes.
+pub struct ToRate {
+    to: u32,
+    current: Option<(u32, StreamResampler)>,
+}
+
+impl ToRate {
+    pub fn new(to: u32) -> Self {
+        Self { to, current: None }
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.to
+    }
+
+    /// Appends `samples` (at `rate`) converted to the target rate to `out`.
+    pub fn push(
+        &mut self,
+        samples: &[f32],
+        rate: u32,
+        out: &mut Vec<f32>,
+    ) -> Result<(), ResampleError> {
+        if rate == self.to {
+            out.extend_from_slice(samples);
+            return Ok(());
+        }
+        if self.current.as_ref().map(|(r, _)| *r) != Some(rate) {
+            self.current = Some((rate, StreamResampler::new(rate, self.to)?));
+        }
+        match &mut self.current {
+            Some((_, r)) => r.push(samples, out),
+            None => Ok(()),
+        }
+    }
+
+    /// End of a reply: what the resampler still holds goes to `out`.
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), ResampleError> {
+        match self.current.take() {
+            Some((_, mut r)) => r.finish(out),
+            None => Ok(()),
+        }
+    }
+
+    /// A reply was cut off: forget what the resampler holds.
+    pub fn reset(&mut self) {
+        self.current = None;
+    }
+}
+
 /// Resamples a whole clip in one call (tests, benchmarks and short buffers).
 pub fn resample_all(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, ResampleError> {
     let mut r = StreamResampler::new(from, to)?;

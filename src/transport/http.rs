@@ -1,6 +1,7 @@
 //! The daemon's HTTP listener (`server.http_listen`): `GET /healthz` for load balancers,
-//! `GET /metrics` (Prometheus text), and the telephony providers' WebSocket media streams
-//! under `/telephony/{provider}`. One axum router; each transport adds its routes here.
+//! `GET /metrics` (Prometheus text), the telephony providers' WebSocket media streams under
+//! `/telephony/{provider}`, and browser calls: the web page at `/` and WHIP signalling at
+//! `/whip`. One axum router; each transport adds its routes here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::session::service::SessionService;
-use crate::transport::telephony;
+use crate::transport::{telephony, webrtc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -35,7 +36,8 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&svc))
-        .merge(telephony::routes(svc));
+        .merge(telephony::routes(Arc::clone(&svc)))
+        .merge(webrtc::routes(svc));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,9 +1,11 @@
 //! Transports: how audio and events reach a session from outside. Each one maps its wire
 //! protocol onto [`crate::session::service::SessionService`] (limits, tenants, resume) and a
 //! session's pipeline: gRPC, and telephony (Twilio, Exotel, Plivo, Asterisk AudioSocket) on
-//! the HTTP listener and a TCP one; WebRTC and the kiosk microphone follow.
+//! the HTTP listener and a TCP one; WebRTC browser calls (signalling on the HTTP listener, the
+//! web page at `/`); the kiosk's own microphone and speaker.
 
 pub mod grpc;
 pub mod http;
 pub mod kiosk;
 pub mod telephony;
+pub mod webrtc;

@@ -251,6 +251,18 @@ impl Daemon {
         rest: &str,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Self::start_wrapped(name, server, rest, env, &[])
+    }
+
+    /// As [`Daemon::start`], run through `wrap` (a command that ends by exec'ing its arguments,
+    /// e.g. into a network namespace), so the daemon keeps the wrapper's pid.
+    pub(crate) fn start_wrapped(
+        name: &'static str,
+        server: &str,
+        rest: &str,
+        env: &[(&str, &str)],
+        wrap: &[&str],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join(format!("{name}.toml"));
         std::fs::write(
@@ -265,7 +277,14 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaak"));
+        let mut cmd = match wrap.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(env!("CARGO_BIN_EXE_vaak"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vaak")),
+        };
         cmd.env("VAAK_LOG", "info")
             .args(["--config", cfg.to_str().unwrap(), "serve"])
             .stdin(Stdio::null())
@@ -330,6 +349,10 @@ impl Daemon {
             started.elapsed().as_secs_f64()
         );
         d
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn lines(&self) -> Vec<String> {

@@ -16,4 +16,5 @@ mod remote_llm;
 mod serve;
 mod telephony;
 mod turn_taking;
+mod webrtc;
 mod worker_restart;

@@ -4,7 +4,7 @@
 
 use tonic::Status;
 
-use crate::audio::resample::StreamResampler;
+use crate::audio::resample::{StreamResampler, ToRate};
 use crate::audio::{g711, pcm, PIPELINE_RATE};
 use crate::proto::{AudioEncoding, AudioFormat};
 
@@ -139,15 +139,14 @@ impl InputDecoder {
 /// Reply audio (any voice's rate) → the session's output format, one turn at a time.
 pub struct OutputEncoder {
     format: WireFormat,
-    /// (source rate, resampler) of the turn in progress.
-    resampler: Option<(u32, StreamResampler)>,
+    resampler: ToRate,
 }
 
 impl OutputEncoder {
     pub fn new(format: WireFormat) -> Self {
         Self {
             format,
-            resampler: None,
+            resampler: ToRate::new(format.rate),
         }
     }
 
@@ -157,40 +156,25 @@ impl OutputEncoder {
 
     /// Encodes a chunk at `rate`; returns the bytes and the number of samples they hold.
     pub fn encode(&mut self, samples: &[f32], rate: u32) -> Result<(Vec<u8>, usize), Status> {
-        let resampled;
-        let audio = if rate == self.format.rate {
-            samples
-        } else {
-            if self.resampler.as_ref().map(|(r, _)| *r) != Some(rate) {
-                let r = StreamResampler::new(rate, self.format.rate)
-                    .map_err(|e| Status::internal(format!("resampler: {e}")))?;
-                self.resampler = Some((rate, r));
-            }
-            let mut out = Vec::new();
-            if let Some((_, r)) = &mut self.resampler {
-                r.push(samples, &mut out)
-                    .map_err(|e| Status::internal(format!("resampler: {e}")))?;
-            }
-            resampled = out;
-            &resampled[..]
-        };
-        Ok((self.pack(audio), audio.len()))
+        let mut out = Vec::new();
+        self.resampler
+            .push(samples, rate, &mut out)
+            .map_err(|e| Status::internal(format!("resampler: {e}")))?;
+        Ok((self.pack(&out), out.len()))
     }
 
     /// End of a turn's audio: what the resampler still holds (empty if none).
     pub fn flush(&mut self) -> Result<(Vec<u8>, usize), Status> {
-        let Some((_, mut r)) = self.resampler.take() else {
-            return Ok((Vec::new(), 0));
-        };
         let mut out = Vec::new();
-        r.finish(&mut out)
+        self.resampler
+            .finish(&mut out)
             .map_err(|e| Status::internal(format!("resampler: {e}")))?;
         Ok((self.pack(&out), out.len()))
     }
 
     /// A turn was cut off: forget what the resampler holds.
     pub fn reset(&mut self) {
-        self.resampler = None;
+        self.resampler.reset();
     }
 
     fn pack(&self, audio: &[f32]) -> Vec<u8> {

@@ -65,35 +65,42 @@ impl ApiKeys {
         found
     }
 
-    /// The interceptor: `authorization: Bearer <key>` or `x-api-key: <key>`.
-    pub fn check<T>(&self, mut req: Request<T>) -> Result<Request<T>, Status> {
+    /// The tenant of a request's credentials: `authorization: Bearer <key>` or
+    /// `x-api-key: <key>` (gRPC metadata or HTTP headers). The error is for the caller.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        x_api_key: Option<&[u8]>,
+    ) -> Result<String, &'static str> {
         if self.is_open() {
-            req.extensions_mut().insert(Tenant(OPEN_TENANT.into()));
-            return Ok(req);
+            return Ok(OPEN_TENANT.into());
         }
-        let md = req.metadata();
-        let presented = md
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
+        let presented = authorization
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .map(|v| v.trim().as_bytes().to_vec())
-            .or_else(|| md.get("x-api-key").map(|v| v.as_bytes().to_vec()));
+            .map(|v| v.trim().as_bytes())
+            .or(x_api_key);
         let Some(presented) = presented else {
-            return Err(Status::unauthenticated(
-                "missing API key: send `authorization: Bearer <key>` or `x-api-key` metadata",
-            ));
+            return Err("missing API key: send `authorization: Bearer <key>` or `x-api-key`");
         };
-        match self.tenant_of(&presented) {
-            Some(t) => {
-                let tenant = Tenant(t.to_string());
-                req.extensions_mut().insert(tenant);
-                Ok(req)
-            }
-            None => Err(Status::unauthenticated("invalid API key")),
-        }
+        self.tenant_of(presented)
+            .map(str::to_string)
+            .ok_or("invalid API key")
+    }
+
+    /// The interceptor: `authorization: Bearer <key>` or `x-api-key: <key>`.
+    pub fn check<T>(&self, mut req: Request<T>) -> Result<Request<T>, Status> {
+        let md = req.metadata();
+        let tenant = self
+            .authenticate(
+                md.get("authorization").and_then(|v| v.to_str().ok()),
+                md.get("x-api-key").map(|v| v.as_bytes()),
+            )
+            .map_err(Status::unauthenticated)?;
+        req.extensions_mut().insert(Tenant(tenant));
+        Ok(req)
     }
 }
 
