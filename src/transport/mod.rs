@@ -9,3 +9,11 @@ pub mod http;
 pub mod kiosk;
 pub mod telephony;
 pub mod webrtc;
+
+/// Sleeps until `at`, or forever when there is no deadline (a `select!` branch that is off).
+pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

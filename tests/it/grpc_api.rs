@@ -188,14 +188,19 @@ pub(crate) fn run_python(script: &str, argv: &[&str], timeout_s: u64) -> Run {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let out = bounded(
+    run_json(
         Command::new(&py_env().python)
             .arg(script)
             .args(argv)
             .env("VAAK_EVAL_DIR", eval_dir()),
+        &format!("{name} {}", argv.join(" ")),
         Duration::from_secs(timeout_s + 15),
-        &name,
-    );
+    )
+}
+
+/// Runs a client that prints one JSON object (its last JSON line), killing it after `limit`.
+pub(crate) fn run_json(cmd: &mut Command, argv: &str, limit: Duration) -> Run {
+    let out = bounded(cmd, limit, argv);
     let json = out
         .stdout
         .lines()
@@ -203,7 +208,7 @@ pub(crate) fn run_python(script: &str, argv: &[&str], timeout_s: u64) -> Run {
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
         .unwrap_or(Value::Null);
     Run {
-        argv: format!("{name} {}", argv.join(" ")),
+        argv: argv.to_string(),
         json,
         exit: out.status.and_then(|s| s.code()),
         stderr: out.stderr,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::common::{eval_dir, read_pcm16, rms_i16, transcribe};
-use super::grpc_api::{bounded, Daemon, Outcome, Run};
+use super::grpc_api::{run_json, Daemon, Outcome, Run};
 
 const CALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web/call.cjs");
 const KEY_ENV: &str = "VAAK_TEST_WEB_KEY";
@@ -55,28 +55,15 @@ fn mic_file(dir: &Path, lang: &str, file: &str) -> PathBuf {
 fn node(d: &Daemon, args: &[&str], timeout_s: u64) -> Run {
     let ns = format!("--net=/proc/{}/ns/net", d.pid());
     let t = timeout_s.to_string();
-    let out = bounded(
+    run_json(
         Command::new("nsenter")
             .arg(&ns)
             .args(["node", CALL, "--timeout-s", &t])
             .args(args)
             .env("NODE_PATH", web_dir().join("node_modules")),
+        &format!("call.cjs {}", args.join(" ")),
         Duration::from_secs(timeout_s + 45),
-        "call.cjs",
-    );
-    let json = out
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .unwrap_or(Value::Null);
-    Run {
-        argv: format!("call.cjs {}", args.join(" ")),
-        json,
-        exit: out.status.and_then(|s| s.code()),
-        stderr: out.stderr,
-        wall: out.wall,
-    }
+    )
 }
 
 fn nft(d: &Daemon, rules: &str) {

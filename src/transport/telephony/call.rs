@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent, TurnControl, TurnId};
 use crate::session::service::{OpenError, OpenRequest, OpenSession, SessionService};
 use crate::transport::grpc::audio::{Encoding, InputDecoder, OutputEncoder, WireFormat};
+use crate::transport::sleep_until_opt;
 
 /// Reply audio queued towards the writer, in messages of `stages::tts::AUDIO_CHUNK_MS`
 /// (16 × 200 ms = 3.2 s); backpressure on the call loop when full.
@@ -849,13 +850,6 @@ fn keypad_turn(digits: &mut String) -> Ingest {
     info!(keys = keys.len(), "keypad turn");
     digits.clear();
     Ingest::Text(format!("(keypad) {}", keys.join(" ")))
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Pipeline event → writer. False once the writer is gone.

@@ -26,6 +26,7 @@ use crate::audio::resample::ToRate;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent, TurnId};
 use crate::session::service::{OpenSession, SessionService};
+use crate::transport::sleep_until_opt;
 
 /// Reply audio towards the writer, in the pipeline's chunks (~200 ms each): 16 ≈ 3.2 s;
 /// backpressure on the call loop when full.
@@ -140,13 +141,6 @@ struct Call<'a> {
     reply: ToRate,
     channel: Option<Arc<dyn DataChannel>>,
     reader: Option<JoinHandle<()>>,
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn next_page_event(dc: &Option<Arc<dyn DataChannel>>) -> Option<DataChannelEvent> {
