@@ -238,8 +238,8 @@ impl Default for TelephonyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WebrtcConfig {
     pub enabled: bool,
-    /// Address whose UDP ports carry the media (host candidates). `0.0.0.0` gathers every
-    /// interface's address; a public deployment also names STUN/TURN servers.
+    /// Address whose UDP ports carry the media (the host candidate): this machine's address on
+    /// the browsers' network; behind NAT, also name STUN/TURN servers.
     pub bind_ip: String,
     /// STUN and TURN servers offered to ICE (`stun:host:port`, `turn:host:port?transport=udp`).
     pub ice_servers: Vec<IceServerConfig>,
@@ -286,11 +286,20 @@ pub struct IceServerConfig {
 impl WebrtcConfig {
     fn validate(&self, served: &[String]) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.bind_ip.parse::<std::net::IpAddr>().is_err() {
-            return bad(format!(
-                "webrtc.bind_ip: `{}` is not an IP address",
-                self.bind_ip
-            ));
+        match self.bind_ip.parse::<std::net::IpAddr>() {
+            Err(_) => {
+                return bad(format!(
+                    "webrtc.bind_ip: `{}` is not an IP address",
+                    self.bind_ip
+                ))
+            }
+            Ok(ip) if ip.is_unspecified() => {
+                return bad(format!(
+                    "webrtc.bind_ip: `{ip}` is no address a browser can reach; name this \
+                     machine's address on the browsers' network (or 127.0.0.1)"
+                ))
+            }
+            Ok(_) => {}
         }
         if self.max_calls == 0 {
             return bad("webrtc.max_calls must be at least 1".into());
@@ -1030,6 +1039,18 @@ mod tests {
         assert!(Config::parse("[models]\nset = \"huge\"\n").is_err());
         let e = Config::parse("[kiosk.greetings]\nxx = \"hi\"\n").unwrap_err();
         assert!(e.to_string().contains("kiosk.greetings"), "{e}");
+        for (bad, names) in [
+            ("[webrtc]\nbind_ip = \"0.0.0.0\"\n", "bind_ip"),
+            ("[webrtc]\nopus_complexity = 9\n", "opus_complexity"),
+            ("[[webrtc.ice_servers]]\nurls = [\"http://x\"]\n", "stun:"),
+            (
+                "[[webrtc.ice_servers]]\nurls = [\"turn:t.example:3478\"]\n",
+                "credential_env",
+            ),
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(e.to_string().contains(names), "{bad}: {e}");
+        }
         let e = Config::parse("[asr]\nswitch_confidence = 2.0\n").unwrap_err();
         assert!(e.to_string().contains("switch_confidence"), "{e}");
         let c = Config::parse("[kiosk]\nwake = \"push-to-talk\"\nduplex = \"echo-suppression\"\n")
