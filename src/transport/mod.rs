@@ -17,3 +17,11 @@ pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Languages a caller named in a URL parameter: `hi,en`, `hi en`, `hi+en` or `hi|en`.
+pub(crate) fn language_list(s: &str) -> Vec<String> {
+    s.split([',', ' ', '+', '|'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}

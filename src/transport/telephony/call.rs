@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent, TurnControl, TurnId};
 use crate::session::service::{OpenError, OpenRequest, OpenSession, SessionService};
 use crate::transport::grpc::audio::{Encoding, InputDecoder, OutputEncoder, WireFormat};
-use crate::transport::sleep_until_opt;
+use crate::transport::{language_list, sleep_until_opt};
 
 /// Reply audio queued towards the writer, in messages of `stages::tts::AUDIO_CHUNK_MS`
 /// (16 × 200 ms = 3.2 s); backpressure on the call loop when full.
@@ -637,12 +637,7 @@ fn open_request(setup: &CallSetup, start: &StartInfo, default_languages: &[Strin
     let languages = params
         .get("languages")
         .or_else(|| params.get("language"))
-        .map(|l| {
-            l.split([',', ' ', '+', '|'])
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|l| language_list(l))
         .unwrap_or_else(|| default_languages.to_vec());
     OpenRequest {
         tenant: setup.tenant.clone(),

@@ -31,6 +31,7 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::metrics::Metrics;
 use crate::session::service::{OpenError, OpenRequest, SessionService};
 use crate::transport::grpc::auth::ApiKeys;
+use crate::transport::language_list;
 
 /// Largest offer accepted (a browser's audio + data-channel offer is 2–6 kB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -160,18 +161,12 @@ fn authenticate(st: &WebState, headers: &HeaderMap) -> Result<String, &'static s
 
 /// The session a page asks for: `?languages=hi,en&preferred_language=hi&session_id=…`.
 fn open_request(tenant: String, q: &BTreeMap<String, String>, defaults: &[String]) -> OpenRequest {
-    let list = |s: &str| -> Vec<String> {
-        s.split([',', ' ', '+', '|'])
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
     OpenRequest {
         tenant,
         session_id: q.get("session_id").cloned(),
         languages: q
             .get("languages")
-            .map(|l| list(l))
+            .map(|l| language_list(l))
             .unwrap_or_else(|| defaults.to_vec()),
         voices: Default::default(),
         text_only: false,
