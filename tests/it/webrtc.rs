@@ -66,6 +66,22 @@ fn node(d: &Daemon, args: &[&str], timeout_s: u64) -> Run {
     )
 }
 
+/// A call from the page with the key: `mic` as the fake microphone, the reply saved to `reply`.
+fn browser_call(d: &Daemon, url: &str, mic: &Path, reply: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--url",
+        url,
+        "--wav",
+        mic.to_str().unwrap(),
+        "--key",
+        KEY,
+        "--out-wav",
+        reply.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    node(d, &args, 180)
+}
+
 fn nft(d: &Daemon, rules: &str) {
     let ns = format!("--net=/proc/{}/ns/net", d.pid());
     let path = std::env::temp_dir().join(format!("vaak-loss-{}.nft", d.pid()));
@@ -314,22 +330,7 @@ fn browser_calls_over_webrtc() {
     // A clean call: English, so the received reply can be checked word by word.
     let mic = mic_file(dir.path(), "en", "jfk.wav");
     let reply = dir.path().join("reply-clean.wav");
-    let clean = node(
-        &d,
-        &[
-            "--url",
-            &url,
-            "--wav",
-            mic.to_str().unwrap(),
-            "--key",
-            KEY,
-            "--lang",
-            "en",
-            "--out-wav",
-            reply.to_str().unwrap(),
-        ],
-        180,
-    );
+    let clean = browser_call(&d, &url, &mic, &reply, &["--lang", "en"]);
     let outcome = check_call(&clean, "en", "americans", &reply)
         .and_then(|()| check_reply_is_speech(&clean, &reply));
     results.push(("clean call", outcome));
@@ -359,21 +360,7 @@ fn browser_calls_over_webrtc() {
         ),
     );
     let reply = dir.path().join("reply-lossy.wav");
-    let lossy = node(
-        &d,
-        &[
-            "--url",
-            &url,
-            "--wav",
-            mic.to_str().unwrap(),
-            "--key",
-            KEY,
-            "--out-wav",
-            reply.to_str().unwrap(),
-            "--metrics",
-        ],
-        180,
-    );
+    let lossy = browser_call(&d, &url, &mic, &reply, &["--metrics"]);
     let outcome = check_call(&lossy, "en", "americans", &reply).and_then(|()| {
         let m = lossy.s("/metrics");
         let repaired = counter(m, "vaak_webrtc_fec_recovered_total")

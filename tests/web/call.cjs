@@ -70,6 +70,20 @@ async function until(page, fn, arg, ms) {
   await page.waitForFunction(fn, arg, { timeout: ms, polling: 100 });
 }
 
+// Presses Talk and waits until the page has its answer (or says why not).
+async function connect(page) {
+  await page.click("#talk");
+  await until(page, () => window.vaak.state === "connected" || window.vaak.error, null, 30000);
+  const err = await page.evaluate(() => window.vaak.error);
+  if (err) throw new Error("the page could not connect: " + err);
+}
+
+// Hangs up from the page: the data channel's hangup and the WHIP DELETE.
+async function hangUp(page) {
+  await page.click("#talk");
+  await until(page, () => window.vaak.state === "idle", null, 10000);
+}
+
 async function call(a) {
   const out = { ok: false };
   const browser = await launch(a.wav);
@@ -84,11 +98,8 @@ async function call(a) {
     if (a.key) await page.evaluate((k) => localStorage.setItem("vaak-key", k), a.key);
     if (a.lang) await page.selectOption("#lang", a.lang);
     const started = Date.now();
-    await page.click("#talk");
-    await until(page, () => window.vaak.state === "connected" || window.vaak.error, null, 30000);
+    await connect(page);
     out.connect_ms = Date.now() - started;
-    const err = await page.evaluate(() => window.vaak.error);
-    if (err) throw new Error("the page could not connect: " + err);
     await until(page, () => window.vaak.replyTap !== null, null, 20000);
     await page.evaluate(() => window.vaak.record(true));
     const deadline = a.timeoutS * 1000 - (Date.now() - started) - 15000;
@@ -128,9 +139,7 @@ async function call(a) {
       fs.writeFileSync(a.outWav, Buffer.from(b64, "base64"));
       out.reply_wav = a.outWav;
     }
-    // Hang up from the page: the data channel's hangup and the WHIP DELETE.
-    await page.click("#talk");
-    await until(page, () => window.vaak.state === "idle", null, 10000);
+    await hangUp(page);
     if (a.metrics) out.metrics = await (await fetch(new URL("/metrics", a.url))).text();
     out.ok = !out.timed_out;
   } catch (e) {
@@ -150,10 +159,7 @@ async function bargeIn(a) {
     if (a.key) await page.evaluate((k) => localStorage.setItem("vaak-key", k), a.key);
     const wav = fs.readFileSync(a.wav).toString("base64");
     await page.evaluate((b64) => (window.vaak.fileMic = b64), wav);
-    await page.click("#talk");
-    await until(page, () => window.vaak.state === "connected" || window.vaak.error, null, 30000);
-    const err = await page.evaluate(() => window.vaak.error);
-    if (err) throw new Error("the page could not connect: " + err);
+    await connect(page);
     await until(page, () => window.vaak.events.some((e) => e.type === "session"), null, 20000);
     await page.evaluate(() =>
       window.vaak.dc.send(JSON.stringify({ type: "text", text: "Please tell me a long story about the history of India." })),
@@ -175,8 +181,7 @@ async function bargeIn(a) {
     // Reply sound that went on after the interruption reached the page.
     const ends = v.soundEnds.filter((t) => t <= v.interruptedAt + 2.0);
     out.reply_tail_ms = ends.length ? Math.max(0, (Math.max(...ends) - v.interruptedAt) * 1000) : null;
-    await page.click("#talk");
-    await until(page, () => window.vaak.state === "idle", null, 10000);
+    await hangUp(page);
     out.ok = true;
   } catch (e) {
     out.error = String(e && e.stack ? e.stack : e);
