@@ -26,6 +26,10 @@ pub const DEFAULT_SPEECH_PAD_MS: u32 = 200;
 pub const DEFAULT_MAX_UTTERANCE_MS: u32 = 28_000;
 pub const DEFAULT_ASR_THREADS: usize = 2;
 pub const DEFAULT_AUDIO_CTX_PADDING_MS: u32 = 1_000;
+pub const DEFAULT_ASR_PASS_EVERY_MS: u32 = 1_000;
+pub const DEFAULT_ASR_MAX_WINDOW_MS: u32 = 8_000;
+/// The stream's language is decided on the first pass over at least this much audio.
+pub const ASR_LID_MS: u32 = 1_500;
 pub const DEFAULT_LID_SWITCH_CONFIDENCE: f32 = 0.8;
 pub const DEFAULT_REMOTE_ASR_MODEL: &str = "whisper-1";
 pub const DEFAULT_KIOSK_GREETING_IDLE_S: u64 = 120;
@@ -643,6 +647,15 @@ pub struct AsrConfig {
     pub models: BTreeMap<String, PathBuf>,
     /// A remote OpenAI-compatible recogniser for some languages.
     pub remote: Option<RemoteAsrConfig>,
+    /// Recognise while the user speaks (a pass every `pass_every_ms` of new speech, agreed
+    /// words committed); false = one decode of the whole utterance at its end.
+    pub streaming: bool,
+    /// Streaming: a pass (and a partial transcript) every this much new speech, the first
+    /// one once this much was heard.
+    pub pass_every_ms: u32,
+    /// Streaming: a window longer than this with no pause is cut at its quietest point, so a
+    /// pass costs a bounded amount however long the user talks.
+    pub max_window_ms: u32,
 }
 
 /// `[asr.remote]`: `POST <url>` as OpenAI's `/v1/audio/transcriptions` (multipart WAV).
@@ -674,6 +687,15 @@ impl AsrConfig {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !(0.0..=1.0).contains(&self.switch_confidence) {
             return bad("asr.switch_confidence must be within 0..1".into());
+        }
+        if !(250..=10_000).contains(&self.pass_every_ms)
+            || !(4_000..=28_000).contains(&self.max_window_ms)
+        {
+            return bad(
+                "asr.pass_every_ms must be within 250..10000 and asr.max_window_ms within \
+                 4000..28000"
+                    .into(),
+            );
         }
         for (lang, path) in &self.models {
             if !served.contains(lang) {
@@ -730,6 +752,9 @@ impl Default for AsrConfig {
             switch_confidence: DEFAULT_LID_SWITCH_CONFIDENCE,
             models: BTreeMap::new(),
             remote: None,
+            streaming: true,
+            pass_every_ms: DEFAULT_ASR_PASS_EVERY_MS,
+            max_window_ms: DEFAULT_ASR_MAX_WINDOW_MS,
         }
     }
 }

@@ -63,6 +63,10 @@ enum Cmd {
         /// Fix the language instead of detecting it.
         #[arg(long)]
         language: Option<String>,
+        /// Stream the file in 20 ms chunks as a live session does and print the transcript as
+        /// it grows (committed words, then ‖ and the tentative ones), then the JSON result.
+        #[arg(long)]
+        stream: bool,
     },
     /// Fetch, list and verify models; convert CTranslate2 Whisper models.
     Models {
@@ -104,6 +108,10 @@ enum EvalCmd {
         /// language every turn).
         #[arg(long, default_value = "none")]
         session: String,
+        /// `whole` (one decode per clip), `streaming` (the daemon's streaming recognition, fed
+        /// in 20 ms chunks) or `whole,streaming` (both, side by side).
+        #[arg(long, default_value = "whole")]
+        mode: String,
         #[arg(long)]
         json: bool,
     },
@@ -270,7 +278,11 @@ fn run(cli: Cli) -> Result<()> {
             min_silence_ms,
             json,
         } => converse_cmd(config, &input, &out, language, rate, min_silence_ms, json),
-        Cmd::Transcribe { input, language } => transcribe_cmd(&config, &input, language),
+        Cmd::Transcribe {
+            input,
+            language,
+            stream,
+        } => transcribe_cmd(&config, &input, language, stream),
         Cmd::Eval {
             cmd:
                 EvalCmd::Asr {
@@ -278,9 +290,19 @@ fn run(cli: Cli) -> Result<()> {
                     clips,
                     channel,
                     session,
+                    mode,
                     json,
                 },
-        } => eval_asr_cmd(&config, &manifest, clips, &channel, &session, json),
+        } => {
+            let opts = EvalOptions {
+                clips,
+                channel,
+                session,
+                mode,
+                json,
+            };
+            eval_asr_cmd(&config, &manifest, &opts)
+        }
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Turn { manifest, clips } => bench_cmd(config, &manifest, clips),
             BenchCmd::Latency {
@@ -467,23 +489,49 @@ fn kiosk_cmd(mut config: Config, list_devices: bool, push_to_talk: bool) -> Resu
     })
 }
 
-fn transcribe_cmd(config: &Config, input: &Path, language: Option<String>) -> Result<()> {
-    use vaak::backend::asr::{whisper::WhisperAsr, LanguageHint};
+fn transcribe_cmd(
+    config: &Config,
+    input: &Path,
+    language: Option<String>,
+    stream: bool,
+) -> Result<()> {
+    use vaak::backend::asr::streaming::{stream_file, StreamConfig};
+    use vaak::backend::asr::LanguageHint;
     let (pcm, rate) = vaak::audio::wav::read_mono(input)?;
     let pcm = vaak::audio::resample::resample_all(&pcm, rate, vaak::audio::PIPELINE_RATE)?;
-    let store = store_for(config);
-    let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
-    let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
-    let embedded = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
     // A remote recogniser (asr.remote) makes its requests on this runtime.
     let rt = tokio::runtime::Runtime::new()?;
     let _rt = rt.enter();
-    let asr = vaak::backend::recognisers(config, embedded)?;
+    let asr = load_recognisers(config)?;
     let hint = match language {
         Some(l) => LanguageHint::Fixed(l),
         None => LanguageHint::DetectAmong(config.pipeline.languages.clone()),
     };
-    let t = asr.transcribe(&pcm, &hint, &CancellationToken::new())?;
+    let cancel = CancellationToken::new();
+    let t = if stream {
+        let mut spent = 0.0f32;
+        let cfg = StreamConfig::from_config(&config.asr, config.vad.speech_pad_ms, asr.streams());
+        stream_file(
+            asr.as_ref(),
+            cfg,
+            &pcm,
+            hint,
+            vaak::bench::eval::STREAM_CHUNK_MS,
+            &cancel,
+            |at, s| {
+                let committed = s.committed_text();
+                let text = s.text();
+                let tentative = text[committed.len().min(text.len())..].trim();
+                let window_s = s.window_len() as f32 / vaak::audio::PIPELINE_RATE as f32;
+                let pass_ms = (s.compute_s - std::mem::replace(&mut spent, s.compute_s)) * 1000.0;
+                println!(
+                    "[{at:6.2} s] {committed} ‖ {tentative}   ({window_s:.1} s window, {pass_ms:.0} ms)"
+                );
+            },
+        )?
+    } else {
+        asr.transcribe(&pcm, &hint, &cancel)?
+    };
     println!(
         "{}",
         serde_json::json!({
@@ -498,66 +546,108 @@ fn transcribe_cmd(config: &Config, input: &Path, language: Option<String>) -> Re
     Ok(())
 }
 
-fn eval_asr_cmd(
-    config: &Config,
-    manifests: &[PathBuf],
-    clips: usize,
-    channel: &str,
-    session: &str,
-    json: bool,
-) -> Result<()> {
+/// The configured recognisers: the embedded Whisper (the model set's, or `asr.model`) with
+/// `asr.models` and `asr.remote` routed around it. Call inside a Tokio runtime (a remote
+/// recogniser makes its requests on it).
+fn load_recognisers(config: &Config) -> Result<std::sync::Arc<dyn vaak::backend::asr::Asr>> {
     use vaak::backend::asr::whisper::WhisperAsr;
-    use vaak::bench::eval;
-    let channel = eval::Channel::parse(channel)
-        .ok_or_else(|| anyhow::anyhow!("--channel must be wideband or phone, not {channel}"))?;
-    let session = eval::Session::parse(session).ok_or_else(|| {
-        anyhow::anyhow!("--session must be none, per-language or interleaved, not {session}")
-    })?;
-    let mut all = Vec::new();
-    for m in manifests {
-        let list = vaak::bench::read_manifest(m)?;
-        let n = if clips == 0 { list.len() } else { clips };
-        all.extend(list.into_iter().take(n));
-    }
-    anyhow::ensure!(!all.is_empty(), "the manifests list no clips");
     let store = store_for(config);
     let resolved = models::resolve(&store, parse_set(&config.models.set)?)?;
     let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
     let embedded = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
+    Ok(vaak::backend::recognisers(config, embedded)?)
+}
+
+/// `vaak eval asr` options besides the manifests.
+struct EvalOptions {
+    clips: usize,
+    channel: String,
+    session: String,
+    mode: String,
+    json: bool,
+}
+
+fn eval_asr_cmd(config: &Config, manifests: &[PathBuf], o: &EvalOptions) -> Result<()> {
+    use vaak::backend::asr::streaming::StreamConfig;
+    use vaak::bench::eval;
+    let channel = eval::Channel::parse(&o.channel)
+        .ok_or_else(|| anyhow::anyhow!("--channel must be wideband or phone, not {}", o.channel))?;
+    let session = eval::Session::parse(&o.session).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--session must be none, per-language or interleaved, not {}",
+            o.session
+        )
+    })?;
+    let mut all = Vec::new();
+    for m in manifests {
+        let list = vaak::bench::read_manifest(m)?;
+        let n = if o.clips == 0 { list.len() } else { o.clips };
+        all.extend(list.into_iter().take(n));
+    }
+    anyhow::ensure!(!all.is_empty(), "the manifests list no clips");
     // Per-language models and a remote recogniser apply here too: a better model for a
     // language is measured with the same config that serves it.
     let rt = tokio::runtime::Runtime::new()?;
     let _rt = rt.enter();
-    let asr = vaak::backend::recognisers(config, embedded)?;
-    let total = all.len();
-    let mut done = 0;
-    let results = eval::run(
-        asr.as_ref(),
-        &all,
-        &config.pipeline.languages,
-        channel,
-        session,
-        config.asr.switch_confidence,
-        |r| {
-            done += 1;
-            eprintln!(
-                "[{done}/{total}] {} {} → {}: {} word errors of {}",
-                r.language,
-                r.path
-                    .file_name()
-                    .map(|f| f.to_string_lossy())
-                    .unwrap_or_default(),
-                r.detected,
-                r.word_edits,
-                r.words
-            );
-        },
-    )?;
-    let rows = eval::table(&results);
-    if json {
-        println!("{}", eval::to_json(&rows, channel, session));
-    } else {
-        print!("{}", eval::render(&rows, channel, session));
+    let asr = load_recognisers(config)?;
+    let stream_cfg =
+        StreamConfig::from_config(&config.asr, config.vad.speech_pad_ms, asr.streams());
+    let mut modes = Vec::new();
+    for m in o.mode.split(',') {
+        modes.push(match m.trim() {
+            "whole" => eval::Mode::Whole,
+            "streaming" => eval::Mode::Streaming(stream_cfg.clone()),
+            other => anyhow::bail!(
+                "--mode must be whole, streaming or both (whole,streaming), not {other}"
+            ),
+        });
+    }
+    let mut tables = Vec::new();
+    for mode in &modes {
+        let total = all.len();
+        let mut done = 0;
+        let results = eval::run(
+            asr.as_ref(),
+            &all,
+            &config.pipeline.languages,
+            channel,
+            session,
+            mode,
+            config.asr.switch_confidence,
+            |r| {
+                done += 1;
+                eprintln!(
+                    "[{} {done}/{total}] {} {} → {}: {} word errors of {}",
+                    mode.name(),
+                    r.language,
+                    r.path
+                        .file_name()
+                        .map(|f| f.to_string_lossy())
+                        .unwrap_or_default(),
+                    r.detected,
+                    r.word_edits,
+                    r.words
+                );
+            },
+        )?;
+        tables.push((mode, eval::table(&results)));
+    }
+    if o.json {
+        let all: Vec<serde_json::Value> = tables
+            .iter()
+            .map(|(mode, rows)| eval::to_json(rows, channel, session, mode))
+            .collect();
+        match all.as_slice() {
+            [one] => println!("{one}"),
+            many => println!("{}", serde_json::Value::Array(many.to_vec())),
+        }
+        return Ok(());
+    }
+    for (mode, rows) in &tables {
+        print!("{}", eval::render(rows, channel, session, mode));
+    }
+    if let [(eval::Mode::Whole, whole), (eval::Mode::Streaming(_), streaming)] = tables.as_slice() {
+        print!("{}", eval::render_comparison(whole, streaming));
     }
     Ok(())
 }

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub speculative_abandoned: AtomicU64,
     /// Short speech over a reply that did not interrupt it.
     pub backchannels: AtomicU64,
+    /// Streaming recognition passes run, skipped (every decode slot busy: a partial is never
+    /// queued) and failed (their audio stays for the next pass).
+    pub asr_passes: AtomicU64,
+    pub asr_passes_skipped: AtomicU64,
+    pub asr_pass_failures: AtomicU64,
     pub language_switches: AtomicU64,
     /// Turns kept in the session's language although detection said otherwise (hysteresis).
     pub language_holds: AtomicU64,
@@ -141,6 +146,21 @@ impl Metrics {
                 "backchannels",
                 "Short speech over a reply that did not interrupt it",
                 c(&self.backchannels),
+            ),
+            (
+                "asr_passes",
+                "Streaming recognition passes run while users speak",
+                c(&self.asr_passes),
+            ),
+            (
+                "asr_passes_skipped",
+                "Streaming recognition passes skipped because every decode slot was busy",
+                c(&self.asr_passes_skipped),
+            ),
+            (
+                "asr_pass_failures",
+                "Streaming recognition passes that failed (the audio stays for the next)",
+                c(&self.asr_pass_failures),
             ),
             (
                 "language_switches",

@@ -251,3 +251,136 @@ impl VoiceBank for ToneBank {
         }]
     }
 }
+
+/// A streaming recogniser for tests: it "hears" words spoken by [`WordTones::speech`] (each
+/// word a tone of its own loudness, words apart by short gaps) and continues the prefix of a
+/// window pass as Whisper does. A word still being spoken at the window's end is heard with a
+/// `~` (a recogniser is unsure at the edge). Records the longest window it was given; fails
+/// every pass while `failing` is set.
+pub struct WordTones {
+    pub vocabulary: Vec<String>,
+    pub passes: AtomicUsize,
+    pub longest_window: AtomicUsize,
+    pub failing: std::sync::atomic::AtomicBool,
+}
+
+/// Loudness step between words' tones.
+const WORD_LEVEL: f32 = 0.04;
+/// One word's tone and the gap after it, at 16 kHz.
+const WORD_SAMPLES: usize = 6_400;
+const WORD_GAP: usize = 960;
+
+impl WordTones {
+    pub fn new(vocabulary: &[&str]) -> Self {
+        Self {
+            vocabulary: vocabulary.iter().map(|w| w.to_string()).collect(),
+            passes: AtomicUsize::new(0),
+            longest_window: AtomicUsize::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// 16 kHz audio of the words at `indices` of the vocabulary (400 ms each, 60 ms apart).
+    pub fn speech(indices: &[usize]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for &i in indices {
+            let amp = WORD_LEVEL * (i + 2) as f32 * std::f32::consts::SQRT_2;
+            out.extend((0..WORD_SAMPLES).map(|n| (n as f32 * 0.3).sin() * amp));
+            out.extend(std::iter::repeat_n(0.0, WORD_GAP));
+        }
+        out
+    }
+
+    /// The words in `pcm`: runs of 20 ms frames at one word's loudness.
+    fn hear(&self, pcm: &[f32]) -> String {
+        let levels: Vec<Option<usize>> = pcm
+            .chunks(320)
+            .map(|f| {
+                let l = (crate::audio::rms(f) / WORD_LEVEL).round() as usize;
+                (l >= 2).then(|| l - 2)
+            })
+            .collect();
+        let mut words = Vec::new();
+        let mut run: Option<(usize, usize)> = None;
+        for (k, level) in levels.iter().enumerate() {
+            match (*level, run) {
+                (Some(w), Some((rw, n))) if w == rw => run = Some((w, n + 1)),
+                (l, prev) => {
+                    if let Some((w, n)) = prev {
+                        if n >= 5 {
+                            words.push(self.word(w, false));
+                        }
+                    }
+                    run = l.map(|w| (w, 1));
+                }
+            }
+            if k + 1 == levels.len() {
+                if let Some((w, n)) = run {
+                    if n >= 5 {
+                        words.push(self.word(w, n < 20));
+                    }
+                }
+            }
+        }
+        words.join(" ")
+    }
+
+    fn word(&self, i: usize, unsure: bool) -> String {
+        let w = self
+            .vocabulary
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| "?".into());
+        if unsure {
+            format!("{w}~")
+        } else {
+            w
+        }
+    }
+}
+
+impl Asr for WordTones {
+    fn transcribe(
+        &self,
+        pcm: &[f32],
+        hint: &LanguageHint,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        if cancel.is_cancelled() {
+            return Err(AsrError::Cancelled);
+        }
+        self.passes.fetch_add(1, Ordering::SeqCst);
+        self.longest_window.fetch_max(pcm.len(), Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(AsrError::Failed("scripted failure".into()));
+        }
+        let language = match hint {
+            LanguageHint::Fixed(l) => l.clone(),
+            LanguageHint::DetectAmong(a) | LanguageHint::Prefer { allowed: a, .. } => {
+                a.first().cloned().unwrap_or_else(|| "en".into())
+            }
+        };
+        Ok(Transcription {
+            text: self.hear(pcm),
+            language: language.clone(),
+            language_prob: 0.99,
+            candidates: vec![(language, 0.99)],
+            held: false,
+            audio_s: pcm.len() as f32 / 16_000.0,
+            elapsed_s: 0.01,
+        })
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    fn transcribe_window(
+        &self,
+        req: &super::asr::WindowRequest<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        // The window's words begin with the prefix: hearing the whole window continues it.
+        self.transcribe(req.pcm, req.hint, cancel)
+    }
+}

@@ -3,6 +3,9 @@
 //! real-time factor. Transcripts and references are normalised as `../shared/eval/README.md`
 //! prescribes ([`normalize_for_scoring`]). `--channel phone` passes every clip through a phone
 //! line first (8 kHz, G.711 μ-law, back to the pipeline rate), as telephony callers sound.
+//! `--mode streaming` feeds each clip in 20 ms chunks through the daemon's own streaming state
+//! ([`crate::backend::asr::streaming`]), so its figures are what a live session gets; the CPU
+//! column is the process's CPU time per second of speech.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use super::Clip;
 use crate::audio::resample::resample_all;
 use crate::audio::wav::read_mono;
 use crate::audio::{g711, PIPELINE_RATE};
+use crate::backend::asr::streaming::{stream_file, StreamConfig};
 use crate::backend::asr::{Asr, LanguageHint};
 use crate::pipeline::language::LanguageTrack;
 use crate::stages::lang_id;
@@ -66,6 +70,38 @@ impl Channel {
             }
         }
     }
+}
+
+/// Chunk length `--mode streaming` feeds, as a live transport does.
+pub const STREAM_CHUNK_MS: u32 = 20;
+
+/// How each clip is recognised.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// One decode of the whole clip.
+    Whole,
+    /// Streamed through the daemon's streaming state with these settings.
+    Streaming(StreamConfig),
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Whole => "whole",
+            Mode::Streaming(_) => "streaming",
+        }
+    }
+}
+
+/// CPU time of this process so far (user + system), in seconds.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Whether clips are recognised alone or as turns of a conversation (with the session's
@@ -133,6 +169,8 @@ pub struct ClipResult {
     pub chars: usize,
     pub right_script: bool,
     pub elapsed_s: f32,
+    /// CPU time the recognition took (all threads).
+    pub cpu_s: f32,
 }
 
 /// Levenshtein distance between two sequences.
@@ -170,12 +208,14 @@ pub fn score(reference: &str, hypothesis: &str) -> (usize, usize, usize, usize) 
 
 /// Recognises every clip (language detected among `languages`, as a live session does); in a
 /// session mode, with the session's language hysteresis (`switch_confidence`).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     asr: &dyn Asr,
     clips: &[Clip],
     languages: &[String],
     channel: Channel,
     session: Session,
+    mode: &Mode,
     switch_confidence: f32,
     mut progress: impl FnMut(&ClipResult),
 ) -> Result<Vec<ClipResult>, EvalError> {
@@ -201,12 +241,24 @@ pub fn run(
         let (mono, rate) = read_mono(&clip.path).map_err(|e| err(e.to_string()))?;
         let audio = resample_all(&mono, rate, PIPELINE_RATE).map_err(|e| err(e.to_string()))?;
         let audio = channel.apply(&audio).map_err(err)?;
-        let t = asr
-            .transcribe(&audio, &hint, &cancel)
-            .map_err(|e| EvalError::Asr {
-                path: clip.path.clone(),
-                detail: e.to_string(),
-            })?;
+        let cpu = process_cpu_s();
+        let t = match mode {
+            Mode::Whole => asr.transcribe(&audio, &hint, &cancel),
+            Mode::Streaming(cfg) => stream_file(
+                asr,
+                cfg.clone(),
+                &audio,
+                hint,
+                STREAM_CHUNK_MS,
+                &cancel,
+                |_, _| {},
+            ),
+        }
+        .map_err(|e| EvalError::Asr {
+            path: clip.path.clone(),
+            detail: e.to_string(),
+        })?;
+        let cpu_s = (process_cpu_s() - cpu) as f32;
         let (word_edits, words, char_edits, chars) = score(&clip.text, &t.text);
         let decided = match session {
             Session::None => t.language.clone(),
@@ -242,6 +294,7 @@ pub fn run(
             chars,
             right_script,
             elapsed_s: t.elapsed_s,
+            cpu_s,
         };
         progress(&r);
         out.push(r);
@@ -261,6 +314,15 @@ pub struct LanguageRow {
     pub lid_long: Option<f64>,
     pub right_script: f64,
     pub rtf: f64,
+    /// CPU seconds per second of audio (1.0 = one core busy while the user speaks).
+    pub cpu_per_s: f64,
+}
+
+fn audio_s(rs: &[&ClipResult]) -> f64 {
+    rs.iter()
+        .map(|r| f64::from(r.duration_s))
+        .sum::<f64>()
+        .max(1e-9)
 }
 
 pub fn table(results: &[ClipResult]) -> Vec<LanguageRow> {
@@ -284,20 +346,18 @@ pub fn table(results: &[ClipResult]) -> Vec<LanguageRow> {
                 lid_long: (!long.is_empty())
                     .then(|| long.iter().filter(|r| correct(r)).count() as f64 / long.len() as f64),
                 right_script: rs.iter().filter(|r| r.right_script).count() as f64 / n,
-                rtf: rs.iter().map(|r| f64::from(r.elapsed_s)).sum::<f64>()
-                    / rs.iter()
-                        .map(|r| f64::from(r.duration_s))
-                        .sum::<f64>()
-                        .max(1e-9),
+                rtf: rs.iter().map(|r| f64::from(r.elapsed_s)).sum::<f64>() / audio_s(&rs),
+                cpu_per_s: rs.iter().map(|r| f64::from(r.cpu_s)).sum::<f64>() / audio_s(&rs),
             }
         })
         .collect()
 }
 
-pub fn render(rows: &[LanguageRow], channel: Channel, session: Session) -> String {
+pub fn render(rows: &[LanguageRow], channel: Channel, session: Session, mode: &Mode) -> String {
     let pct = |x: f64| format!("{:.1}%", x * 100.0);
     let mut out = format!(
-        "channel: {}, session: {}\n{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6}\n",
+        "mode: {}, channel: {}, session: {}\n{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6} {:>6}\n",
+        mode.name(),
         channel.name(),
         session.name(),
         "lang",
@@ -307,11 +367,12 @@ pub fn render(rows: &[LanguageRow], channel: Channel, session: Session) -> Strin
         "LID",
         "LID ≥3 s",
         "script",
-        "RTF"
+        "RTF",
+        "CPU/s"
     );
     for r in rows {
         out += &format!(
-            "{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6.3}\n",
+            "{:<5} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>6.3} {:>6.2}\n",
             r.language,
             r.clips,
             pct(r.wer),
@@ -319,14 +380,42 @@ pub fn render(rows: &[LanguageRow], channel: Channel, session: Session) -> Strin
             pct(r.lid),
             r.lid_long.map(pct).unwrap_or_else(|| "-".into()),
             pct(r.right_script),
-            r.rtf
+            r.rtf,
+            r.cpu_per_s
         );
     }
     out
 }
 
-pub fn to_json(rows: &[LanguageRow], channel: Channel, session: Session) -> serde_json::Value {
+/// Streaming against whole-utterance decoding, per language: the difference in WER and CER
+/// (percentage points; positive = streaming is worse).
+pub fn render_comparison(whole: &[LanguageRow], streaming: &[LanguageRow]) -> String {
+    let mut out = format!(
+        "streaming − whole (points)\n{:<5} {:>8} {:>8} {:>10}\n",
+        "lang", "ΔWER", "ΔCER", "ΔCPU/s"
+    );
+    for w in whole {
+        if let Some(s) = streaming.iter().find(|s| s.language == w.language) {
+            out += &format!(
+                "{:<5} {:>+8.1} {:>+8.1} {:>+10.2}\n",
+                w.language,
+                100.0 * (s.wer - w.wer),
+                100.0 * (s.cer - w.cer),
+                s.cpu_per_s - w.cpu_per_s
+            );
+        }
+    }
+    out
+}
+
+pub fn to_json(
+    rows: &[LanguageRow],
+    channel: Channel,
+    session: Session,
+    mode: &Mode,
+) -> serde_json::Value {
     serde_json::json!({
+        "mode": mode.name(),
         "channel": channel.name(),
         "session": session.name(),
         "languages": rows.iter().map(|r| serde_json::json!({
@@ -338,6 +427,7 @@ pub fn to_json(rows: &[LanguageRow], channel: Channel, session: Session) -> serd
             "lid_long": r.lid_long,
             "right_script": r.right_script,
             "rtf": r.rtf,
+            "cpu_per_s": r.cpu_per_s,
         })).collect::<Vec<_>>(),
     })
 }
@@ -402,6 +492,7 @@ mod tests {
             chars: 50,
             right_script: script,
             elapsed_s: d / 4.0,
+            cpu_s: d / 2.0,
         };
         let rows = table(&[
             r("hi", "hi", 4.0, 2, true),
@@ -414,6 +505,7 @@ mod tests {
         assert!((hi.wer - 0.6).abs() < 1e-9 && (hi.lid - 0.5).abs() < 1e-9);
         assert_eq!(hi.lid_long, Some(1.0));
         assert!((hi.right_script - 0.5).abs() < 1e-9 && (hi.rtf - 0.25).abs() < 1e-9);
+        assert!((hi.cpu_per_s - 0.5).abs() < 1e-9);
     }
 
     #[test]

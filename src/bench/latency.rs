@@ -80,6 +80,8 @@ struct Prepared {
     pcm16: Vec<u8>,
     /// Offset of the end of speech in the clip.
     speech_end: Duration,
+    /// Offset of the start of speech in the clip.
+    speech_start: Duration,
 }
 
 /// One measured turn.
@@ -94,6 +96,10 @@ pub struct TurnSample {
     pub tts_first_audio_ms: f32,
     pub first_clause_ms: f32,
     pub server_e2e_ms: f32,
+    /// Start of speech → the first partial transcript (gRPC only).
+    pub first_partial_ms: Option<f64>,
+    /// The longest wait for a new partial while the user was speaking (gRPC only).
+    pub partial_gap_ms: Option<f64>,
     pub error: Option<String>,
 }
 
@@ -127,6 +133,12 @@ impl LatencyReport {
             .filter(|s| s.latency_ms.is_some())
             .map(|s| f64::from(f(s)))
             .collect();
+        summarize(&v, v.len() as u64)
+    }
+
+    /// A partial-transcript figure over the turns that had one.
+    fn partials(&self, f: impl Fn(&TurnSample) -> Option<f64>) -> Summary {
+        let v: Vec<f64> = self.samples.iter().filter_map(f).collect();
         summarize(&v, v.len() as u64)
     }
 
@@ -175,6 +187,14 @@ impl LatencyReport {
                 "  daemon: VAD end → first audio",
                 self.stage(|s| s.server_e2e_ms),
             );
+            out += &row(
+                "speech start → first partial",
+                self.partials(|s| s.first_partial_ms),
+            );
+            out += &row(
+                "longest wait for a partial (speaking)",
+                self.partials(|s| s.partial_gap_ms),
+            );
         }
         for f in failed.iter().take(5) {
             out += &format!(
@@ -201,6 +221,8 @@ impl LatencyReport {
             "first_clause": s(self.stage(|t| t.first_clause_ms)),
             "tts_first_audio": s(self.stage(|t| t.tts_first_audio_ms)),
             "daemon_end_to_first_audio": s(self.stage(|t| t.server_e2e_ms)),
+            "first_partial": s(self.partials(|t| t.first_partial_ms)),
+            "partial_gap": s(self.partials(|t| t.partial_gap_ms)),
         })
     }
 }
@@ -225,6 +247,11 @@ fn prepare(clip: &Clip, out_rate: u32) -> Result<Prepared, LatencyError> {
         .rposition(|&l| l >= loud * SPEECH_FLOOR)
         .ok_or_else(|| err("no speech found in the clip".into()))?;
     let speech_end = Duration::from_millis((last as u64 + 1) * CHUNK_MS);
+    let first = levels
+        .iter()
+        .position(|&l| l >= loud * SPEECH_FLOOR)
+        .unwrap_or(last);
+    let speech_start = Duration::from_millis(first as u64 * CHUNK_MS);
     let audio = if out_rate == PIPELINE_RATE {
         audio
     } else {
@@ -243,6 +270,7 @@ fn prepare(clip: &Clip, out_rate: u32) -> Result<Prepared, LatencyError> {
         language: clip.language.clone(),
         pcm16,
         speech_end,
+        speech_start,
     })
 }
 
@@ -289,6 +317,8 @@ async fn run_session(
         let mut first_audio: Option<Instant> = None;
         let mut answered_turn: Option<u64> = None;
         let deadline = speech_end_at + REPLY_TIMEOUT;
+        let speech_start_at = start + clip.speech_start;
+        let mut last_partial: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -305,6 +335,17 @@ async fn run_session(
                             answered_turn = Some(a.turn);
                             sample.cut_in = now < speech_end_at;
                             sample.latency_ms = Some(now.saturating_duration_since(speech_end_at).as_secs_f64() * 1000.0);
+                        }
+                        Some(Event::Transcript(t)) if !t.is_final && Instant::now() < speech_end_at => {
+                            let now = Instant::now();
+                            let since = last_partial.unwrap_or(speech_start_at);
+                            let gap = now.saturating_duration_since(since).as_secs_f64() * 1000.0;
+                            if last_partial.is_none() {
+                                sample.first_partial_ms = Some(gap);
+                            } else {
+                                sample.partial_gap_ms = Some(sample.partial_gap_ms.unwrap_or(0.0).max(gap));
+                            }
+                            last_partial = Some(now);
                         }
                         Some(Event::TurnCompleted(t)) if Some(t.turn) == answered_turn => {
                             if let Some(tm) = t.timings {

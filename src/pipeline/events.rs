@@ -10,11 +10,15 @@ pub enum PipelineEvent {
         turn: TurnId,
         audio_s: f32,
     },
-    /// What the user said. `is_final` is false for a transcript of a speculative turn (the user
-    /// paused but may go on); the final one follows when the turn is confirmed.
+    /// What the user said. `is_final` is false while the user speaks (the streaming
+    /// recogniser's text so far) and for a speculative turn (the user paused but may go on);
+    /// the final one follows when the turn is confirmed.
     Transcript {
         turn: TurnId,
         text: String,
+        /// The start of `text` that will not change any more in this turn (the committed
+        /// words); all of `text` in a final transcript.
+        stable: String,
         language: String,
         confidence: f32,
         /// Whisper's spoken-language candidates (restricted to the configured set).

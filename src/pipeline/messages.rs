@@ -39,8 +39,6 @@ pub struct Turn {
     clauses: Mutex<Vec<(String, u64, u64)>>,
     /// Heard while the assistant was answering another turn.
     pub over_reply: AtomicBool,
-    /// Only a partial transcript of speech in progress: not answered.
-    pub partial_only: AtomicBool,
     /// The user's words once recognised: (text, language, confidence).
     pub user_text: OnceLock<(String, String, f32)>,
 }
@@ -67,7 +65,6 @@ impl Turn {
             interrupted_at_ms: OnceLock::new(),
             clauses: Mutex::new(Vec::new()),
             over_reply: AtomicBool::new(false),
-            partial_only: AtomicBool::new(false),
             user_text: OnceLock::new(),
         }
     }
@@ -273,27 +270,24 @@ pub enum Ingest {
     EndOfInput,
 }
 
-/// What the user said, as audio or typed text.
+/// VAD → ASR: the user's speech as it arrives (the recogniser works while the user talks), and
+/// the moments a transcript is wanted.
 #[derive(Debug)]
-pub enum UserInput {
-    Speech(Vec<f32>),
-    Typed(String),
-}
-
-/// VAD → ASR: one utterance.
-#[derive(Debug)]
-pub struct Utterance {
-    pub turn: Arc<Turn>,
-    pub input: UserInput,
-}
-
-impl Utterance {
-    pub fn speech(turn: Arc<Turn>, pcm: Vec<f32>) -> Self {
-        Self {
-            turn,
-            input: UserInput::Speech(pcm),
-        }
-    }
+pub enum SpeechInput {
+    /// Confirmed speech started. `resume`: the user goes on with a turn that was not answered
+    /// yet, so its audio and words carry into this one; otherwise a new utterance begins.
+    Start { resume: bool },
+    /// Audio of the utterance in progress, in order; its last `trailing_silence` samples are
+    /// non-speech so far.
+    Audio {
+        pcm: Vec<f32>,
+        trailing_silence: usize,
+    },
+    /// A transcript of all the speech so far is wanted for `turn`: a speculative start at a
+    /// pause, or the end of the utterance.
+    Decide(Arc<Turn>),
+    /// A typed user turn (accessibility, chat fallback): no recognition.
+    Typed { turn: Arc<Turn>, text: String },
 }
 
 /// ASR → language id.
@@ -301,6 +295,8 @@ impl Utterance {
 pub struct Transcript {
     pub turn: Arc<Turn>,
     pub text: String,
+    /// The committed start of `text` (the streaming recogniser will not change it).
+    pub stable: String,
     pub spoken_language: String,
     pub spoken_prob: f32,
     pub candidates: Vec<(String, f32)>,

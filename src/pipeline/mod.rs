@@ -24,8 +24,9 @@ pub use memory::{HistorySink, SessionMemory};
 pub use messages::{Ingest, TurnId};
 pub use turns::TurnControl;
 
-/// VAD → ASR: whole utterances; backpressure (ASR is the slowest consumer of audio).
-pub const UTTERANCE_EDGE: usize = 2;
+/// VAD → ASR: speech as it arrives (a message per VAD batch, ~20–32 ms of audio), sized in
+/// time: 2 s; backpressure (the ASR stage never waits on inference: passes run beside it).
+pub const SPEECH_EDGE: usize = 64;
 /// ASR → language id → LLM: one message per turn; backpressure.
 pub const TURN_EDGE: usize = 2;
 /// LLM → TTS: clauses of a reply; backpressure holds the LLM when TTS falls behind.
@@ -148,7 +149,7 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> SessionPipeline {
     let (ingest_tx, ingest_rx) = mpsc::channel(input_capacity);
-    let (utt_tx, utt_rx) = mpsc::channel(UTTERANCE_EDGE);
+    let (speech_tx, speech_rx) = mpsc::channel(SPEECH_EDGE);
     let (tr_tx, tr_rx) = mpsc::channel(TURN_EDGE);
     let (user_tx, user_rx) = mpsc::channel(TURN_EDGE);
     let (clause_tx, clause_rx) = mpsc::channel(CLAUSE_EDGE);
@@ -181,8 +182,8 @@ pub fn spawn(
         language,
     };
 
-    tracker.spawn(stages::vad::run(ctx.clone(), ingest_rx, utt_tx));
-    tracker.spawn(stages::asr::run(ctx.clone(), utt_rx, tr_tx));
+    tracker.spawn(stages::vad::run(ctx.clone(), ingest_rx, speech_tx));
+    tracker.spawn(stages::asr::run(ctx.clone(), speech_rx, tr_tx));
     tracker.spawn(stages::lang_id::run(ctx.clone(), tr_rx, user_tx));
     tracker.spawn(stages::llm::run(ctx.clone(), user_rx, clause_tx));
     tracker.spawn(stages::tts::run(ctx.clone(), clause_rx, audio_tx));

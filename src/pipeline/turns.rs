@@ -72,13 +72,9 @@ impl TurnControl {
         turn
     }
 
-    /// A transcription of speech still in progress, for a partial transcript only: never
-    /// current, never answered.
-    pub fn begin_partial(&self) -> Arc<Turn> {
-        let turn = self.new_turn(Turn::speculative);
-        turn.partial_only
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        turn
+    /// The id the next turn will get (partial transcripts of speech in progress carry it).
+    pub fn next_id(&self) -> TurnId {
+        TurnId(self.lock().next_id)
     }
 
     fn new_turn(&self, make: fn(TurnId, CancellationToken) -> Turn) -> Arc<Turn> {

@@ -159,23 +159,6 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                 &t.text,
                 allowed,
             );
-            if t.turn.partial_only.load(Ordering::Relaxed) {
-                let language = if t.held {
-                    t.spoken_language.clone()
-                } else {
-                    detected
-                };
-                ctx.emit(PipelineEvent::Transcript {
-                    turn: t.turn.id,
-                    text: t.text,
-                    language,
-                    confidence,
-                    spoken: t.candidates,
-                    is_final: false,
-                })
-                .await;
-                continue;
-            }
             TurnClock::mark(&t.turn.clock.lang_done);
             let backchannel_language = if t.held {
                 t.spoken_language.as_str()
@@ -231,6 +214,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
             ctx.emit(PipelineEvent::Transcript {
                 turn: t.turn.id,
                 text: t.text.clone(),
+                stable: if t.turn.is_confirmed() {
+                    t.text.clone()
+                } else {
+                    t.stable.clone()
+                },
                 language: language.clone(),
                 confidence,
                 spoken: t.candidates.clone(),

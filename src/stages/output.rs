@@ -75,6 +75,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyAudio>) {
                         let final_transcript = PipelineEvent::Transcript {
                             turn: a.turn.id,
                             text: text.clone(),
+                            stable: text.clone(),
                             language: language.clone(),
                             confidence: *confidence,
                             spoken: Vec::new(),

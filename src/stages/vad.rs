@@ -1,6 +1,8 @@
 //! VAD stage: frames the incoming audio, asks the detector for speech probabilities, and turns
 //! them into utterances with the endpointing rules of `VadConfig` (min speech, min silence,
-//! padding, maximum length). Speech during a reply (live sessions) interrupts it.
+//! padding, maximum length). A confirmed utterance's audio streams on to ASR as it arrives (the
+//! recogniser works while the user talks); pauses and ends of speech ask it for a transcript.
+//! Speech during a reply (live sessions) interrupts it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use crate::audio::PIPELINE_RATE;
 use crate::backend::vad::VoiceActivity;
 use crate::config::VadConfig;
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{Ingest, Turn, UserInput, Utterance};
+use crate::pipeline::messages::{Ingest, SpeechInput, Turn};
 use crate::pipeline::PipelineEvent;
 
 /// The rate of Silero's telephone mode, used for sessions whose audio came from a phone line.
@@ -29,8 +31,6 @@ pub enum Endpoint {
     /// A short pause (`pause_ms`) in confirmed speech, with the audio so far: a reply may start
     /// speculatively.
     Pause(Vec<f32>),
-    /// Every `partial_ms` of an utterance in progress, the audio so far (partial transcripts).
-    Progress(Vec<f32>),
     /// Speech went on after a [`Endpoint::Pause`].
     Resumed,
 }
@@ -53,9 +53,6 @@ pub struct Endpointer {
     /// Silence frames that make a [`Endpoint::Pause`]; 0 = never.
     pause_frames: usize,
     paused: bool,
-    /// Utterance length between [`Endpoint::Progress`] reports, in samples; 0 = never.
-    partial_samples: usize,
-    next_partial: usize,
 }
 
 impl Endpointer {
@@ -73,15 +70,7 @@ impl Endpointer {
             in_speech: false,
             pause_frames: 0,
             paused: false,
-            partial_samples: 0,
-            next_partial: 0,
         }
-    }
-
-    /// Also report the audio so far every `ms` of an utterance (0 = off).
-    pub fn with_partials(mut self, ms: u32) -> Self {
-        self.partial_samples = ms_to_samples(ms);
-        self
     }
 
     /// Also report pauses of `ms` in confirmed speech (0 = off).
@@ -149,14 +138,6 @@ impl Endpointer {
         if resumed {
             return Some(Endpoint::Resumed);
         }
-        if self.partial_samples > 0 && self.silence_frames == 0 {
-            if self.next_partial == 0 {
-                self.next_partial = self.utterance.len() + self.partial_samples;
-            } else if self.utterance.len() >= self.next_partial {
-                self.next_partial = self.utterance.len() + self.partial_samples;
-                return Some(Endpoint::Progress(self.utterance.clone()));
-            }
-        }
         if self.pause_frames > 0 && !self.paused && self.silence_frames == self.pause_frames {
             self.paused = true;
             return Some(Endpoint::Pause(self.trimmed_copy()));
@@ -190,6 +171,20 @@ impl Endpointer {
         self.in_speech && self.confirmed
     }
 
+    /// The audio of the confirmed utterance in progress (empty otherwise).
+    pub fn utterance(&self) -> &[f32] {
+        if self.in_confirmed_speech() {
+            &self.utterance
+        } else {
+            &[]
+        }
+    }
+
+    /// Non-speech samples at the end of the utterance in progress.
+    pub fn trailing_silence(&self) -> usize {
+        self.silence_frames * self.frame
+    }
+
     /// Cuts trailing silence beyond the padding and returns the utterance.
     fn take_utterance(&mut self) -> Vec<f32> {
         let trailing = self.silence_frames * self.frame;
@@ -204,7 +199,6 @@ impl Endpointer {
 
     fn reset_to_silence(&mut self) {
         self.paused = false;
-        self.next_partial = 0;
         self.in_speech = false;
         self.confirmed = false;
         self.speech_frames = 0;
@@ -227,10 +221,62 @@ struct Work {
     /// phone line's audio (upsampled to the pipeline rate by the transport, so every other
     /// sample is the band-limited 8 kHz signal again).
     decimate: usize,
+    /// Samples of the utterance in progress already streamed to ASR.
+    streamed: usize,
 }
 
-/// Runs the detector over `audio` on the blocking pool; returns the endpoint events.
-async fn process(mut work: Work, audio: Vec<f32>) -> Option<(Work, Vec<Endpoint>)> {
+/// What the detector made of a batch of audio, in order.
+#[derive(Debug)]
+enum VadOut {
+    /// Audio of the confirmed utterance in progress, and the non-speech at its end.
+    Speech(Vec<f32>, usize),
+    Endpoint(Endpoint),
+}
+
+impl Work {
+    /// Streams the utterance's audio not yet handed out (coalesced with a preceding chunk).
+    fn stream_new(&mut self, out: &mut Vec<VadOut>) {
+        let utt = self.endpointer.utterance();
+        if utt.len() <= self.streamed {
+            return;
+        }
+        let silence = self.endpointer.trailing_silence();
+        let new = &utt[self.streamed..];
+        self.streamed = utt.len();
+        if let Some(VadOut::Speech(pcm, trailing)) = out.last_mut() {
+            pcm.extend_from_slice(new);
+            *trailing = silence;
+        } else {
+            out.push(VadOut::Speech(new.to_vec(), silence));
+        }
+    }
+
+    /// An endpoint, with the audio it covers streamed before it (after it, for a start).
+    fn endpoint(&mut self, ev: Endpoint, out: &mut Vec<VadOut>) {
+        match ev {
+            Endpoint::Utterance(pcm) => {
+                // The finished utterance (trailing silence trimmed): only what was not sent.
+                if pcm.len() > self.streamed {
+                    out.push(VadOut::Speech(pcm[self.streamed..].to_vec(), 0));
+                }
+                self.streamed = 0;
+                out.push(VadOut::Endpoint(Endpoint::Utterance(pcm)));
+            }
+            Endpoint::SpeechStarted => {
+                self.streamed = 0;
+                out.push(VadOut::Endpoint(Endpoint::SpeechStarted));
+                self.stream_new(out);
+            }
+            ev => {
+                self.stream_new(out);
+                out.push(VadOut::Endpoint(ev));
+            }
+        }
+    }
+}
+
+/// Runs the detector over `audio` on the blocking pool; returns what it found, in order.
+async fn process(mut work: Work, audio: Vec<f32>) -> Option<(Work, Vec<VadOut>)> {
     let joined = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         work.pending.extend_from_slice(&audio);
@@ -256,8 +302,9 @@ async fn process(mut work: Work, audio: Vec<f32>) -> Option<(Work, Vec<Endpoint>
                     0.0
                 }
             };
-            if let Some(ev) = work.endpointer.push(f, p) {
-                out.push(ev);
+            match work.endpointer.push(f, p) {
+                Some(ev) => work.endpoint(ev, &mut out),
+                None => work.stream_new(&mut out),
             }
             start += frame;
         }
@@ -271,7 +318,7 @@ async fn process(mut work: Work, audio: Vec<f32>) -> Option<(Work, Vec<Endpoint>
         .ok()
 }
 
-pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender<Utterance>) {
+pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender<SpeechInput>) {
     let span = info_span!("stage", name = "vad", session = %ctx.settings.session_id);
     async move {
         let vad_rate = if ctx.settings.narrowband {
@@ -295,26 +342,21 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
         };
         let mut work = Some(Work {
             detector,
-            endpointer: Endpointer::new(vad_config(&ctx), frame)
-                .with_pause(pause_ms)
-                .with_partials(if ctx.settings.speculative {
-                    ctx.backends.config.turn.partial_every_ms
-                } else {
-                    0
-                }),
+            endpointer: Endpointer::new(vad_config(&ctx), frame).with_pause(pause_ms),
             pending: Vec::with_capacity(frame * 4),
             error: None,
             decimate,
+            streamed: 0,
         });
         let mut turns = TurnTaking::default();
         while let Some(msg) = ctx.next(&mut rx).await {
-            let (Some(w), events) = (match msg {
+            let (Some(w), outs) = (match msg {
                 Ingest::Audio(samples) => {
                     let Some(w) = work.take() else { break };
-                    let Some((w, evs)) = process(w, samples).await else {
+                    let Some((w, outs)) = process(w, samples).await else {
                         break;
                     };
-                    (Some(w), evs)
+                    (Some(w), outs)
                 }
                 Ingest::Text(text) => {
                     if !turns.typed(&ctx, &tx, text).await {
@@ -324,13 +366,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
                 }
                 Ingest::EndOfInput => {
                     let Some(mut w) = work.take() else { break };
-                    let evs: Vec<Endpoint> = w
-                        .endpointer
-                        .finish()
-                        .map(Endpoint::Utterance)
-                        .into_iter()
-                        .collect();
-                    (Some(w), evs)
+                    let mut outs = Vec::new();
+                    if let Some(pcm) = w.endpointer.finish() {
+                        w.endpoint(Endpoint::Utterance(pcm), &mut outs);
+                    }
+                    (Some(w), outs)
                 }
             }) else {
                 break;
@@ -338,8 +378,8 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
             if let Some(e) = &w.error {
                 warn!(error = %e, "VAD inference error (treated as silence)");
             }
-            for ev in events {
-                if !turns.on_endpoint(&ctx, &tx, ev).await {
+            for out in outs {
+                if !turns.on_output(&ctx, &tx, out).await {
                     return;
                 }
             }
@@ -349,7 +389,13 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
         // Input closed: flush an utterance in progress.
         if let Some(mut w) = work {
             if let Some(pcm) = w.endpointer.finish() {
-                turns.on_endpoint(&ctx, &tx, Endpoint::Utterance(pcm)).await;
+                let mut outs = Vec::new();
+                w.endpoint(Endpoint::Utterance(pcm), &mut outs);
+                for out in outs {
+                    if !turns.on_output(&ctx, &tx, out).await {
+                        break;
+                    }
+                }
             }
         }
         if !turns.heard_speech && !ctx.shutdown.is_cancelled() {
@@ -363,19 +409,17 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
 /// Turn-taking decisions on top of the endpointer: speculative starts at pauses, barge-in only
 /// after `turn.barge_in_min_ms` of speech over a reply, short speech over a reply sent on as a
 /// tentative turn (a backchannel does not interrupt), and a user who goes on speaking before the
-/// assistant has said anything continues the same turn (the earlier audio is carried into it).
+/// assistant has said anything continues the same turn (the recogniser resumes its stream).
 #[derive(Default)]
 struct TurnTaking {
     heard_speech: bool,
     /// A reply was playing when the current speech started.
     over_reply: bool,
     speculative: Option<Arc<Turn>>,
-    /// A transcription of the speech so far, for a partial transcript.
-    partial: Option<Arc<Turn>>,
-    /// The latest confirmed turn and all the audio it was heard from.
-    base: Option<(Arc<Turn>, Vec<f32>)>,
-    /// Audio of an unanswered turn the user is continuing: it prefixes the next turn.
-    carry: Vec<f32>,
+    /// The latest confirmed turn and the length of all the audio it was heard from.
+    base: Option<(Arc<Turn>, usize)>,
+    /// Audio of an unanswered turn the user is continuing (it prefixes this utterance).
+    carried: usize,
 }
 
 /// The base turn is still being worked on and nothing of its reply went out.
@@ -386,22 +430,44 @@ fn unanswered(ctx: &StageCtx, turn: &Turn) -> bool {
 }
 
 impl TurnTaking {
+    async fn on_output(
+        &mut self,
+        ctx: &StageCtx,
+        tx: &mpsc::Sender<SpeechInput>,
+        out: VadOut,
+    ) -> bool {
+        match out {
+            VadOut::Speech(pcm, trailing_silence) => {
+                ctx.forward(
+                    tx,
+                    SpeechInput::Audio {
+                        pcm,
+                        trailing_silence,
+                    },
+                )
+                .await
+            }
+            VadOut::Endpoint(ev) => self.on_endpoint(ctx, tx, ev).await,
+        }
+    }
+
     async fn on_endpoint(
         &mut self,
         ctx: &StageCtx,
-        tx: &mpsc::Sender<Utterance>,
+        tx: &mpsc::Sender<SpeechInput>,
         ev: Endpoint,
     ) -> bool {
         match ev {
             Endpoint::SpeechStarted => {
                 self.heard_speech = true;
+                self.carried = 0;
                 if ctx.settings.barge_in {
                     if let Some((base, audio)) = self.base.take() {
                         if unanswered(ctx, &base) {
                             // The user goes on before being answered: one turn, not two.
                             debug!(turn = base.id.0, "turn continued");
                             ctx.turns.abandon(&base);
-                            self.carry = audio;
+                            self.carried = audio;
                             if base.is_confirmed() {
                                 ctx.emit(PipelineEvent::TurnContinued { turn: base.id })
                                     .await;
@@ -410,40 +476,23 @@ impl TurnTaking {
                     }
                 }
                 self.over_reply = ctx.settings.barge_in && ctx.turns.replying();
+                let resume = self.carried > 0;
+                if !ctx.forward(tx, SpeechInput::Start { resume }).await {
+                    return false;
+                }
                 ctx.emit(PipelineEvent::SpeechStarted).await;
                 true
             }
-            Endpoint::Progress(pcm) => {
-                if self.over_reply || self.speculative.is_some() {
-                    return true;
-                }
-                if let Some(old) = self.partial.take() {
-                    old.cancel.cancel();
-                }
-                let pcm = self.with_carry(ctx, pcm, false);
-                let turn = ctx.turns.begin_partial();
-                self.partial = Some(Arc::clone(&turn));
-                // Best effort: never hold the microphone up for a caption.
-                let utt = Utterance::speech(turn, pcm);
-                if tx.try_send(utt).is_err() {
-                    Metrics::incr(&ctx.metrics.stale_messages_dropped);
-                }
-                true
-            }
             Endpoint::Pause(pcm) => {
-                if let Some(old) = self.partial.take() {
-                    old.cancel.cancel();
-                }
                 if self.over_reply || self.speculative.is_some() {
                     return true;
                 }
-                let pcm = self.with_carry(ctx, pcm, false);
                 let turn = ctx.turns.begin_speculative();
                 Metrics::incr(&ctx.metrics.speculative_started);
                 debug!(turn = turn.id.0, "speculative start");
                 self.speculative = Some(Arc::clone(&turn));
-                self.base = Some((Arc::clone(&turn), pcm.clone()));
-                ctx.forward(tx, Utterance::speech(turn, pcm)).await
+                self.base = Some((Arc::clone(&turn), self.carried + pcm.len()));
+                ctx.forward(tx, SpeechInput::Decide(turn)).await
             }
             Endpoint::Resumed => {
                 if let Some(turn) = self.speculative.take() {
@@ -455,14 +504,12 @@ impl TurnTaking {
             }
             Endpoint::Utterance(pcm) => {
                 self.heard_speech = true;
-                if let Some(old) = self.partial.take() {
-                    old.cancel.cancel();
-                }
+                let audio = std::mem::take(&mut self.carried) + pcm.len();
+                let audio_s = audio as f32 / PIPELINE_RATE as f32;
                 if let Some(turn) = self.speculative.take() {
                     if turn.confirm() && !turn.is_stale() {
-                        self.carry.clear();
-                        let audio_s = self.base.as_ref().map_or(0, |(_, a)| a.len()) as f32
-                            / PIPELINE_RATE as f32;
+                        let audio_s =
+                            self.base.as_ref().map_or(0, |(_, a)| *a) as f32 / PIPELINE_RATE as f32;
                         return ctx
                             .emit(PipelineEvent::SpeechStopped {
                                 turn: turn.id,
@@ -471,8 +518,6 @@ impl TurnTaking {
                             .await;
                     }
                 }
-                let pcm = self.with_carry(ctx, pcm, true);
-                let audio_s = pcm.len() as f32 / PIPELINE_RATE as f32;
                 let turn = if std::mem::take(&mut self.over_reply) && ctx.turns.replying() {
                     ctx.turns.begin_tentative()
                 } else {
@@ -484,33 +529,16 @@ impl TurnTaking {
                 };
                 debug!(turn = turn.id.0, audio_s, "utterance");
                 if !turn.over_reply.load(std::sync::atomic::Ordering::Relaxed) {
-                    self.base = Some((Arc::clone(&turn), pcm.clone()));
+                    self.base = Some((Arc::clone(&turn), audio));
                 }
                 ctx.emit(PipelineEvent::SpeechStopped {
                     turn: turn.id,
                     audio_s,
                 })
                 .await;
-                ctx.forward(tx, Utterance::speech(turn, pcm)).await
+                ctx.forward(tx, SpeechInput::Decide(turn)).await
             }
         }
-    }
-
-    /// `pcm` prefixed with the audio of the turn the user is continuing (unless that would pass
-    /// Whisper's window: then the newest speech wins). `consume` empties the carry.
-    fn with_carry(&mut self, ctx: &StageCtx, pcm: Vec<f32>, consume: bool) -> Vec<f32> {
-        let max = ms_to_samples(ctx.backends.config.vad.max_utterance_ms);
-        let carry = if consume {
-            std::mem::take(&mut self.carry)
-        } else {
-            self.carry.clone()
-        };
-        if carry.is_empty() || carry.len() + pcm.len() > max {
-            return pcm;
-        }
-        let mut out = carry;
-        out.extend_from_slice(&pcm);
-        out
     }
 
     /// Interrupts the reply once the speech over it has lasted `turn.barge_in_min_ms`.
@@ -525,7 +553,12 @@ impl TurnTaking {
     }
 
     /// A typed turn interrupts whatever is playing and goes straight to the LLM.
-    async fn typed(&mut self, ctx: &StageCtx, tx: &mpsc::Sender<Utterance>, text: String) -> bool {
+    async fn typed(
+        &mut self,
+        ctx: &StageCtx,
+        tx: &mpsc::Sender<SpeechInput>,
+        text: String,
+    ) -> bool {
         // A typed turn is the user's input too: the session did not end without one.
         self.heard_speech = true;
         if let Some(turn) = self.speculative.take() {
@@ -535,14 +568,7 @@ impl TurnTaking {
         if let Some(old) = old {
             ctx.report_interrupted(&old).await;
         }
-        ctx.forward(
-            tx,
-            Utterance {
-                turn,
-                input: UserInput::Typed(text),
-            },
-        )
-        .await
+        ctx.forward(tx, SpeechInput::Typed { turn, text }).await
     }
 }
 

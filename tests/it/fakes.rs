@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use vaak::backend::asr::Asr;
 use vaak::backend::fake::{EnergyVad, ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::Backends;
 use vaak::config::Config;
@@ -16,10 +17,15 @@ pub fn backends(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Arc<Backends> {
     backends_with_voices(llm, asr, Arc::new(ToneBank::default()))
 }
 
+/// As [`backends`], with another recogniser (a streaming one).
+pub fn backends_with_asr(llm: Arc<ScriptedLlm>, asr: Arc<dyn Asr>) -> Arc<Backends> {
+    backends_with_voices(llm, asr, Arc::new(ToneBank::default()))
+}
+
 /// As [`backends`], with a tone bank whose log the test reads.
 pub fn backends_with_voices(
     llm: Arc<ScriptedLlm>,
-    asr: Arc<ScriptedAsr>,
+    asr: Arc<dyn Asr>,
     tts: Arc<ToneBank>,
 ) -> Arc<Backends> {
     Arc::new(Backends {

@@ -14,6 +14,7 @@ mod live_turns;
 mod remote_asr;
 mod remote_llm;
 mod serve;
+mod streaming;
 mod telephony;
 mod turn_taking;
 mod webrtc;

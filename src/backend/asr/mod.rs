@@ -1,10 +1,13 @@
 //! Speech recognition backends. The trait takes one utterance at the pipeline rate and returns
 //! its text plus the spoken-language decision, so a remote recogniser or a per-language model
-//! can replace the embedded whisper.cpp one.
+//! can replace the embedded whisper.cpp one. A recogniser that can continue a committed prefix
+//! over a window of audio ([`Asr::transcribe_window`]) streams: [`streaming`] drives it while
+//! the user speaks.
 
 pub mod remote;
 pub mod routed;
 pub mod script_filter;
+pub mod streaming;
 pub mod whisper;
 
 use tokio_util::sync::CancellationToken;
@@ -129,4 +132,34 @@ pub trait Asr: Send + Sync {
     fn is_busy(&self) -> bool {
         false
     }
+
+    /// True if [`Self::transcribe_window`] really continues `prefix` after `context` (a pass
+    /// costs the window, not the utterance): the streaming state then trims committed audio.
+    /// Others are re-run over the whole utterance at each pass.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// One streaming pass: the text of `req.pcm`, which must begin with `req.prefix` (words
+    /// already committed inside this window), decoded after `req.context` (words committed
+    /// from audio before the window). The default ignores both and transcribes the window.
+    fn transcribe_window(
+        &self,
+        req: &WindowRequest<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        self.transcribe(req.pcm, req.hint, cancel)
+    }
+}
+
+/// One pass of a streaming recogniser over the uncommitted window of an utterance.
+#[derive(Debug, Clone)]
+pub struct WindowRequest<'a> {
+    /// The window's audio at the pipeline rate.
+    pub pcm: &'a [f32],
+    pub hint: &'a LanguageHint,
+    /// Committed text of the audio before the window (the decoder's prompt).
+    pub context: &'a str,
+    /// Committed text at the start of the window (forced: the pass only decodes what follows).
+    pub prefix: &'a str,
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Asr, AsrError, Detected, LanguageHint, Transcription};
+use super::{Asr, AsrError, Detected, LanguageHint, Transcription, WindowRequest};
 
 /// The embedded recogniser plus the languages routed elsewhere.
 pub struct RoutedAsr {
@@ -44,15 +44,18 @@ impl RoutedAsr {
     }
 }
 
-impl Asr for RoutedAsr {
-    fn transcribe(
+impl RoutedAsr {
+    /// Detects the language with the embedded model (unless fixed), then runs `recognise` on
+    /// that language's recogniser, and on the embedded one if that fails.
+    fn routed(
         &self,
         pcm: &[f32],
         hint: &LanguageHint,
         cancel: &CancellationToken,
+        recognise: impl Fn(&dyn Asr, &LanguageHint) -> Result<Transcription, AsrError>,
     ) -> Result<Transcription, AsrError> {
         if self.routes.is_empty() {
-            return self.embedded.transcribe(pcm, hint, cancel);
+            return recognise(self.embedded.as_ref(), hint);
         }
         let (language, prob, candidates, held) = match hint {
             LanguageHint::Fixed(l) => (l.clone(), 1.0, vec![(l.clone(), 1.0)], false),
@@ -64,23 +67,36 @@ impl Asr for RoutedAsr {
         };
         let fixed = LanguageHint::Fixed(language.clone());
         let result = match self.routes.get(&language) {
-            Some((asr, name)) => match asr.transcribe(pcm, &fixed, cancel) {
+            Some((asr, name)) => match recognise(asr.as_ref(), &fixed) {
                 Err(AsrError::Cancelled) => return Err(AsrError::Cancelled),
                 Err(e) => {
                     self.fallbacks.fetch_add(1, Ordering::Relaxed);
                     warn!(language = %language, recogniser = %name, error = %e,
                         "per-language recogniser failed: the embedded model answers");
-                    self.embedded.transcribe(pcm, &fixed, cancel)
+                    recognise(self.embedded.as_ref(), &fixed)
                 }
                 ok => ok,
             },
-            None => self.embedded.transcribe(pcm, &fixed, cancel),
+            None => recognise(self.embedded.as_ref(), &fixed),
         };
         result.map(|t| Transcription {
             language_prob: prob,
             candidates,
             held,
             ..t
+        })
+    }
+}
+
+impl Asr for RoutedAsr {
+    fn transcribe(
+        &self,
+        pcm: &[f32],
+        hint: &LanguageHint,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        self.routed(pcm, hint, cancel, |asr, hint| {
+            asr.transcribe(pcm, hint, cancel)
         })
     }
 
@@ -95,6 +111,28 @@ impl Asr for RoutedAsr {
 
     fn is_busy(&self) -> bool {
         self.embedded.is_busy()
+    }
+
+    /// Streams only if every recogniser behind it does (a prefix forced on one that does not
+    /// would be lost).
+    fn streams(&self) -> bool {
+        self.embedded.streams() && self.routes.values().all(|(asr, _)| asr.streams())
+    }
+
+    fn transcribe_window(
+        &self,
+        req: &WindowRequest<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        self.routed(req.pcm, req.hint, cancel, |asr, hint| {
+            asr.transcribe_window(
+                &WindowRequest {
+                    hint,
+                    ..req.clone()
+                },
+                cancel,
+            )
+        })
     }
 }
 

@@ -347,6 +347,7 @@ async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
         PipelineEvent::Transcript {
             turn,
             text,
+            stable,
             language,
             confidence,
             is_final,
@@ -357,6 +358,7 @@ async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
             language,
             confidence,
             is_final,
+            stable,
         }),
         PipelineEvent::LanguageDecided {
             turn,

@@ -20,13 +20,14 @@ pub fn to_json(ev: &PipelineEvent) -> Option<Value> {
         PipelineEvent::Transcript {
             turn,
             text,
+            stable,
             language,
             confidence,
             is_final,
             ..
         } => json!({
-            "type": "transcript", "turn": turn.0, "text": text, "language": language,
-            "confidence": confidence, "is_final": is_final,
+            "type": "transcript", "turn": turn.0, "text": text, "stable": stable,
+            "language": language, "confidence": confidence, "is_final": is_final,
         }),
         PipelineEvent::LanguageDecided {
             turn,
@@ -140,6 +141,7 @@ mod tests {
         let v = to_json(&PipelineEvent::Transcript {
             turn: TurnId(3),
             text: "नमस्ते".into(),
+            stable: "नमस्ते".into(),
             language: "hi".into(),
             confidence: 0.9,
             spoken: vec![],

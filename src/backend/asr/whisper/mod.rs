@@ -3,6 +3,10 @@
 //! the audio context is trimmed to the utterance (the encoder's cost follows it), language
 //! detection is restricted to the configured languages, and the decoder is prompted in the
 //! detected language's own script so Hindi comes out in Devanagari rather than Urdu script.
+//! Streaming passes (`window`) decode with the low-level calls: one encoder pass per window,
+//! the language from that same encoding, the committed words forced as prefix.
+
+mod window;
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -16,7 +20,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
-use super::{script_filter, Asr, AsrError, Detected, LanguageHint, Transcription};
+use super::{script_filter, Asr, AsrError, Detected, LanguageHint, Transcription, WindowRequest};
 use crate::audio::PIPELINE_RATE;
 use crate::text::script::Script;
 
@@ -459,6 +463,20 @@ impl Asr for WhisperAsr {
 
     fn is_busy(&self) -> bool {
         self.gate.is_full()
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    fn transcribe_window(
+        &self,
+        req: &WindowRequest<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Transcription, AsrError> {
+        self.with_state(req.pcm, cancel, |state| {
+            self.window_pass(state, req, cancel)
+        })
     }
 }
 
