@@ -25,8 +25,12 @@
 //!  embedded Whisper as fallback); lang id decides each turn and spots Hinglish; TTS splits
 //!  mixed-script clauses into runs, each normalised (text::speech) and spoken by its own voice
 //!
-//!  Ingest ─► Utterance ─► Transcript ─► UserTurn ─► ReplyText ─► ReplyAudio ─► PipelineEvent
-//!  (edges: pipeline::{UTTERANCE_EDGE, TURN_EDGE, CLAUSE_EDGE, AUDIO_OUT_EDGE, EVENT_EDGE})
+//!  Ingest ─► SpeechInput ─► Transcript ─► UserTurn ─► ReplyText ─► ReplyAudio ─► PipelineEvent
+//!  (edges: pipeline::{SPEECH_EDGE, TURN_EDGE, CLAUSE_EDGE, AUDIO_OUT_EDGE, EVENT_EDGE})
+//!
+//!  streaming recognition: VAD ──audio as it arrives──► ASR stage: passes every 1 s and at
+//!  pauses (backend::asr::streaming: LocalAgreement-2 commits, window cut at agreed pauses,
+//!  language from the same encoder pass) ──partials──► events; a pause's pass is the final
 //!
 //!  vaak (this crate, links whisper.cpp + ONNX Runtime) ──HTTP/SSE (OpenAI chat)──► vaak-llm
 //!                                                      (crates/vaak-llm, links llama.cpp)
