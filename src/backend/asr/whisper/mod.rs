@@ -204,24 +204,14 @@ impl WhisperAsr {
         let (_, probs) = state
             .lang_detect(0, self.opts.threads.max(1))
             .map_err(|e| AsrError::Failed(format!("language detection: {e}")))?;
-        let mut scored: Vec<(String, f32)> = allowed
+        let scored: Vec<(String, f32)> = allowed
             .iter()
             .filter_map(|code| {
                 let id = whisper_rs::get_lang_id(code)?;
                 Some((code.clone(), probs.get(id as usize).copied().unwrap_or(0.0)))
             })
             .collect();
-        let total: f32 = scored.iter().map(|(_, p)| p).sum();
-        if total > 0.0 {
-            scored.iter_mut().for_each(|(_, p)| *p /= total);
-        }
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let (best, prob) = scored
-            .first()
-            .cloned()
-            .ok_or_else(|| AsrError::UnsupportedLanguage(allowed.join(",")))?;
-        scored.truncate(3);
-        Ok((best, prob, scored))
+        ranked(allowed, scored)
     }
 
     /// Spoken-language detection on the utterance's first seconds.
@@ -340,6 +330,22 @@ impl WhisperAsr {
             elapsed_s: started.elapsed().as_secs_f32(),
         })
     }
+}
+
+/// Detection among `allowed` from each language's weight (a probability, or any non-negative
+/// score): normalised to sum to 1, best first, the top three kept.
+fn ranked(allowed: &[String], mut scored: Vec<(String, f32)>) -> Result<Detected, AsrError> {
+    let total: f32 = scored.iter().map(|(_, p)| p).sum();
+    if total > 0.0 {
+        scored.iter_mut().for_each(|(_, p)| *p /= total);
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (best, prob) = scored
+        .first()
+        .cloned()
+        .ok_or_else(|| AsrError::UnsupportedLanguage(allowed.join(",")))?;
+    scored.truncate(3);
+    Ok((best, prob, scored))
 }
 
 /// whisper.cpp's logits filter: the ids in `user_data` (a `Vec<i32>`) get no probability.

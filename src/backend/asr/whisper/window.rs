@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use whisper_rs::WhisperState;
 
-use super::{clean_transcript, max_tokens_for, native_script_prompt, WhisperAsr};
+use super::{clean_transcript, max_tokens_for, native_script_prompt, ranked, WhisperAsr};
 use crate::audio::PIPELINE_RATE;
 use crate::backend::asr::{AsrError, Detected, LanguageHint, Transcription, WindowRequest};
 
@@ -141,17 +141,9 @@ impl WhisperAsr {
             .iter()
             .map(|(_, l)| *l)
             .fold(f32::NEG_INFINITY, f32::max);
-        let total: f32 = scored.iter().map(|(_, l)| (l - max).exp()).sum();
-        scored
-            .iter_mut()
-            .for_each(|(_, l)| *l = (*l - max).exp() / total.max(f32::MIN_POSITIVE));
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let (best, prob) = scored
-            .first()
-            .cloned()
-            .ok_or_else(|| AsrError::UnsupportedLanguage(allowed.join(",")))?;
-        scored.truncate(3);
-        Ok((best, prob, scored))
+        // A softmax over the allowed languages' logits.
+        scored.iter_mut().for_each(|(_, l)| *l = (*l - max).exp());
+        ranked(allowed, scored)
     }
 
     /// `<|startofprev|>` and the prompt: the language's script phrase, then the committed text
