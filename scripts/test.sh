@@ -12,7 +12,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 export VAAK_EVAL_DIR="${VAAK_EVAL_DIR:-$(cd .. && pwd)/shared/eval}"
-export VAAK_TEST_WHISPER_GGML="$VAAK_MODELS_DIR/whisper-base/ggml-base.bin"
+export VAAK_TEST_WHISPER_GGML="$VAAK_MODELS_DIR/whisper-base/ggml-base-q8_0.bin"
 export VAAK_TEST_ORT_DYLIB="$VAAK_MODELS_DIR/onnxruntime/libonnxruntime.so.1.32.0"
 export VAAK_TEST_KOKORO_DIR="$VAAK_MODELS_DIR/kokoro-model"
 export VAAK_TEST_KOKORO_VOCAB="$VAAK_MODELS_DIR/kokoro-vocab/vocab.json"

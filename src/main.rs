@@ -137,6 +137,9 @@ enum ModelsCmd {
         input: PathBuf,
         #[arg(long)]
         output: PathBuf,
+        /// How the weight matrices are stored: `f16` or `q8_0`.
+        #[arg(long, default_value = "q8_0")]
+        weights: models::ggml_quant::WeightType,
     },
 }
 
@@ -362,8 +365,12 @@ fn models_cmd(cmd: ModelsCmd, config: &Config) -> Result<()> {
             }
             Ok(())
         }
-        ModelsCmd::ConvertCt2 { input, output } => {
-            let s = models::ct2_ggml::convert_ct2_whisper(&input, &output)?;
+        ModelsCmd::ConvertCt2 {
+            input,
+            output,
+            weights,
+        } => {
+            let s = models::ct2_ggml::convert_ct2_whisper(&input, &output, weights)?;
             println!("{}", s);
             Ok(())
         }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 
+use super::ggml_quant::{self, quantize_q8_0, WeightType, Q8_0_BLOCK};
 use super::mel::mel_filters;
 use super::{HashingWriter, ModelError};
 
@@ -420,7 +421,7 @@ pub struct WhisperHparams {
     pub n_text_head: i32,
     pub n_text_layer: i32,
     pub n_mels: i32,
-    /// 1 = f16 weights (what this converter writes), 0 = all f32.
+    /// The matrices' type: 1 = f16, 2007 = Q8_0 (see [`WeightType::file_ftype`]), 0 = all f32.
     pub ftype: i32,
 }
 
@@ -861,15 +862,19 @@ fn hparams_of(model: &mut Ct2Model) -> Result<WhisperHparams, ModelError> {
 
 /// Converts the CTranslate2 Whisper model in `ct2_dir` (`model.bin` + `vocabulary.txt` or
 /// `vocabulary.json`) into a whisper.cpp ggml file at `out` (written to `out.partial`, then
-/// renamed into place).
-pub fn convert_ct2_whisper(ct2_dir: &Path, out: &Path) -> Result<ConvertSummary, ModelError> {
+/// renamed into place), its weight matrices stored as `weights`.
+pub fn convert_ct2_whisper(
+    ct2_dir: &Path,
+    out: &Path,
+    weights: WeightType,
+) -> Result<ConvertSummary, ModelError> {
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let result = (|| {
         let f = File::create(&partial).map_err(|e| ModelError::io(&partial, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
-        let summary = convert_ct2_whisper_to_writer(ct2_dir, &mut w)?;
+        let summary = convert_ct2_whisper_to_writer(ct2_dir, &mut w, weights)?;
         let f = w
             .into_inner()
             .map_err(|e| ModelError::io(&partial, e.into_error()))?;
@@ -887,10 +892,14 @@ pub fn convert_ct2_whisper(ct2_dir: &Path, out: &Path) -> Result<ConvertSummary,
 pub fn convert_ct2_whisper_to_writer<W: Write>(
     ct2_dir: &Path,
     w: W,
+    weights: WeightType,
 ) -> Result<ConvertSummary, ModelError> {
     let model_path = ct2_dir.join("model.bin");
     let mut model = Ct2Model::open(&model_path)?;
-    let hp = hparams_of(&mut model)?;
+    let hp = WhisperHparams {
+        ftype: weights.file_ftype(),
+        ..hparams_of(&mut model)?
+    };
     let vocab = read_vocabulary(ct2_dir)?;
     // The regular (byte-level BPE) tokens are those before <|endoftext|>: 50,257 for the
     // multilingual vocabulary, 50,256 for the English-only one — what the tiktoken files hold.
@@ -928,20 +937,38 @@ pub fn convert_ct2_whisper_to_writer<W: Write>(
 
     for p in &plan {
         let rows = p.shape[0];
-        let data = if p.f32 {
+        // whisper.cpp stores every weight matrix as the file's type; conv kernels (3 dims)
+        // stay f16 and vectors f32 whatever it is.
+        let matrix = !p.f32 && p.shape.len() == 2;
+        let (ttype, data) = if p.f32 {
             let vals = model.read_rows_f32(&p.src, p.row0, rows)?;
             let mut b = Vec::with_capacity(vals.len() * 4);
             for x in vals {
                 b.extend_from_slice(&x.to_le_bytes());
             }
-            b
+            (ggml_quant::GGML_TYPE_F32, b)
+        } else if matrix && weights == WeightType::Q8_0 {
+            if p.shape[1] % Q8_0_BLOCK != 0 {
+                return Err(fmt_err(
+                    &model_path,
+                    format!(
+                        "{}: rows of {} values cannot be stored as Q8_0 (blocks of {Q8_0_BLOCK})",
+                        p.name, p.shape[1]
+                    ),
+                ));
+            }
+            let vals = model.read_rows_f32(&p.src, p.row0, rows)?;
+            (weights.tensor_type(), quantize_q8_0(&vals))
         } else {
-            model.read_rows_f16_bytes(&p.src, p.row0, rows)?
+            (
+                ggml_quant::GGML_TYPE_F16,
+                model.read_rows_f16_bytes(&p.src, p.row0, rows)?,
+            )
         };
         let mut head = Vec::with_capacity(12 + 4 * p.shape.len() + p.name.len());
         head.extend_from_slice(&(p.shape.len() as i32).to_le_bytes());
         head.extend_from_slice(&(p.name.len() as i32).to_le_bytes());
-        head.extend_from_slice(&(if p.f32 { 0i32 } else { 1 }).to_le_bytes());
+        head.extend_from_slice(&ttype.to_le_bytes());
         for d in p.shape.iter().rev() {
             head.extend_from_slice(&(*d as i32).to_le_bytes());
         }
@@ -966,7 +993,7 @@ pub struct GgmlTensorInfo {
     pub name: String,
     /// PyTorch order (outermost first), i.e. the file's dims reversed.
     pub shape: Vec<usize>,
-    /// 0 = f32, 1 = f16.
+    /// The `ggml_type`: 0 = f32, 1 = f16, 8 = Q8_0.
     pub ftype: i32,
     pub data_offset: u64,
 }
@@ -1021,10 +1048,7 @@ fn read_ggml(r: &mut (impl Read + Seek)) -> io::Result<GgmlWhisperInfo> {
         };
         let name_len = read_i32(r)?;
         let ftype = read_i32(r)?;
-        if !(1..=4).contains(&n_dims)
-            || !(0..=1).contains(&ftype)
-            || !(1..=4096).contains(&name_len)
-        {
+        if !(1..=4).contains(&n_dims) || !(1..=4096).contains(&name_len) {
             return Err(bad("corrupt tensor header"));
         }
         let mut dims = Vec::new();
@@ -1036,7 +1060,8 @@ fn read_ggml(r: &mut (impl Read + Seek)) -> io::Result<GgmlWhisperInfo> {
         r.read_exact(&mut name)?;
         let name = String::from_utf8(name).map_err(|_| bad("tensor name is not utf-8"))?;
         let data_offset = r.stream_position()?;
-        let nbytes = dims.iter().product::<usize>() * if ftype == 0 { 4 } else { 2 };
+        let nbytes = ggml_quant::tensor_bytes(ftype, dims.iter().product::<usize>())
+            .ok_or_else(|| bad("corrupt tensor header"))?;
         let end = r.seek(SeekFrom::Current(nbytes as i64))?;
         let len = r.seek(SeekFrom::End(0))?;
         if end > len {
@@ -1250,13 +1275,15 @@ mod tests {
         let out = std::env::var_os("VAAK_TEST_WHISPER_GGML")
             .map(std::path::PathBuf::from)
             .expect(
-                "set VAAK_TEST_WHISPER_GGML to the fetched ggml-base.bin (scripts/test.sh does)",
+                "set VAAK_TEST_WHISPER_GGML to the fetched ggml-base-q8_0.bin (scripts/test.sh does)",
             );
-        assert_eq!(std::fs::metadata(&out).unwrap().len(), 147_951_465);
         let info = inspect_ggml(&out).unwrap();
+        assert_eq!(info.hparams.ftype, WeightType::Q8_0.file_ftype());
         assert_eq!(info.tokens.len(), 50_257);
         let k = info.tensor("encoder.blocks.0.attn.key.weight").unwrap();
-        assert_eq!((k.shape.as_slice(), k.ftype), (&[512, 512][..], 1));
+        assert_eq!((k.shape.as_slice(), k.ftype), (&[512, 512][..], 8));
+        let conv = info.tensor("encoder.conv2.weight").unwrap();
+        assert_eq!(conv.ftype, 1, "conv kernels stay f16");
         assert!(info.tensor("encoder.blocks.0.attn.key.bias").is_none());
         assert_eq!(
             info.tensor("decoder.token_embedding.weight").unwrap().shape,
@@ -1297,7 +1324,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         tiny_whisper(dir.path(), true);
         let out = dir.path().join("ggml.bin");
-        let s = convert_ct2_whisper(dir.path(), &out).unwrap();
+        let e = convert_ct2_whisper(dir.path(), &out, WeightType::Q8_0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be stored as Q8_0"), "{e}");
+        let s = convert_ct2_whisper(dir.path(), &out, WeightType::F16).unwrap();
         assert_eq!(s.n_tokens, 4);
         assert_eq!(s.bytes, std::fs::metadata(&out).unwrap().len());
         let info = inspect_ggml(&out).unwrap();
@@ -1391,7 +1422,7 @@ mod tests {
         let mut bytes = b.bytes();
         bytes[6..17].copy_from_slice(b"OtherSpec00");
         std::fs::write(dir.path().join("model.bin"), bytes).unwrap();
-        let e = convert_ct2_whisper(dir.path(), &out)
+        let e = convert_ct2_whisper(dir.path(), &out, WeightType::F16)
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a CTranslate2 Whisper"), "{e}");

@@ -274,7 +274,7 @@ fn fetch_artifact(
             };
             let mut bytes = 0;
             let sha = install_file(&id, &ff, &out, |w| {
-                bytes = convert_ct2_whisper_to_writer(&staged, w)?.bytes;
+                bytes = convert_ct2_whisper_to_writer(&staged, w, c.weights)?.bytes;
                 Ok(bytes)
             })?;
             progress(Progress::Converted {

@@ -130,6 +130,9 @@ pub enum ConvertKind {
 pub struct ConvertSpec {
     pub kind: ConvertKind,
     pub output: String,
+    /// How the weight matrices are stored (default f16).
+    #[serde(default)]
+    pub weights: super::ggml_quant::WeightType,
     pub size: Option<u64>,
     pub sha256: Option<String>,
 }
@@ -393,8 +396,8 @@ mod tests {
             }
         }
         let w = m.artifact("whisper-base").unwrap();
-        assert_eq!(w.final_files()[0].name, "ggml-base.bin");
-        assert_eq!(w.final_files()[0].size, Some(147_951_465));
+        assert_eq!(w.final_files()[0].name, "ggml-base-q8_0.bin");
+        assert_eq!(w.final_files()[0].size, Some(81_768_585));
         let q = m.artifact("qwen2.5-1.5b").unwrap();
         assert_eq!((q.packages.len(), q.files[0].parts.len()), (22, 22));
         assert_eq!(m.artifact("kokoro-voices").unwrap().registry, Registry::Npm);

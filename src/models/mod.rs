@@ -11,6 +11,7 @@
 
 pub mod ct2_ggml;
 mod fetch;
+pub mod ggml_quant;
 mod manifest;
 pub mod mel;
 mod store;

@@ -515,7 +515,7 @@ mod tests {
         assert!(r
             .llm_gguf
             .ends_with("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"));
-        assert!(r.whisper_ggml.ends_with("whisper-base/ggml-base.bin"));
+        assert!(r.whisper_ggml.ends_with("whisper-base/ggml-base-q8_0.bin"));
         assert!(r.kokoro_voices_dir.ends_with("kokoro-voices/voices"));
         assert!(r
             .piper_en_joe_config

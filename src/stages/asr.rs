@@ -123,11 +123,13 @@ impl Recognition {
         let deciding = self.decisions.iter().any(|t| !t.is_stale());
         let Some(stream) = &self.stream else { return };
         if let Some(r) = &self.running {
-            // A decision cannot use a pass that will not cover all the speech, and a pause
-            // the user talked through makes its pass worthless: abort them.
+            // A decision cannot use a pass that will not cover all the speech, a pause the
+            // user talked through makes its pass worthless, and a cadence pass is superseded
+            // by the pass of a pause that began under it: abort them.
             let stale = deciding && r.end < stream.speech_end();
             let talked_on = r.kind == PassKind::Pause && !r.for_decision && stream.speaking();
-            if stale || talked_on {
+            let superseded = r.kind == PassKind::Cadence && stream.pause_due();
+            if stale || talked_on || superseded {
                 r.cancel.cancel();
             }
             return;
@@ -184,7 +186,8 @@ impl Recognition {
             }
             (Some(plan), Ok(t)) => {
                 Metrics::incr(&ctx.metrics.asr_passes);
-                debug!(kind = ?plan.kind, audio_s = t.audio_s, compute_s = t.elapsed_s, "ASR pass");
+                debug!(kind = ?plan.kind, audio_s = t.audio_s, compute_s = t.elapsed_s,
+                    lang = %t.language, held = t.held, text = %redact(&t.text), "ASR pass");
                 stream.apply(&plan, t);
                 Some(plan.kind)
             }

@@ -331,3 +331,40 @@ async fn hindi_streams_in_real_time_on_whisper() {
     );
     assert!(super::common::is_script(&last, 0x900, 0x97F), "{last}");
 }
+
+/// Whisper keeps recognising after Kokoro spoke on the same thread. ggml's AMX kernels (Q8_0
+/// weights) set a thread's tile registers once; ONNX Runtime's int8 kernels load their own, so
+/// whisper running on a thread that had just synthesised a reply decoded "-" and "16" for
+/// speech. Every decode now runs on a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whisper_hears_after_kokoro_spoke_on_the_same_thread() {
+    let clip = super::common::eval_dir().join("en/jfk.wav");
+    let (audio, rate) = super::common::read_f32(&clip);
+    let audio = vaak::audio::resample::resample_all(&audio, rate, 16_000).unwrap();
+    let config = Arc::new(vaak::config::Config::default());
+    let (backends, owner, owner_stop) = super::common::load_backends(config).await;
+    let texts = std::thread::spawn(move || {
+        let cancel = CancellationToken::new();
+        let hint = vaak::backend::asr::LanguageHint::Fixed("en".into());
+        let mut texts = Vec::new();
+        for round in 0..3 {
+            let t = backends.asr.transcribe(&audio, &hint, &cancel).unwrap();
+            texts.push(t.text.to_lowercase());
+            for (lang, words) in [("hi", "नमस्ते, आप कैसे हैं?"), ("en", "Hello, how are you?")]
+            {
+                let voice = backends.tts.for_language(lang).unwrap();
+                let spoken = voice.synthesize(words, 1.0).unwrap();
+                assert!(!spoken.is_empty(), "round {round}: {lang} reply");
+            }
+        }
+        texts
+    })
+    .join()
+    .expect("test thread");
+    for t in &texts {
+        assert!(t.contains("ask not what your country"), "{texts:?}");
+    }
+    owner_stop.cancel();
+    owner.close();
+    owner.wait().await;
+}

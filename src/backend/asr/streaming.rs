@@ -266,20 +266,31 @@ impl StreamState {
                 return Some(self.plan_to(PassKind::Cut, cut));
             }
         }
-        // At a pause the pass starts at once, with the padding the turn would end with
-        // filled in (the decision at the end of the turn then finds it done). A recogniser
-        // that cannot stream would re-decode everything: it waits for the decision instead.
-        let projected = self.total - self.trailing_silence + samples(self.cfg.pad_ms);
-        let paused = self.cfg.streams
-            && self.trailing_silence >= samples(self.cfg.pad_ms / 2).max(1)
-            && projected > self.last_end.max(self.last_try);
-        if paused {
+        if let Some(projected) = self.pause_end() {
             return Some(self.full_plan(PassKind::Pause, projected));
         }
         let spacing = (self.last_pass_s * self.cfg.pass_threads as f32 * 1000.0) as u32;
         let every = self.cfg.pass_every_ms.max(spacing);
         (self.cfg.pass_every_ms > 0 && end - last >= samples(every))
             .then(|| self.full_plan(PassKind::Cadence, end))
+    }
+
+    /// The speech paused and no pass has covered it: where a pause pass would end. At a pause
+    /// the pass starts at once, with the padding the turn would end with filled in (the
+    /// decision at the end of the turn then finds it done). A recogniser that cannot stream
+    /// would re-decode everything: it waits for the decision instead.
+    fn pause_end(&self) -> Option<usize> {
+        let projected = self.total - self.trailing_silence + samples(self.cfg.pad_ms);
+        (self.cfg.streams
+            && self.trailing_silence >= samples(self.cfg.pad_ms / 2).max(1)
+            && projected > self.last_end.max(self.last_try))
+        .then_some(projected)
+    }
+
+    /// A pause pass is due: a cadence pass still running is not worth finishing (the pause
+    /// pass covers all it would and more, and the turn may end on it).
+    pub fn pause_due(&self) -> bool {
+        self.pause_end().is_some()
     }
 
     fn full_plan(&self, kind: PassKind, end: usize) -> PassPlan {
@@ -362,7 +373,11 @@ impl StreamState {
         self.last_pass_s = t.elapsed_s;
         self.learn_language(plan, &t);
         let words: Vec<String> = t.text.split_whitespace().map(str::to_string).collect();
-        let new: Vec<String> = words.get(plan.committed..).unwrap_or_default().to_vec();
+        // A pass that changed language may have decoded without the old words as its prefix.
+        let prefix: Vec<String> = plan.prefix.split_whitespace().map(str::to_string).collect();
+        let kept_prefix = common_prefix(&words, &prefix) == prefix.len();
+        let skip = if kept_prefix { plan.committed } else { 0 };
+        let new: Vec<String> = words.get(skip..).unwrap_or_default().to_vec();
         if plan.kind == PassKind::Cut {
             let whole: Vec<String> = self.committed.iter().cloned().chain(new).collect();
             self.anchor = Some(Anchor {
@@ -443,6 +458,16 @@ impl StreamState {
     fn learn_language(&mut self, plan: &PassPlan, t: &Transcription) {
         if matches!(plan.hint, LanguageHint::Fixed(_)) && self.language.is_some() {
             return;
+        }
+        if let LanguageHint::Prefer {
+            allowed, current, ..
+        } = &plan.hint
+        {
+            if !t.held && t.language != *current {
+                // The recogniser heard the speech in another language than the session's:
+                // the rest of the stream detects freely rather than holding it again.
+                self.session_hint = LanguageHint::DetectAmong(allowed.clone());
+            }
         }
         let long = plan.pcm.len() >= samples(self.cfg.lid_ms);
         let settled = (long && t.language_prob >= LID_SETTLE_PROB)
@@ -646,11 +671,17 @@ mod tests {
         s.apply(&p, continue_with(&p, "मेरा नाम"));
         assert!(s.plan(false).is_none(), "nothing new since the pass");
         assert!(s.is_current());
+        assert!(!s.pause_due());
         s.push(&vec![0.0; 3_200], 3_200);
+        assert!(
+            s.pause_due(),
+            "a cadence pass running now would be superseded"
+        );
         let p = s.plan(false).expect("a pass at the pause");
         assert_eq!(p.kind, PassKind::Pause);
         assert_eq!(p.end, 19_200);
         s.apply(&p, continue_with(&p, "मेरा नाम राम है"));
+        assert!(!s.pause_due());
         // The two passes agree on two words; the language is settled (1.2 s < 1.5 s: no).
         assert_eq!(s.committed_text(), "मेरा नाम");
         assert_eq!(s.text(), "मेरा नाम राम है");
@@ -659,6 +690,46 @@ mod tests {
         assert!(s.is_current());
         assert!(s.plan(true).is_none());
         assert!(s.plan(false).is_none());
+    }
+
+    #[test]
+    fn speech_in_another_language_stops_the_hold() {
+        let mut s = StreamState::new(cfg(true), hint());
+        // Hindi, but not sure enough to settle the language.
+        let unsure = |plan: &PassPlan, words: &str| Transcription {
+            language_prob: 0.7,
+            ..continue_with(plan, words)
+        };
+        s.push(&vec![0.1; 16_000], 0);
+        let p = s.plan(false).unwrap();
+        s.apply(&p, unsure(&p, "मेरा नाम"));
+        s.push(&vec![0.1; 16_000], 0);
+        let p = s.plan(false).unwrap();
+        assert_eq!((p.hint.clone(), p.prefix.as_str()), (hint(), ""));
+        s.apply(&p, unsure(&p, "मेरा घर"));
+        assert_eq!(s.committed_text(), "मेरा");
+        // The recogniser heard English although Hindi was held: it decoded without the
+        // Hindi prefix, and the stream detects freely from now on.
+        s.push(&vec![0.1; 16_000], 0);
+        let p = s.plan(false).unwrap();
+        assert_eq!(p.prefix, "मेरा");
+        let english = Transcription {
+            language: "en".into(),
+            language_prob: 0.6,
+            ..result("my name is")
+        };
+        s.apply(&p, english);
+        assert_eq!(
+            s.text(),
+            "my name is",
+            "every word of the switched pass counts"
+        );
+        s.push(&vec![0.1; 16_000], 0);
+        let p = s.plan(false).unwrap();
+        assert_eq!(
+            p.hint,
+            LanguageHint::DetectAmong(vec!["hi".into(), "en".into()])
+        );
     }
 
     #[test]

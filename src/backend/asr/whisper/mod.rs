@@ -425,11 +425,17 @@ pub fn native_script_prompt(lang: &str) -> Option<&'static str> {
 
 impl WhisperAsr {
     /// Runs `f` on a pooled decoding state, once a decode slot is free (or `cancel` fires).
-    fn with_state<T>(
+    ///
+    /// `f` runs on a thread of its own, never on the caller's: ggml's AMX kernels (Q8_0
+    /// weights on CPUs with AMX) configure a thread's tile registers once and then assume
+    /// they stay so, but ONNX Runtime's int8 kernels (Kokoro, on the same blocking-pool
+    /// threads) load their own tile configuration. Whisper then decoded garbage ("-", "16")
+    /// after the first replies of a session. A new thread per pass costs tens of microseconds.
+    fn with_state<T: Send>(
         &self,
         pcm_16k: &[f32],
         cancel: &CancellationToken,
-        f: impl FnOnce(&mut WhisperState) -> Result<T, AsrError>,
+        f: impl FnOnce(&mut WhisperState) -> Result<T, AsrError> + Send,
     ) -> Result<T, AsrError> {
         if pcm_16k.len() < MIN_SAMPLES {
             return Err(AsrError::TooShort(
@@ -438,9 +444,27 @@ impl WhisperAsr {
         }
         let _slot = self.gate.enter(cancel)?;
         let mut state = self.take_state()?;
-        let result = f(&mut state);
-        self.give_back(state);
-        result
+        let joined = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("whisper".into())
+                .spawn_scoped(scope, || f(&mut state))
+                .map(|t| t.join())
+        });
+        match joined {
+            Ok(Ok(result)) => {
+                self.give_back(state);
+                result
+            }
+            Ok(Err(_)) => Err(AsrError::Failed(
+                "the decoding thread panicked (its state is dropped)".into(),
+            )),
+            Err(e) => {
+                self.give_back(state);
+                Err(AsrError::Failed(format!(
+                    "cannot start a decoding thread: {e}"
+                )))
+            }
+        }
     }
 }
 

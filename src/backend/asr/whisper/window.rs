@@ -72,34 +72,36 @@ impl WhisperAsr {
             }
         };
         let detected: Detected = (language, language_prob, candidates);
-        let (language, language_prob, held) = req.hint.choose_among(&detected);
-        let lang_id = whisper_rs::get_lang_id(&language)
-            .ok_or_else(|| AsrError::UnsupportedLanguage(language.clone()))?;
-
-        let prefix = self.tokens_of(&lead_space(req.prefix))?;
-        let mut tokens = self.prompt_tokens(&language, req.context)?;
-        tokens.extend([
-            self.ctx.token_sot(),
-            self.ctx.token_lang(lang_id),
-            self.ctx.token_transcribe(),
-            self.ctx.token_not(),
-        ]);
-        tokens.extend_from_slice(&prefix);
-        let budget = (max_tokens_for(pcm.len()) as usize)
-            .saturating_sub(prefix.len())
-            .max(8)
-            .min(TEXT_CTX.saturating_sub(tokens.len() + 1));
-        let new = self.greedy(state, &tokens, budget, &language, prefix.len(), cancel)?;
+        let (mut language, mut language_prob, mut held) = req.hint.choose_among(&detected);
+        let mut prefix = req.prefix;
+        let (mut fed, mut new) = self.decode_in(state, req, &language, prefix, cancel)?;
+        // The session's language was held, but whisper hears next to nothing in it: the
+        // speech is in another language. Decode the same encoding in the detected one (a
+        // garbled or empty turn would also hide the new language from the session).
+        if held && req.context.is_empty() {
+            let heard = self.tokens_of(&lead_space(prefix))?.len() + new.len();
+            if heard_little(heard, pcm.len()) {
+                let (detected_language, detected_prob, _) = &detected;
+                let (f, n) = self.decode_in(state, req, detected_language, "", cancel)?;
+                if n.len() > heard {
+                    tracing::debug!(language = %detected_language, held = %language, "held language heard little");
+                    (fed, new, prefix) = (f, n, "");
+                    language = detected_language.clone();
+                    language_prob = *detected_prob;
+                    held = false;
+                }
+            }
+        }
         tracing::debug!(
             audio_ms = pcm.len() * 1000 / PIPELINE_RATE as usize,
             encode_ms = encoded.as_millis() as u64,
             decode_ms = (started.elapsed() - encoded).as_millis() as u64,
-            fed = tokens.len(),
+            fed,
             new = new.len(),
             "window pass"
         );
 
-        let mut bytes = req.prefix.trim().as_bytes().to_vec();
+        let mut bytes = prefix.trim().as_bytes().to_vec();
         bytes.push(b' ');
         for id in &new {
             bytes.extend_from_slice(self.ctx.token_to_bytes(*id).unwrap_or_default());
@@ -113,6 +115,35 @@ impl WhisperAsr {
             audio_s: pcm.len() as f32 / PIPELINE_RATE as f32,
             elapsed_s: started.elapsed().as_secs_f32(),
         })
+    }
+
+    /// Decodes the state's encoding in `language`: the prompt, the task tokens and the forced
+    /// `prefix`, then new tokens greedily. Returns (tokens fed, new tokens).
+    fn decode_in(
+        &self,
+        state: &mut WhisperState,
+        req: &WindowRequest<'_>,
+        language: &str,
+        prefix: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(usize, Vec<i32>), AsrError> {
+        let lang_id = whisper_rs::get_lang_id(language)
+            .ok_or_else(|| AsrError::UnsupportedLanguage(language.to_string()))?;
+        let prefix = self.tokens_of(&lead_space(prefix))?;
+        let mut tokens = self.prompt_tokens(language, req.context)?;
+        tokens.extend([
+            self.ctx.token_sot(),
+            self.ctx.token_lang(lang_id),
+            self.ctx.token_transcribe(),
+            self.ctx.token_not(),
+        ]);
+        tokens.extend_from_slice(&prefix);
+        let budget = (max_tokens_for(req.pcm.len()) as usize)
+            .saturating_sub(prefix.len())
+            .max(8)
+            .min(TEXT_CTX.saturating_sub(tokens.len() + 1));
+        let new = self.greedy(state, &tokens, budget, language, prefix.len(), cancel)?;
+        Ok((tokens.len(), new))
     }
 
     /// Spoken-language detection on the state's current encoding: one decoder step after
@@ -238,6 +269,16 @@ impl WhisperAsr {
     }
 }
 
+/// Fewer tokens than this per second of audio: next to nothing was heard (English runs at
+/// about three tokens a second, Indic scripts at several times that).
+const HEARD_LITTLE_PER_S: f32 = 1.0;
+
+/// `tokens` over `samples` of audio is next to nothing (a second or more of it).
+fn heard_little(tokens: usize, samples: usize) -> bool {
+    let secs = samples as f32 / PIPELINE_RATE as f32;
+    secs >= 1.0 && (tokens as f32) < secs * HEARD_LITTLE_PER_S
+}
+
 /// Whisper's words start with a space.
 fn lead_space(text: &str) -> String {
     let t = text.trim();
@@ -326,6 +367,9 @@ mod tests {
         assert!(echoes(&phrase, &phrase[..12]), "the prefix counts");
         assert!(!echoes(&[1, 2], &phrase));
         assert_eq!(lead_space("  नमस्ते "), " नमस्ते");
+        assert!(heard_little(1, 3 * 16_000), "one token in 3 s");
+        assert!(!heard_little(4, 3 * 16_000));
+        assert!(!heard_little(0, 8_000), "half a second proves nothing");
         assert_eq!(lead_space(" "), "");
     }
 }
