@@ -123,13 +123,11 @@ impl Recognition {
         let deciding = self.decisions.iter().any(|t| !t.is_stale());
         let Some(stream) = &self.stream else { return };
         if let Some(r) = &self.running {
-            // A decision cannot use a pass that will not cover all the speech, a pause the
-            // user talked through makes its pass worthless, and a cadence pass is superseded
-            // by the pass of a pause that began under it: abort them.
+            // A decision cannot use a pass that will not cover all the speech, and a pause
+            // the user talked through makes its pass worthless: abort them.
             let stale = deciding && r.end < stream.speech_end();
             let talked_on = r.kind == PassKind::Pause && !r.for_decision && stream.speaking();
-            let superseded = r.kind == PassKind::Cadence && stream.pause_due();
-            if stale || talked_on || superseded {
+            if stale || talked_on {
                 r.cancel.cancel();
             }
             return;
@@ -235,7 +233,10 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<SpeechInput>, tx: mpsc::S
                 _ = ctx.shutdown.cancelled() => break,
                 (generation, for_decision, joined) = pass_finished(&mut rec.running) => {
                     let kind = rec.finish_pass(&ctx, generation, for_decision, joined);
-                    if kind == Some(PassKind::Cadence) && rec.decisions.is_empty() {
+                    // Every pass while the user speaks shows its words (a pause's pass too:
+                    // the turn may not end there).
+                    let partial = matches!(kind, Some(PassKind::Cadence | PassKind::Pause));
+                    if partial && rec.decisions.is_empty() {
                         emit_partial(&ctx, &mut rec).await;
                     }
                 }

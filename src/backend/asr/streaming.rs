@@ -287,12 +287,6 @@ impl StreamState {
         .then_some(projected)
     }
 
-    /// A pause pass is due: a cadence pass still running is not worth finishing (the pause
-    /// pass covers all it would and more, and the turn may end on it).
-    pub fn pause_due(&self) -> bool {
-        self.pause_end().is_some()
-    }
-
     fn full_plan(&self, kind: PassKind, end: usize) -> PassPlan {
         self.plan_to(kind, end)
     }
@@ -671,17 +665,11 @@ mod tests {
         s.apply(&p, continue_with(&p, "मेरा नाम"));
         assert!(s.plan(false).is_none(), "nothing new since the pass");
         assert!(s.is_current());
-        assert!(!s.pause_due());
         s.push(&vec![0.0; 3_200], 3_200);
-        assert!(
-            s.pause_due(),
-            "a cadence pass running now would be superseded"
-        );
         let p = s.plan(false).expect("a pass at the pause");
         assert_eq!(p.kind, PassKind::Pause);
         assert_eq!(p.end, 19_200);
         s.apply(&p, continue_with(&p, "मेरा नाम राम है"));
-        assert!(!s.pause_due());
         // The two passes agree on two words; the language is settled (1.2 s < 1.5 s: no).
         assert_eq!(s.committed_text(), "मेरा नाम");
         assert_eq!(s.text(), "मेरा नाम राम है");
