@@ -958,7 +958,7 @@ pub fn convert_ct2_whisper_to_writer<W: Write>(
                 ));
             }
             let vals = model.read_rows_f32(&p.src, p.row0, rows)?;
-            (weights.tensor_type(), quantize_q8_0(&vals))
+            (ggml_quant::GGML_TYPE_Q8_0, quantize_q8_0(&vals))
         } else {
             (
                 ggml_quant::GGML_TYPE_F16,

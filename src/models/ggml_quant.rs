@@ -1,7 +1,7 @@
 //! The weight types vaak writes into whisper.cpp ggml files, and ggml's Q8_0 quantization.
 //! Whisper's decoder is bound by memory bandwidth on a small CPU (every token reads all the
 //! weights, the 51,865 × 512 token embedding included): Q8_0 halves those bytes, and whisper.cpp
-//! multiplies Q8_0 with integer SIMD, so passes run about 1.7× faster at the same accuracy
+//! multiplies Q8_0 with integer SIMD, so passes run about 1.6× faster at the same accuracy
 //! (measured in the README's recognition section).
 
 use half::f16;
@@ -34,14 +34,6 @@ impl WeightType {
             Self::F16 => 1,
             // GGML_FTYPE_MOSTLY_Q8_0
             Self::Q8_0 => GGML_QNT_VERSION * GGML_QNT_VERSION_FACTOR + 7,
-        }
-    }
-
-    /// The per-tensor type id (`ggml_type`) of a weight matrix.
-    pub fn tensor_type(self) -> i32 {
-        match self {
-            Self::F16 => 1,
-            Self::Q8_0 => GGML_TYPE_Q8_0,
         }
     }
 }

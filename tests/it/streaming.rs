@@ -220,14 +220,18 @@ async fn silence_and_noise_make_no_partials() {
     assert_eq!(asr.passes.load(Ordering::SeqCst), 0);
 }
 
+/// An eval clip at the pipeline's 16 kHz.
+fn eval_clip_16k(rel: &str) -> Vec<f32> {
+    let (audio, rate) = super::common::read_f32(&super::common::eval_dir().join(rel));
+    vaak::audio::resample::resample_all(&audio, rate, 16_000).unwrap()
+}
+
 /// A Hindi recording streamed in real time through a live session on the real models: partial
 /// transcripts arrive while it plays, in Devanagari, their committed words only growing, and
 /// the final transcript (which keeps every committed word) comes after the end of speech.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hindi_streams_in_real_time_on_whisper() {
-    let clip = super::common::eval_dir().join("hi/4734_088.wav");
-    let (audio, rate) = super::common::read_f32(&clip);
-    let audio = vaak::audio::resample::resample_all(&audio, rate, 16_000).unwrap();
+    let audio = eval_clip_16k("hi/4734_088.wav");
     let config = Arc::new(vaak::config::Config::default());
     let (backends, owner, owner_stop) = super::common::load_backends(config).await;
     assert!(backends.asr.streams(), "the embedded Whisper streams");
@@ -338,9 +342,7 @@ async fn hindi_streams_in_real_time_on_whisper() {
 /// speech. Every decode now runs on a thread of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whisper_hears_after_kokoro_spoke_on_the_same_thread() {
-    let clip = super::common::eval_dir().join("en/jfk.wav");
-    let (audio, rate) = super::common::read_f32(&clip);
-    let audio = vaak::audio::resample::resample_all(&audio, rate, 16_000).unwrap();
+    let audio = eval_clip_16k("en/jfk.wav");
     let config = Arc::new(vaak::config::Config::default());
     let (backends, owner, owner_stop) = super::common::load_backends(config).await;
     let texts = std::thread::spawn(move || {

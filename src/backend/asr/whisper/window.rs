@@ -74,15 +74,15 @@ impl WhisperAsr {
         let detected: Detected = (language, language_prob, candidates);
         let (mut language, mut language_prob, mut held) = req.hint.choose_among(&detected);
         let mut prefix = req.prefix;
-        let (mut fed, mut new) = self.decode_in(state, req, &language, prefix, cancel)?;
+        let (mut fed, forced, mut new) = self.decode_in(state, req, &language, prefix, cancel)?;
         // The session's language was held, but whisper hears next to nothing in it: the
         // speech is in another language. Decode the same encoding in the detected one (a
         // garbled or empty turn would also hide the new language from the session).
         if held && req.context.is_empty() {
-            let heard = self.tokens_of(&lead_space(prefix))?.len() + new.len();
+            let heard = forced + new.len();
             if heard_little(heard, pcm.len()) {
                 let (detected_language, detected_prob, _) = &detected;
-                let (f, n) = self.decode_in(state, req, detected_language, "", cancel)?;
+                let (f, _, n) = self.decode_in(state, req, detected_language, "", cancel)?;
                 if n.len() > heard {
                     tracing::debug!(language = %detected_language, held = %language, "held language heard little");
                     (fed, new, prefix) = (f, n, "");
@@ -118,7 +118,8 @@ impl WhisperAsr {
     }
 
     /// Decodes the state's encoding in `language`: the prompt, the task tokens and the forced
-    /// `prefix`, then new tokens greedily. Returns (tokens fed, new tokens).
+    /// `prefix`, then new tokens greedily. Returns (tokens fed, of them the prefix's, new
+    /// tokens).
     fn decode_in(
         &self,
         state: &mut WhisperState,
@@ -126,7 +127,7 @@ impl WhisperAsr {
         language: &str,
         prefix: &str,
         cancel: &CancellationToken,
-    ) -> Result<(usize, Vec<i32>), AsrError> {
+    ) -> Result<(usize, usize, Vec<i32>), AsrError> {
         let lang_id = whisper_rs::get_lang_id(language)
             .ok_or_else(|| AsrError::UnsupportedLanguage(language.to_string()))?;
         let prefix = self.tokens_of(&lead_space(prefix))?;
@@ -143,7 +144,7 @@ impl WhisperAsr {
             .max(8)
             .min(TEXT_CTX.saturating_sub(tokens.len() + 1));
         let new = self.greedy(state, &tokens, budget, language, prefix.len(), cancel)?;
-        Ok((tokens.len(), new))
+        Ok((tokens.len(), prefix.len(), new))
     }
 
     /// Spoken-language detection on the state's current encoding: one decoder step after
