@@ -55,6 +55,11 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_SESSION_S: u64 = 3_600;
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 120;
 pub const DEFAULT_RETRY_AFTER_MS: u64 = 2_000;
+/// Load-aware admission: refuse a new conversation while the cores were saturated for more than
+/// this share of the last ~10 s…
+pub const DEFAULT_ADMIT_MAX_BUSY: f64 = 0.85;
+/// …or while the work users wait for (transcripts, first clauses) typically queued this long.
+pub const DEFAULT_ADMIT_MAX_WAIT_MS: u64 = 400;
 pub const DEFAULT_SESSION_TTL_S: u64 = 1_800;
 pub const DEFAULT_SPECULATIVE_PAUSE_MS: u32 = 200;
 pub const DEFAULT_BARGE_IN_MIN_MS: u32 = 600;
@@ -104,7 +109,8 @@ pub const DEFAULT_BACKCHANNELS: &[(&str, &[&str])] = &[
 pub const DEFAULT_SYSTEM_PROMPT: &str =
     "You are vaak, a helpful voice assistant for people in India. \
 Your replies are spoken aloud, so answer in one to three short sentences of plain text: no lists, \
-no markdown, no emoji. Always reply in the same language and script as the user ({language}).";
+no markdown, no emoji. Answer what the user asked; never repeat the question back. \
+Always reply in the language and script of the user's latest message.";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -159,6 +165,13 @@ pub struct ServerConfig {
     pub idle_timeout_s: u64,
     /// Sent as `retry-after-ms` when the session limit refuses a stream.
     pub retry_after_ms: u64,
+    /// Load-aware admission (below `max_sessions`): while at least one conversation is open, a
+    /// new one is refused when the CPU scheduler was saturated more than this share (0..=1)
+    /// of the last ~10 s, so that the open ones keep their latency.
+    pub admit_max_busy: f64,
+    /// … or when transcripts, first clauses and next audio typically waited longer than this
+    /// for the CPU (ms).
+    pub admit_max_wait_ms: u64,
     /// API keys, each named by the environment variable that holds it. Empty = no auth
     /// (bind to loopback then).
     pub api_keys: Vec<ApiKeyConfig>,
@@ -176,6 +189,8 @@ impl Default for ServerConfig {
             max_session_s: DEFAULT_MAX_SESSION_S,
             idle_timeout_s: DEFAULT_IDLE_TIMEOUT_S,
             retry_after_ms: DEFAULT_RETRY_AFTER_MS,
+            admit_max_busy: DEFAULT_ADMIT_MAX_BUSY,
+            admit_max_wait_ms: DEFAULT_ADMIT_MAX_WAIT_MS,
             api_keys: Vec::new(),
             tls: None,
         }
@@ -766,7 +781,9 @@ pub struct LlmConfig {
     pub kind: LlmKind,
     pub max_tokens: u32,
     pub temperature: f32,
-    /// `{language}` is replaced by the user's language name.
+    /// The same for every language, so a language switch keeps the cached prompt. A custom
+    /// prompt may contain `{language}` (replaced by the turn's language name), at the cost of
+    /// re-reading the whole conversation whenever the user switches language.
     pub system_prompt: String,
     /// Past turns sent with each request.
     pub history_turns: usize,
@@ -956,6 +973,12 @@ impl Config {
         let srv = &self.server;
         if srv.max_sessions == 0 || srv.max_message_bytes < 1024 {
             return bad("server.max_sessions must be >= 1 and max_message_bytes >= 1024".into());
+        }
+        if !(srv.admit_max_busy > 0.0 && srv.admit_max_busy <= 1.0) {
+            return bad(format!(
+                "server.admit_max_busy {} must be in (0, 1] (1 = admit by max_sessions only)",
+                srv.admit_max_busy
+            ));
         }
         if srv.max_session_s == 0 || srv.idle_timeout_s == 0 {
             return bad("server.max_session_s and server.idle_timeout_s must be > 0".into());

@@ -157,6 +157,7 @@ pub async fn serve(
         tls = config.server.tls.is_some(),
         auth = !config.server.api_keys.is_empty(),
         max_sessions = config.server.max_sessions,
+        cpu_slots = backends.cpu.slots(),
         load_ms = started.elapsed().as_millis() as u64,
         vad_ms = times.vad.as_millis() as u64,
         asr_ms = times.asr.as_millis() as u64,

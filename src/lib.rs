@@ -31,6 +31,15 @@
 //!  streaming recognition: VAD ──audio as it arrives──► ASR stage: passes every 1 s and at
 //!  pauses (backend::asr::streaming: LocalAgreement-2 commits, window cut at agreed pauses,
 //!  language from the same encoder pass) ──partials──► events; a pause's pass is the final
+//!  ASR ──committed words (StageCtx::heard, a watch: the newest replaces an unread one)──► LLM
+//!  stage: prefilled into the session's KV slot (vaak-llm `/v1/vaak/prefill`) while the user
+//!  speaks; one language-neutral system prompt, a greeting in the user's language where a
+//!  stretch of turns in it begins, so every turn's prompt extends the last one's
+//!
+//!  one CPU scheduler (scheduler::CpuScheduler, in Backends): every session's ASR pass, TTS
+//!  clause and LLM prompt waits for a slot (cores ÷ threads per job), highest priority first:
+//!  next audio of a playing reply > first clause (LLM prompt, its voice) > transcript pass >
+//!  later clauses > partial passes and prefills (shed after 1 s)
 //!
 //!  vaak (this crate, links whisper.cpp + ONNX Runtime) ──HTTP/SSE (OpenAI chat)──► vaak-llm
 //!                                                      (crates/vaak-llm, links llama.cpp)
@@ -42,7 +51,7 @@
 //! speech normalisation (numbers, money, dates in 12 languages) · [`config`] the
 //! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
 //! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
-//! events · [`stages`] the stage tasks · [`session`] conversation history, the SQLite store, the
+//! events · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores · [`session`] conversation history, the SQLite store, the
 //! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
 //! reflection, auth, TLS), WebRTC browser calls (WHIP, Opus, data-channel events, the web
 //! page), telephony (provider WebSockets, AudioSocket) and the offline kiosk (cpal microphone
@@ -59,6 +68,7 @@ pub mod daemon;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
+pub mod scheduler;
 pub mod session;
 pub mod stages;
 pub mod text;

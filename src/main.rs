@@ -185,6 +185,18 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Synthesis time of each configured voice for phrases from two words to a long sentence.
+    Tts {
+        /// Languages whose voices to measure.
+        #[arg(long, value_delimiter = ',', default_value = "hi,en,te")]
+        languages: Vec<String>,
+        /// Measured runs per phrase (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// ONNX Runtime threads per neural voice (default: the config's `[tts] onnx_threads`).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -328,6 +340,11 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 bench_latency_cmd(config, &manifest, clips, &sessions, target, json)
             }
+            BenchCmd::Tts {
+                languages,
+                repeats,
+                threads,
+            } => bench_tts_cmd(config, &languages, repeats, threads),
         },
     }
 }
@@ -688,6 +705,32 @@ struct LatencyTarget {
     transport: vaak::bench::latency::Transport,
 }
 
+fn bench_tts_cmd(
+    mut config: Config,
+    languages: &[String],
+    repeats: usize,
+    threads: Option<usize>,
+) -> Result<()> {
+    if let Some(t) = threads {
+        config.tts.onnx_threads = t;
+    }
+    let resolved = models::resolve(&store_for(&config), parse_set(&config.models.set)?)?;
+    let env = vaak::backend::onnx::environment(&resolved.onnxruntime_lib)?;
+    let assets = vaak::backend::tts::TtsAssets {
+        kokoro_model: resolved.kokoro_model.clone(),
+        kokoro_vocab: resolved.kokoro_vocab.clone(),
+        kokoro_voices_dir: resolved.kokoro_voices_dir.clone(),
+    };
+    let voices = vaak::backend::tts::Voices::build(&config.tts, &assets, &env)?;
+    let rows =
+        vaak::bench::tts::bench_tts(&voices, languages, repeats).map_err(anyhow::Error::msg)?;
+    print!(
+        "{}",
+        vaak::bench::tts::render(&rows, config.tts.onnx_threads)
+    );
+    Ok(())
+}
+
 fn bench_latency_cmd(
     config: Config,
     manifests: &[PathBuf],
@@ -733,6 +776,10 @@ fn bench_latency_cmd(
             println!("{}", serde_json::Value::Array(reports));
         }
         if let Some(d) = child {
+            if let Some((daemon, worker)) = d.peak_rss_mib() {
+                let worker = worker.map_or("no worker".into(), |w| format!("{w:.0} MiB"));
+                eprintln!("peak RSS: daemon {daemon:.0} MiB, LLM worker {worker}");
+            }
             d.stop().await;
         }
         Ok(())

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub interruptions: AtomicU64,
     pub turns_completed: AtomicU64,
     pub turns_failed: AtomicU64,
+    /// Prefills of a turn still being spoken into the LLM worker's cache.
+    pub llm_prefills: AtomicU64,
     /// Replies started at a short pause / abandoned because the user went on.
     pub speculative_started: AtomicU64,
     pub speculative_abandoned: AtomicU64,
@@ -27,6 +29,8 @@ pub struct Metrics {
     pub asr_passes: AtomicU64,
     pub asr_passes_skipped: AtomicU64,
     pub asr_pass_failures: AtomicU64,
+    /// Jobs the CPU scheduler dropped after waiting past their deadline (partials, prefills).
+    pub cpu_jobs_shed: AtomicU64,
     pub language_switches: AtomicU64,
     /// Turns kept in the session's language although detection said otherwise (hysteresis).
     pub language_holds: AtomicU64,
@@ -46,6 +50,8 @@ pub struct Metrics {
     pub webrtc_fec_recovered: AtomicU64,
     pub webrtc_concealed: AtomicU64,
     latencies: Mutex<BTreeMap<&'static str, Series>>,
+    /// Conversations refused at admission, by (transport, reason).
+    refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 #[derive(Default)]
@@ -73,6 +79,21 @@ impl Metrics {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a conversation refused at admission.
+    pub fn refused(&self, transport: &'static str, reason: &'static str) {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        *r.entry((transport, reason)).or_default() += 1;
+    }
+
+    /// Refusals so far of `transport` for `reason`.
+    pub fn refusals(&self, transport: &str, reason: &str) -> u64 {
+        let r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.iter()
+            .filter(|((t, why), _)| *t == transport && *why == reason)
+            .map(|(_, n)| *n)
+            .sum()
     }
 
     pub fn observe(&self, series: &'static str, d: Duration) {
@@ -133,6 +154,11 @@ impl Metrics {
                 c(&self.turns_failed),
             ),
             (
+                "llm_prefills",
+                "Prefills of a turn still being spoken into the LLM cache",
+                c(&self.llm_prefills),
+            ),
+            (
                 "speculative_started",
                 "Replies started at a short pause",
                 c(&self.speculative_started),
@@ -161,6 +187,11 @@ impl Metrics {
                 "asr_pass_failures",
                 "Streaming recognition passes that failed (the audio stays for the next)",
                 c(&self.asr_pass_failures),
+            ),
+            (
+                "cpu_jobs_shed",
+                "Partial passes and prefills shed after waiting past their deadline for the CPU",
+                c(&self.cpu_jobs_shed),
             ),
             (
                 "language_switches",
@@ -234,6 +265,22 @@ impl Metrics {
             let _ = writeln!(out, "# HELP vaak_{name}_total {help}.");
             let _ = writeln!(out, "# TYPE vaak_{name}_total counter");
             let _ = writeln!(out, "vaak_{name}_total {value}");
+        }
+        let refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !refusals.is_empty() {
+            let name = "vaak_sessions_refused_by_total";
+            let _ = writeln!(out, "# HELP {name} Conversations refused at admission.");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for ((transport, reason), n) in refusals {
+                let _ = writeln!(
+                    out,
+                    "{name}{{transport=\"{transport}\",reason=\"{reason}\"}} {n}"
+                );
+            }
         }
         for series in self.series() {
             let Some(s) = self.summary(series) else {

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, LlmKind};
 use crate::models::ResolvedModels;
+use crate::scheduler::CpuScheduler;
 use asr::remote::{RemoteAsr, RemoteAsrOptions};
 use asr::routed::RoutedAsr;
 use asr::whisper::{WhisperAsr, WhisperOptions};
@@ -59,6 +60,8 @@ pub struct Backends {
     pub tts: Arc<dyn VoiceBank>,
     /// The supervised worker, when the LLM is embedded.
     pub worker: Option<WorkerHandle>,
+    /// The one queue for the cores, shared by every session's inference.
+    pub cpu: CpuScheduler,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +239,8 @@ impl Backends {
         voices.warm_up()?;
         times.tts = t.elapsed();
 
+        // Jobs of whichever engine uses the most threads fit the cores one slot at a time.
+        let cpu = CpuScheduler::for_cores(config.asr.threads.max(config.tts.onnx_threads));
         Ok((
             Self {
                 config,
@@ -244,6 +249,7 @@ impl Backends {
                 llm,
                 tts: Arc::new(voices),
                 worker,
+                cpu,
             },
             times,
         ))

@@ -96,6 +96,8 @@ pub struct TurnSample {
     pub tts_first_audio_ms: f32,
     pub first_clause_ms: f32,
     pub server_e2e_ms: f32,
+    /// The turn's LLM prompt and TTS clauses queued for the CPU scheduler, in all.
+    pub cpu_wait_ms: f32,
     /// Start of speech → the first partial transcript (gRPC only).
     pub first_partial_ms: Option<f64>,
     /// The longest wait for a new partial while the user was speaking (gRPC only).
@@ -188,6 +190,10 @@ impl LatencyReport {
                 self.stage(|s| s.server_e2e_ms),
             );
             out += &row(
+                "  daemon: turn's wait for the CPU",
+                self.stage(|s| s.cpu_wait_ms),
+            );
+            out += &row(
                 "speech start → first partial",
                 self.partials(|s| s.first_partial_ms),
             );
@@ -221,6 +227,7 @@ impl LatencyReport {
             "first_clause": s(self.stage(|t| t.first_clause_ms)),
             "tts_first_audio": s(self.stage(|t| t.tts_first_audio_ms)),
             "daemon_end_to_first_audio": s(self.stage(|t| t.server_e2e_ms)),
+            "cpu_wait": s(self.stage(|t| t.cpu_wait_ms)),
             "first_partial": s(self.partials(|t| t.first_partial_ms)),
             "partial_gap": s(self.partials(|t| t.partial_gap_ms)),
         })
@@ -354,6 +361,7 @@ async fn run_session(
                                 sample.tts_first_audio_ms = tm.tts_first_audio_ms;
                                 sample.first_clause_ms = tm.first_clause_ms;
                                 sample.server_e2e_ms = tm.end_to_first_audio_ms;
+                                sample.cpu_wait_ms = tm.cpu_wait_ms;
                             }
                             break;
                         }
@@ -653,6 +661,17 @@ impl ChildDaemon {
         })
     }
 
+    /// Peak resident memory so far of the daemon and of its LLM worker (its child), MiB.
+    pub fn peak_rss_mib(&self) -> Option<(f64, Option<f64>)> {
+        let pid = self.child.id()?;
+        let daemon = peak_rss_of(pid)?;
+        let worker = child_pids(pid)
+            .into_iter()
+            .filter_map(peak_rss_of)
+            .reduce(f64::max);
+        Some((daemon, worker))
+    }
+
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SIGTERM: the daemon drains and exits.
@@ -666,9 +685,48 @@ impl ChildDaemon {
     }
 }
 
+/// `VmHWM` (peak resident set) of process `pid`, MiB (Linux `/proc`).
+fn peak_rss_of(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The processes whose parent is `pid` (from `/proc/*/stat`).
+fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                return false;
+            };
+            // The command may hold spaces and parentheses: fields start after the last ')'.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().nth(1) == Some(&pid.to_string())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_rss_and_children_come_from_proc() {
+        let me = std::process::id();
+        assert!(peak_rss_of(me).is_some_and(|mib| mib > 1.0));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(child_pids(me).contains(&child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(peak_rss_of(u32::MAX), None);
+    }
 
     #[test]
     fn end_of_speech_is_found_in_the_clip() {

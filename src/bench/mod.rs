@@ -3,10 +3,12 @@
 //! (cold session and with the session's prompt cached) and decode rate, TTS time to first audio
 //! and real-time factor, and the whole turn from end of input to first reply audio.
 //! [`latency`] is `vaak bench latency`: voice-to-voice latency at a gRPC or phone client;
-//! [`eval`] is `vaak eval asr`: recognition accuracy per language.
+//! [`eval`] is `vaak eval asr`: recognition accuracy per language; [`tts`] is `vaak bench tts`:
+//! synthesis time per voice and phrase length.
 
 pub mod eval;
 pub mod latency;
+pub mod tts;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -191,6 +191,8 @@ pub struct TurnClock {
     pub llm_done: OnceLock<Instant>,
     pub tts_first_audio: OnceLock<Instant>,
     pub output_first_audio: OnceLock<Instant>,
+    /// Time this turn's jobs spent queued for the CPU scheduler (LLM prompt, TTS), µs.
+    pub cpu_wait_us: AtomicU64,
 }
 
 impl TurnClock {
@@ -204,7 +206,14 @@ impl TurnClock {
             llm_done: OnceLock::new(),
             tts_first_audio: OnceLock::new(),
             output_first_audio: OnceLock::new(),
+            cpu_wait_us: AtomicU64::new(0),
         }
+    }
+
+    /// Adds a wait of one of this turn's jobs for the CPU.
+    pub fn add_cpu_wait(&self, waited: Duration) {
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.cpu_wait_us.fetch_add(us, Ordering::Relaxed);
     }
 
     /// Marks `slot` now unless it was already marked.
@@ -233,6 +242,7 @@ impl TurnClock {
             },
             end_to_first_audio: since(&self.output_first_audio),
             llm_total: since(&self.llm_done),
+            cpu_wait: Duration::from_micros(self.cpu_wait_us.load(Ordering::Relaxed)),
             asr_compute_s: asr_s,
             tts_rtf,
         }
@@ -256,6 +266,8 @@ pub struct StageTimings {
     pub end_to_first_audio: Option<Duration>,
     /// End of speech → LLM finished.
     pub llm_total: Option<Duration>,
+    /// Time the turn's LLM prompt and TTS clauses waited for the CPU scheduler, in all.
+    pub cpu_wait: Duration,
     pub asr_compute_s: f32,
     pub tts_rtf: Option<f32>,
 }
@@ -291,6 +303,16 @@ pub enum SpeechInput {
 }
 
 /// ASR → language id.
+/// What the streaming recogniser has committed of the utterance still being spoken: the LLM
+/// stage prefills it into the session's KV cache, so that at the end of the turn only the rest
+/// of the sentence remains to be read. Travels on a `watch` edge (one slot, the newest text
+/// replaces an unread older one: only the latest words matter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heard {
+    pub text: String,
+    pub language: String,
+}
+
 #[derive(Debug)]
 pub struct Transcript {
     pub turn: Arc<Turn>,

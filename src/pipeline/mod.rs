@@ -180,6 +180,7 @@ pub fn spawn(
         backends,
         memory: Arc::clone(&memory),
         language,
+        heard: Arc::new(tokio::sync::watch::channel(None).0),
     };
 
     tracker.spawn(stages::vad::run(ctx.clone(), ingest_rx, speech_tx));

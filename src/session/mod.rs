@@ -139,34 +139,71 @@ impl Conversation {
         self.exchanges.drain(..drop);
     }
 
-    /// Messages for a new user turn in `language`. The system prompt stays byte-identical for a
-    /// language so the worker's KV cache reuses it across turns.
+    /// Messages for a new user turn in `language`.
+    ///
+    /// The prompt is built so that the worker's KV cache keeps every earlier token whatever
+    /// language the user speaks: the system prompt is the same for all languages (unless a
+    /// custom prompt asks for `{language}`), and where the user's language changes — at the
+    /// first kept turn and at every switch, in the history as in the new turn — a short greeting
+    /// exchange in that language is placed right before the user's message. Small models follow
+    /// such an example far more reliably than an instruction (and do not read it back), and
+    /// because each cue is derived from the stored exchange itself, turn N+1's prompt starts with
+    /// all of turn N's: a switch costs only its new tokens.
     /// `mixed`: the user mixes the language with English (Hinglish), and so should the reply.
     pub fn messages_for(&self, user_text: &str, language: &str, mixed: bool) -> Vec<ChatMessage> {
-        let register = if mixed && language != "en" {
-            mixed_register(language)
+        let system = if self.system_prompt.contains("{language}") {
+            let register = if mixed && language != "en" {
+                mixed_register(language)
+            } else {
+                language_name(language).to_string()
+            };
+            self.system_prompt.replace("{language}", &register)
         } else {
-            language_name(language).to_string()
+            self.system_prompt.clone()
         };
-        let system = self.system_prompt.replace("{language}", &register);
         let mut msgs = vec![ChatMessage::new(Role::System, system)];
-        let example = match mixed {
-            true => mixed_example_exchange(language).or_else(|| example_exchange(language)),
-            false => example_exchange(language),
+        let mut cue_in_force = None;
+        let mut push_user = |msgs: &mut Vec<ChatMessage>, text: &str, cue: Option<Cue>| {
+            let opens_with_english = cue_in_force.is_none() && cue == Some(ENGLISH_CUE);
+            if cue.is_some() && cue != cue_in_force && !opens_with_english {
+                if let Some((user, assistant)) = cue {
+                    msgs.push(ChatMessage::new(Role::User, user));
+                    msgs.push(ChatMessage::new(Role::Assistant, assistant));
+                }
+                cue_in_force = cue;
+            }
+            msgs.push(ChatMessage::new(Role::User, text.to_string()));
         };
-        if let Some((user, assistant)) = example {
-            msgs.push(ChatMessage::new(Role::User, user));
-            msgs.push(ChatMessage::new(Role::Assistant, assistant));
-        }
         for ex in &self.exchanges {
-            msgs.push(ChatMessage::new(Role::User, ex.user.clone()));
+            let was_mixed =
+                crate::text::codeswitch::mixed_with_english(&ex.user, &ex.language, &[]);
+            push_user(&mut msgs, &ex.user, language_cue(&ex.language, was_mixed));
             msgs.push(ChatMessage::new(
                 Role::Assistant,
                 ex.assistant_content().into_owned(),
             ));
         }
-        msgs.push(ChatMessage::new(Role::User, user_text.to_string()));
+        push_user(&mut msgs, user_text, language_cue(language, mixed));
         msgs
+    }
+}
+
+/// A greeting exchange (user, assistant) that shows the model the register to answer in.
+type Cue = (&'static str, &'static str);
+
+/// English needs no greeting to be answered in English (and a greeting before a request primes
+/// the small model to answer it in a few words): this one is used only to switch back to
+/// English after a stretch in another language.
+const ENGLISH_CUE: Cue = (
+    "Hi, who are you?",
+    "Hi! I am vaak, your voice assistant. How can I help you?",
+);
+
+/// The greeting that opens a stretch of turns in `language` (mixed with English or not).
+fn language_cue(language: &str, mixed: bool) -> Option<Cue> {
+    match mixed {
+        true => mixed_example_exchange(language).or_else(|| example_exchange(language)),
+        false => example_exchange(language),
     }
 }
 
@@ -194,11 +231,13 @@ pub fn mixed_example_exchange(lang: &str) -> Option<(&'static str, &'static str)
     ))
 }
 
-/// A greeting exchange in the language itself, placed before the real history: small models
-/// answer in the language of the examples far more reliably than they follow an instruction
-/// (and, unlike an instruction in the system prompt, they do not read it back to the user).
+/// A greeting exchange in the language itself, placed where a stretch of turns in that language
+/// begins: small models answer in the language of the examples far more reliably than they
+/// follow an instruction (and, unlike an instruction in the system prompt, they do not read it
+/// back to the user).
 pub fn example_exchange(lang: &str) -> Option<(&'static str, &'static str)> {
     Some(match lang {
+        "en" => ENGLISH_CUE,
         "hi" => (
             "नमस्ते, आप कौन हैं?",
             "नमस्ते! मैं वाक, आपकी आवाज़ सहायक हूँ। बताइए, मैं आपकी क्या मदद करूँ?",
@@ -270,6 +309,60 @@ mod tests {
         assert_eq!(m[3].content, "q1");
         assert!(m[6].content.contains("interrupted"));
         assert_eq!(m.last().unwrap().content, "q3");
+    }
+
+    proptest::proptest! {
+        /// Turn N+1's prompt starts with turn N's prompt and reply, whatever languages the user
+        /// switches between (while the history is within its limits): the worker's cache keeps
+        /// every earlier token and a switch costs only the new ones.
+        #[test]
+        fn next_prompt_extends_the_last_one(langs in proptest::collection::vec(
+            proptest::sample::select(vec!["hi", "te", "en", "ta", "ur"]), 1..8)) {
+            let mut c = Conversation::new(crate::config::DEFAULT_SYSTEM_PROMPT, 20);
+            let mut previous: Option<Vec<ChatMessage>> = None;
+            for (i, lang) in langs.iter().enumerate() {
+                let user = format!("question {i}");
+                let now = c.messages_for(&user, lang, false);
+                proptest::prop_assert_eq!(&now[0].content, crate::config::DEFAULT_SYSTEM_PROMPT);
+                if let Some(before) = &previous {
+                    proptest::prop_assert!(now.len() > before.len());
+                    proptest::prop_assert_eq!(&now[..before.len()], &before[..]);
+                }
+                // Every stretch in a language other than the one before opens with its greeting
+                // (English only when it follows another language).
+                let cue = example_exchange(lang).expect("these languages have a cue");
+                let first_other = langs.iter().position(|l| *l != "en");
+                let switched = match first_other {
+                    _ if i > 0 && langs[i - 1] == *lang => false,
+                    Some(f) => *lang != "en" || i > f,
+                    None => false,
+                };
+                let n = now.len();
+                proptest::prop_assert_eq!(
+                    switched,
+                    n >= 3 && now[n - 3].content == cue.0 && now[n - 2].content == cue.1
+                );
+                let reply = format!("answer {i}");
+                let mut with_reply = now.clone();
+                with_reply.push(ChatMessage::new(Role::Assistant, reply.clone()));
+                previous = Some(with_reply);
+                c.record(Exchange {
+                    user,
+                    assistant: reply,
+                    language: lang.to_string(),
+                    interrupted: false,
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn hinglish_gets_the_mixed_greeting() {
+        let c = Conversation::new(crate::config::DEFAULT_SYSTEM_PROMPT, 4);
+        let m = c.messages_for("kal ka weather kaisa hai", "hi", true);
+        assert_eq!(m[1].content, mixed_example_exchange("hi").expect("hi").0);
+        let plain = c.messages_for("कल मौसम कैसा है", "hi", false);
+        assert_eq!(plain[1].content, example_exchange("hi").expect("hi").0);
     }
 
     fn ex(user: &str, assistant: &str) -> Exchange {

@@ -15,8 +15,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::backend::Backends;
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, HistorySink, SessionMemory, SessionPipeline, SessionSettings};
+use crate::scheduler::Load;
 use crate::session::store::SessionStore;
 use crate::session::{Conversation, Exchange};
 
@@ -29,6 +31,11 @@ pub enum OpenError {
     Draining,
     #[error("all {limit} conversation slots are busy; retry in {retry_after:?}")]
     Full { limit: u32, retry_after: Duration },
+    #[error("vaak is at capacity ({detail}); retry in {retry_after:?}")]
+    Overloaded {
+        detail: String,
+        retry_after: Duration,
+    },
     #[error("session id must be 1..=64 characters of A-Z a-z 0-9 - _ (got {0:?})")]
     BadSessionId(String),
     #[error("language `{language}` is not served here; served: {served}")]
@@ -84,6 +91,25 @@ pub struct SessionService {
     shutdown: CancellationToken,
 }
 
+/// Why the cores cannot take another conversation now, if they cannot.
+fn overload(load: &Load, cfg: &ServerConfig) -> Option<String> {
+    let max_wait = Duration::from_millis(cfg.admit_max_wait_ms);
+    if load.busy > cfg.admit_max_busy {
+        Some(format!(
+            "the cores were saturated {:.0}% of the last seconds",
+            100.0 * load.busy
+        ))
+    } else if load.urgent_wait > max_wait {
+        Some(format!(
+            "replies waited {} ms for the CPU, past {} ms",
+            load.urgent_wait.as_millis(),
+            max_wait.as_millis()
+        ))
+    } else {
+        None
+    }
+}
+
 impl SessionService {
     /// `tracker` owns every session task; `shutdown` stops them all.
     pub fn new(
@@ -129,19 +155,36 @@ impl SessionService {
         self.backends.config.server.max_sessions as usize - self.slots.available_permits()
     }
 
-    /// Takes a conversation slot, or refuses at once (no queueing: a caller on a phone line
-    /// is better served by a clear "busy" than by silence).
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, OpenError> {
+    /// Takes a conversation slot for a caller of `transport`, or refuses at once (no
+    /// queueing: a caller on a phone line is better served by a clear "busy" than by
+    /// silence): at `max_sessions`, or while the open conversations already load the cores
+    /// past the admission limits (a lone caller is never refused for load).
+    pub fn admit(&self, transport: &'static str) -> Result<OwnedSemaphorePermit, OpenError> {
         if self.is_draining() || self.shutdown.is_cancelled() {
             return Err(OpenError::Draining);
         }
-        Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+        let cfg = &self.backends.config.server;
+        let retry_after = Duration::from_millis(cfg.retry_after_ms);
+        let open = self.open_sessions();
+        let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
             Metrics::incr(&self.metrics.sessions_refused);
+            self.metrics.refused(transport, "max_sessions");
             OpenError::Full {
-                limit: self.backends.config.server.max_sessions,
-                retry_after: Duration::from_millis(self.backends.config.server.retry_after_ms),
+                limit: cfg.max_sessions,
+                retry_after,
             }
-        })
+        })?;
+        if open > 0 {
+            if let Some(detail) = overload(&self.backends.cpu.load(), cfg) {
+                Metrics::incr(&self.metrics.sessions_refused);
+                self.metrics.refused(transport, "overload");
+                return Err(OpenError::Overloaded {
+                    detail,
+                    retry_after,
+                });
+            }
+        }
+        Ok(slot)
     }
 
     /// Opens a conversation in an admitted slot.

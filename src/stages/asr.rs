@@ -1,10 +1,11 @@
 //! ASR stage: recognises speech while the user talks. The VAD streams each utterance's audio
 //! here as it arrives; a [`StreamState`] plans passes (a steady cadence, every pause, cuts of a
-//! long window) that run one at a time on the blocking pool, commit the words two passes agree
-//! on, and send partial transcripts. When a transcript is wanted (a speculative pause, the end
-//! of the utterance) the last pass usually covers all the speech already; otherwise only the
-//! uncommitted tail is decoded. A partial pass is skipped, never queued, when every decode slot
-//! is busy; one that fails loses nothing (its audio stays for the next pass).
+//! long window) that run one at a time through the CPU scheduler, commit the words two passes
+//! agree on, and send partial transcripts. When a transcript is wanted (a speculative pause, the
+//! end of the utterance) the last pass usually covers all the speech already; otherwise only the
+//! uncommitted tail is decoded. A session never queues a second pass behind its own; a partial
+//! pass waits behind every other job of the cores and is shed at its deadline; a pass that
+//! fails or is shed loses nothing (its audio stays for the next pass).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,8 +19,9 @@ use super::StageCtx;
 use crate::backend::asr::streaming::{run_pass, PassKind, PassPlan, StreamConfig, StreamState};
 use crate::backend::asr::{AsrError, Transcription};
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{SpeechInput, Transcript, Turn, TurnClock};
+use crate::pipeline::messages::{Heard, SpeechInput, Transcript, Turn, TurnClock};
 use crate::pipeline::PipelineEvent;
+use crate::scheduler::{Priority, SchedError};
 use crate::text::redact::redact;
 
 /// Messages held while a finished utterance still waits for its transcript and the user has
@@ -44,7 +46,7 @@ struct Running {
     for_decision: bool,
     kind: PassKind,
     cancel: CancellationToken,
-    handle: JoinHandle<(PassPlan, Result<Transcription, AsrError>)>,
+    handle: JoinHandle<(Arc<PassPlan>, Result<Transcription, AsrError>)>,
 }
 
 /// What one session's recogniser is doing.
@@ -144,8 +146,27 @@ impl Recognition {
         let cancel = self.stream_cancel.child_token();
         let token = cancel.clone();
         let (end, kind) = (plan.end, plan.kind);
-        let handle = tokio::task::spawn_blocking(move || {
-            let result = run_pass(asr.as_ref(), &plan, &token);
+        // A pause's pass usually becomes the transcript; a cadence pass only shows words (and
+        // is shed, its audio kept for the next pass, if the cores stay busy for long).
+        let priority = if deciding || kind == PassKind::Pause {
+            Priority::Transcript
+        } else {
+            Priority::Partial
+        };
+        let plan = Arc::new(plan);
+        let ctx = ctx.clone();
+        let handle = tokio::spawn(async move {
+            let (job_plan, job_token) = (Arc::clone(&plan), token.clone());
+            let job = move || run_pass(asr.as_ref(), &job_plan, &job_token);
+            let result = match ctx.infer(priority, &token, None, job).await {
+                Ok(result) => result,
+                Err(SchedError::Shed(_)) => {
+                    Metrics::incr(&ctx.metrics.asr_passes_skipped);
+                    Err(AsrError::Cancelled)
+                }
+                Err(SchedError::Cancelled) => Err(AsrError::Cancelled),
+                Err(e @ SchedError::Task(_)) => Err(AsrError::Failed(e.to_string())),
+            };
             (plan, result)
         });
         self.running = Some(Running {
@@ -217,7 +238,7 @@ async fn pass_finished(running: &mut Option<Running>) -> (u64, bool, PassJoin) {
 }
 
 /// What a pass task hands back.
-type PassJoin = Result<(PassPlan, Result<Transcription, AsrError>), tokio::task::JoinError>;
+type PassJoin = Result<(Arc<PassPlan>, Result<Transcription, AsrError>), tokio::task::JoinError>;
 
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<SpeechInput>, tx: mpsc::Sender<Transcript>) {
     let span = info_span!("stage", name = "asr", session = %ctx.settings.session_id);
@@ -434,10 +455,22 @@ async fn emit_partial(ctx: &StageCtx, rec: &mut Recognition) {
         return;
     }
     rec.last_partial = text.clone();
+    let committed = stream.committed_text();
+    if !committed.trim().is_empty() {
+        let heard = Heard {
+            text: committed.clone(),
+            language: language.code.clone(),
+        };
+        ctx.heard.send_if_modified(|last| {
+            let changed = last.as_ref() != Some(&heard);
+            *last = Some(heard);
+            changed
+        });
+    }
     ctx.emit(PipelineEvent::Transcript {
         turn: ctx.turns.next_id(),
         text,
-        stable: stream.committed_text(),
+        stable: committed,
         language: language.code.clone(),
         confidence: language.prob,
         spoken: language.candidates.clone(),

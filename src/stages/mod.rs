@@ -1,6 +1,6 @@
 //! The stage tasks. Each one loops on its input edge with `select! { biased; }` — shutdown first,
 //! then input — drops messages of stale (cancelled) turns on arrival, runs blocking inference on
-//! the blocking pool, and reports to the transport through the session's event edge.
+//! the blocking pool through the one CPU scheduler ([`StageCtx::infer`]), and reports to the transport through the session's event edge.
 
 pub mod asr;
 pub mod lang_id;
@@ -11,14 +11,15 @@ pub mod vad;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backends;
 use crate::metrics::Metrics;
 use crate::pipeline::language::LanguageTrack;
-use crate::pipeline::messages::Turn;
+use crate::pipeline::messages::{Heard, Turn, TurnClock};
 use crate::pipeline::{PipelineEvent, SessionMemory, SessionSettings, TurnControl};
+use crate::scheduler::{Priority, SchedError, Slot};
 
 /// Everything a stage task needs besides its own edges.
 #[derive(Clone)]
@@ -32,6 +33,8 @@ pub struct StageCtx {
     pub memory: Arc<SessionMemory>,
     /// The session's language, with hysteresis (the ASR and language-id stages share it).
     pub language: Arc<LanguageTrack>,
+    /// The committed words of the turn being spoken (ASR stage → LLM stage, for prefill).
+    pub heard: Arc<watch::Sender<Option<Heard>>>,
 }
 
 impl StageCtx {
@@ -74,6 +77,53 @@ impl StageCtx {
             kept_text: turn.heard_text(),
         })
         .await;
+    }
+
+    /// Runs blocking inference `job` through the CPU scheduler at `priority` (its wait counted
+    /// per priority and, when it works for a turn, in that turn's timings).
+    pub async fn infer<T: Send + 'static>(
+        &self,
+        priority: Priority,
+        cancel: &CancellationToken,
+        turn: Option<&TurnClock>,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SchedError> {
+        let ran = self.backends.cpu.run(priority, cancel, job).await;
+        match &ran {
+            Ok((_, waited)) => self.count_wait(priority, *waited, turn),
+            Err(SchedError::Shed(_)) => Metrics::incr(&self.metrics.cpu_jobs_shed),
+            Err(_) => {}
+        }
+        ran.map(|(value, _)| value)
+    }
+
+    /// A slot of the cores for work that runs elsewhere (the LLM worker's prompt processing),
+    /// counted as [`Self::infer`] counts.
+    pub async fn cpu_slot(
+        &self,
+        priority: Priority,
+        cancel: &CancellationToken,
+        turn: Option<&TurnClock>,
+    ) -> Result<Slot, SchedError> {
+        let slot = self.backends.cpu.acquire(priority, cancel).await;
+        match &slot {
+            Ok(s) => self.count_wait(priority, s.waited, turn),
+            Err(SchedError::Shed(_)) => Metrics::incr(&self.metrics.cpu_jobs_shed),
+            Err(_) => {}
+        }
+        slot
+    }
+
+    fn count_wait(
+        &self,
+        priority: Priority,
+        waited: std::time::Duration,
+        turn: Option<&TurnClock>,
+    ) {
+        self.metrics.observe(priority.wait_series(), waited);
+        if let Some(clock) = turn {
+            clock.add_cpu_wait(waited);
+        }
     }
 
     /// True (and counted) if `turn` was cancelled and its message must be dropped.

@@ -1,18 +1,22 @@
-//! TTS stage: speaks each clause with the voice configured for the turn's language, on the
-//! blocking pool, and hands the audio on in short chunks so that barge-in can stop it quickly
-//! and the audio edge's capacity is a duration.
+//! TTS stage: speaks each clause with the voice configured for the turn's language, through the
+//! CPU scheduler (the first clause and a playing reply's next one before other work), and hands
+//! the audio on in short chunks so that barge-in can stop it quickly and the audio edge's
+//! capacity is a duration.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info_span, warn, Instrument};
 
 use super::StageCtx;
 use crate::audio::resample::resample_all;
 use crate::backend::tts::{TtsEngine, TtsError};
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{ReplyAudio, ReplyText, TurnClock};
+use crate::pipeline::messages::{ReplyAudio, ReplyText, Turn, TurnClock, TurnId};
 use crate::pipeline::PipelineEvent;
+use crate::scheduler::{Priority, SchedError};
 use crate::text::codeswitch::script_runs;
 use crate::text::speech::normalize_for_speech;
 
@@ -147,10 +151,52 @@ fn synthesize_parts(parts: &[Part], speed: f32) -> Result<(Vec<f32>, u32), TtsEr
     Ok((out, rate))
 }
 
+/// A clause whose reply has less audio than this still to play is needed soon: it is voiced
+/// before the first clauses of other turns (a gap in a reply is worse than a later start).
+const NEXT_AUDIO_MARGIN: Duration = Duration::from_millis(1_500);
+
+/// How much of a turn's reply has been voiced, to tell how soon its next clause is needed.
+#[derive(Default)]
+struct Pace {
+    turn: Option<TurnId>,
+    first_audio: Option<Instant>,
+    voiced: Duration,
+}
+
+impl Pace {
+    /// The scheduler priority of the next clause of `turn`.
+    fn priority(&mut self, turn: &Turn) -> Priority {
+        if self.turn != Some(turn.id) {
+            *self = Pace {
+                turn: Some(turn.id),
+                ..Pace::default()
+            };
+        }
+        let Some(first) = self.first_audio else {
+            return Priority::FirstClause;
+        };
+        // Audio handed out but not yet played (the transport plays it in real time).
+        let ahead = self.voiced.saturating_sub(first.elapsed());
+        if ahead < NEXT_AUDIO_MARGIN {
+            Priority::NextAudio
+        } else {
+            Priority::LaterClause
+        }
+    }
+
+    fn produced(&mut self, turn: &Turn, clause_ms: u64) {
+        if self.turn == Some(turn.id) {
+            self.first_audio.get_or_insert_with(Instant::now);
+            self.voiced += Duration::from_millis(clause_ms);
+        }
+    }
+}
+
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sender<ReplyAudio>) {
     let span = info_span!("stage", name = "tts", session = %ctx.settings.session_id);
     async move {
         let mut failed_turn = None;
+        let mut pace = Pace::default();
         while let Some(clause) = ctx.next(&mut rx).await {
             if ctx.drop_if_stale(&clause.turn) {
                 continue;
@@ -205,11 +251,25 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
             }
             let voice = voices.join("+");
             let speed = ctx.settings.speech_rate;
+            let priority = pace.priority(&turn);
             let started = std::time::Instant::now();
-            let synth = tokio::task::spawn_blocking(move || synthesize_parts(&parts, speed)).await;
+            let synth = if parts.iter().all(|p| p.engine.light()) {
+                tokio::task::spawn_blocking(move || synthesize_parts(&parts, speed))
+                    .await
+                    .map_err(|e| SchedError::Task(e.to_string()))
+            } else {
+                let job = move || synthesize_parts(&parts, speed);
+                ctx.infer(priority, &turn.cancel, Some(&turn.clock), job)
+                    .await
+            };
             let synth_s = started.elapsed().as_secs_f32();
             let (samples, rate) = match synth {
                 Ok(Ok(r)) => r,
+                // Interrupted while it waited for the CPU.
+                Err(SchedError::Cancelled) => {
+                    Metrics::incr(&ctx.metrics.stale_messages_dropped);
+                    continue;
+                }
                 Ok(Err(e)) => {
                     warn!(turn = turn.id.0, error = %e, "synthesis failed");
                     caption_only(&ctx, &tx, &clause).await;
@@ -234,6 +294,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
             TurnClock::mark(&turn.clock.tts_first_audio);
             let chunk = (rate * AUDIO_CHUNK_MS / 1000).max(1) as usize;
             let clause_ms = samples.len() as u64 * 1000 / u64::from(rate.max(1));
+            pace.produced(&turn, clause_ms);
             for (i, part) in samples.chunks(chunk).enumerate() {
                 if turn.is_stale() {
                     break;

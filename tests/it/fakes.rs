@@ -11,6 +11,7 @@ use vaak::backend::fake::{EnergyVad, ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::Backends;
 use vaak::config::Config;
 use vaak::pipeline::Ingest;
+use vaak::scheduler::CpuScheduler;
 
 /// Energy VAD, the scripted ASR and LLM, and a tone for every voice.
 pub fn backends(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Arc<Backends> {
@@ -35,6 +36,7 @@ pub fn backends_with_voices(
         llm,
         tts,
         worker: None,
+        cpu: CpuScheduler::new(1),
     })
 }
 

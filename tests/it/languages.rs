@@ -13,8 +13,28 @@ use tokio_util::task::TaskTracker;
 use super::fakes::{backends_with_voices, speak};
 use vaak::backend::asr::LanguageHint;
 use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
+use vaak::backend::llm::{ChatMessage, Role};
 use vaak::metrics::Metrics;
 use vaak::pipeline::{self, PipelineEvent, SessionSettings};
+use vaak::session::{example_exchange, mixed_example_exchange};
+
+/// The user line of the last greeting cue in `messages` (the register replies are shown in).
+fn cue_in_force(messages: &[ChatMessage]) -> Option<&str> {
+    let langs = [
+        "en", "hi", "te", "ta", "bn", "mr", "gu", "kn", "ml", "pa", "ur", "or",
+    ];
+    let cues: Vec<&str> = langs
+        .iter()
+        .filter_map(|l| example_exchange(l))
+        .chain(mixed_example_exchange("hi"))
+        .map(|(user, _)| user)
+        .collect();
+    messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == Role::User)
+        .find_map(|m| cues.iter().copied().find(|c| *c == m.content))
+}
 
 /// Runs `turns` spoken turns through a pipeline; returns its events.
 async fn converse(
@@ -123,17 +143,22 @@ async fn one_doubtful_turn_holds_the_language_two_switch_it() {
         "{:?}",
         seen[2]
     );
-    // Replies: English, English (held), Hindi.
-    let asked: Vec<String> = llm
-        .requests
-        .lock()
-        .unwrap()
+    // Replies: English, English (held), Hindi — romanised, so Hinglish — shown by the greeting
+    // in force at each turn, after one system prompt that is the same for every turn.
+    let requests = llm.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3);
+    let cues: Vec<Option<&str>> = requests.iter().map(|r| cue_in_force(&r.messages)).collect();
+    // (English needs no greeting at the start of a conversation.)
+    let hinglish = mixed_example_exchange("hi").unwrap().0;
+    assert_eq!(cues, [None, None, Some(hinglish)]);
+    assert!(requests
         .iter()
-        .map(|r| r.messages[0].content.clone())
-        .collect();
-    assert_eq!(asked.len(), 3);
-    assert!(asked[0].contains("English") && asked[1].contains("English"));
-    assert!(asked[2].contains("Hindi"), "{}", asked[2]);
+        .all(|r| r.messages[0] == requests[0].messages[0]));
+    // Each turn's prompt extends the last one, so the worker's KV cache keeps it all.
+    for pair in requests.windows(2) {
+        let (a, b) = (&pair[0].messages, &pair[1].messages);
+        assert_eq!(&b[..a.len()], &a[..], "turn prompts diverge");
+    }
     assert_eq!(metrics.language_holds.load(Ordering::Relaxed), 1);
     assert_eq!(metrics.language_switches.load(Ordering::Relaxed), 1);
 }
@@ -203,18 +228,13 @@ async fn hinglish_gets_a_hinglish_reply_spoken_run_by_run() {
     assert_eq!(mixed, Some(("hi".to_string(), true)));
     assert_eq!(metrics.code_switched_turns.load(Ordering::Relaxed), 1);
     {
+        // The greeting just before the user's words is the Hinglish one.
         let req = &llm.requests.lock().unwrap()[0];
-        assert!(
-            req.messages[0].content.contains("Hinglish"),
-            "{:?}",
-            req.messages[0]
-        );
-        // The example exchange is Hinglish too.
-        assert!(
-            req.messages[2].content.contains("help"),
-            "{:?}",
-            req.messages[2]
-        );
+        let hinglish = mixed_example_exchange("hi").unwrap();
+        assert_eq!(cue_in_force(&req.messages), Some(hinglish.0));
+        let n = req.messages.len();
+        assert_eq!(req.messages[n - 2].content, hinglish.1);
+        assert_eq!(req.messages[n - 1].content, "kal meri meeting kab hai");
     }
     // Captions keep the written text; the voices got words, English words the English voice.
     let captions: String = events

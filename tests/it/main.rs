@@ -13,6 +13,7 @@ mod languages;
 mod live_turns;
 mod remote_asr;
 mod remote_llm;
+mod scheduling;
 mod serve;
 mod streaming;
 mod telephony;

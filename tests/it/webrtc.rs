@@ -20,7 +20,12 @@ const CALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web/call.cjs");
 const KEY_ENV: &str = "VAAK_TEST_WEB_KEY";
 const KEY: &str = "web-key-0123456789abcdef";
 /// Replies capped at 32 tokens; one ASR thread (chromium shares the 2 cores).
-const CONFIG: &str = "[llm]\nmax_tokens = 32\n[asr]\nthreads = 1\n[webrtc]\nmax_calls = 1\n";
+/// Replies capped at 32 tokens, but asked to run that long: the barge-in call needs a reply
+/// still playing when the user speaks over it (the default prompt keeps answers to a sentence
+/// or three, often shorter than the interruption takes).
+const CONFIG: &str = "[llm]\nmax_tokens = 32\nsystem_prompt = \"You are vaak, a voice assistant. \
+Answer in detail, in several sentences of plain text, in the language of the user.\"\n\
+[asr]\nthreads = 1\n[webrtc]\nmax_calls = 1\n";
 /// Share of UDP packets dropped on the namespace's loopback in the lossy call.
 const LOSS_PERCENT: u32 = 5;
 

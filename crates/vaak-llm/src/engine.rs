@@ -74,6 +74,9 @@ pub struct GenRequest {
     pub prompt: Vec<Token>,
     pub params: SamplingParams,
     pub session: Option<String>,
+    /// Only put the prompt into the session's KV cache (no token is sampled): a head start for
+    /// the turn the user is still speaking. Ends with a `Done` of zero completion tokens.
+    pub prefill_only: bool,
     /// When the HTTP request arrived.
     pub received: Instant,
     pub events: mpsc::Sender<Event>,
@@ -502,7 +505,7 @@ impl Worker<'_> {
             lease,
             req,
         };
-        if max_tokens == 0 || prompt_len == 0 {
+        if (max_tokens == 0 && !a.req.prefill_only) || prompt_len == 0 {
             a.outcome = Some(Outcome::Failed(format!(
                 "prompt of {prompt_len} tokens leaves no room in a {}-token context",
                 self.ctx_per_slot
@@ -580,15 +583,16 @@ impl Worker<'_> {
             }
             let base = slots.tokens(a.lease.slot).len();
             let ends_prompt = take == left;
+            let sample_after = ends_prompt && !a.req.prefill_only;
             for j in 0..take {
                 let tok = a.req.prompt[a.prompt_done + j];
-                let want_logits = ends_prompt && j + 1 == take;
+                let want_logits = sample_after && j + 1 == take;
                 if !add(batch, tok, base + j, a.lease.seq, want_logits) {
                     break;
                 }
                 a.in_batch.push(tok);
             }
-            if ends_prompt && a.in_batch.len() == take {
+            if sample_after && a.in_batch.len() == take {
                 a.logits_at = Some(batch.n_tokens() - 1);
             }
         }
@@ -609,6 +613,11 @@ impl Worker<'_> {
                     slots.push_decoded(a.lease.slot, &a.in_batch);
                     if a.pending.take().is_none() {
                         a.prompt_done += a.in_batch.len();
+                    }
+                    if a.req.prefill_only && a.prompt_done == a.req.prompt.len() {
+                        a.prefill_done = Some(Instant::now());
+                        a.outcome = Some(Outcome::Finished(FinishReason::Stop));
+                        continue;
                     }
                     if let Some(idx) = a.logits_at {
                         if a.prefill_done.is_none() {

@@ -21,6 +21,10 @@ pub enum PromptError {
     Nul,
     #[error("applying the chat template failed: {0}")]
     Template(String),
+    #[error(
+        "a prefill must end with a non-empty user message that the chat template keeps verbatim"
+    )]
+    OpenTurn,
 }
 
 /// Applies the chat template and tokenises.
@@ -83,6 +87,22 @@ impl PromptBuilder {
             tokens.remove(0);
         }
         tokens.into_iter().map(|LlamaToken(t)| t).collect()
+    }
+
+    /// The prompt up to the end of the last (user) message's text, without the template's
+    /// end-of-message and assistant-header tokens: what a turn still being spoken shares with
+    /// its final prompt, so it can be prefilled while the user talks.
+    pub fn build_open_turn(&self, messages: &[Message]) -> Result<Vec<Token>, PromptError> {
+        let last = match messages.last() {
+            Some(m) if m.role == crate::api::Role::User && !m.content.trim().is_empty() => m,
+            _ => return Err(PromptError::OpenTurn),
+        };
+        let text = self.render(messages)?;
+        let end = text
+            .rfind(&last.content)
+            .map(|at| at + last.content.len())
+            .ok_or(PromptError::OpenTurn)?;
+        Ok(self.tokenize(&text[..end]))
     }
 
     /// `render` + `tokenize`.

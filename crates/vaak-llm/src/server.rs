@@ -27,9 +27,14 @@ use crate::api::{
 };
 use crate::engine::{EngineSender, Event, GenRequest, SubmitError, Summary, EVENT_CAPACITY};
 use crate::prompt::{PromptBuilder, PromptError};
+use crate::slots::Token;
 
 /// Header that names the KV-cache session (alternative to the `user` field).
 pub const SESSION_HEADER: &str = "x-vaak-session";
+
+/// vaak's extension: put a conversation whose last user message is still being spoken into the
+/// session's KV cache, so the final request only prefills what was said after it.
+pub const PREFILL_PATH: &str = "/v1/vaak/prefill";
 
 /// Shared state of all handlers.
 pub struct AppState {
@@ -48,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
+        .route(PREFILL_PATH, post(prefill))
         .fallback(|uri: Uri| async move { ApiError::not_found(uri.path()) })
         .with_state(state)
 }
@@ -92,6 +98,31 @@ struct Meta {
     model: String,
 }
 
+/// Hands a request to the inference thread: a full queue is 429, a stopped thread 503.
+fn submit(st: &AppState, gen: GenRequest) -> Result<(), ApiError> {
+    st.engine.submit(gen).map_err(|e| match e {
+        SubmitError::Full => ApiError::busy(),
+        SubmitError::Closed => ApiError::unavailable("the inference thread has stopped"),
+    })
+}
+
+/// A rendered prompt that fits a session's context, or the API error that says why not.
+fn fitting_prompt(
+    st: &AppState,
+    built: Result<Vec<Token>, PromptError>,
+) -> Result<Vec<Token>, ApiError> {
+    let prompt = built.map_err(|e| match e {
+        PromptError::Nul | PromptError::OpenTurn => {
+            ApiError::bad_request(e.to_string(), Some("messages"))
+        }
+        PromptError::Template(_) => ApiError::internal(e.to_string()),
+    })?;
+    if prompt.len() >= st.ctx_per_slot {
+        return Err(ApiError::context_length(prompt.len(), st.ctx_per_slot));
+    }
+    Ok(prompt)
+}
+
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let received = Instant::now();
     let session_header = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
@@ -99,18 +130,10 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let prompt = match st.prompt.build(&req.messages) {
+    let prompt = match fitting_prompt(&st, st.prompt.build(&req.messages)) {
         Ok(p) => p,
-        Err(e @ PromptError::Nul) => {
-            return ApiError::bad_request(e.to_string(), Some("messages")).into_response()
-        }
-        Err(e @ PromptError::Template(_)) => {
-            return ApiError::internal(e.to_string()).into_response()
-        }
+        Err(e) => return e.into_response(),
     };
-    if prompt.len() >= st.ctx_per_slot {
-        return ApiError::context_length(prompt.len(), st.ctx_per_slot).into_response();
-    }
     let n = st.next_id.fetch_add(1, Ordering::Relaxed);
     let meta = Meta {
         id: format!("chatcmpl-{:x}{n:04x}", st.started),
@@ -124,20 +147,70 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
         params: req.params,
         session: req.session,
         received,
+        prefill_only: false,
         events: tx,
     };
-    match st.engine.submit(gen) {
-        Ok(()) => {}
-        Err(SubmitError::Full) => return ApiError::busy().into_response(),
-        Err(SubmitError::Closed) => {
-            return ApiError::unavailable("the inference thread has stopped").into_response()
-        }
+    if let Err(e) = submit(&st, gen) {
+        return e.into_response();
     }
     if req.stream {
         Sse::new(sse_stream(rx, meta)).into_response()
     } else {
         collect(rx, meta).await
     }
+}
+
+/// `POST /v1/vaak/prefill`: the chat request's body (only `messages` and the session count);
+/// answers `{"object":"vaak.prefill","prompt_tokens","cached_tokens","prefill_ms"}` once the
+/// tokens are in the cache. Needs a session (a key-less prefill would be thrown away).
+async fn prefill(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let received = Instant::now();
+    let session_header = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+    let req = match parse_request(&body, session_header, st.max_tokens_default) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if req.session.is_none() {
+        return ApiError::bad_request(
+            "a prefill needs a session (`user` or the x-vaak-session header)",
+            Some("user"),
+        )
+        .into_response();
+    }
+    let prompt = match fitting_prompt(&st, st.prompt.build_open_turn(&req.messages)) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let n = st.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel(EVENT_CAPACITY);
+    let gen = GenRequest {
+        id: format!("prefill-{:x}{n:04x}", st.started),
+        prompt,
+        params: req.params,
+        session: req.session,
+        received,
+        prefill_only: true,
+        events: tx,
+    };
+    if let Err(e) = submit(&st, gen) {
+        return e.into_response();
+    }
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Delta(_) => {}
+            Event::Done(s) => {
+                return Json(json!({
+                    "object": "vaak.prefill",
+                    "prompt_tokens": s.prompt_tokens,
+                    "cached_tokens": s.cached_tokens,
+                    "prefill_ms": s.timings.prefill_ms,
+                }))
+                .into_response()
+            }
+            Event::Failed(msg) => return ApiError::internal(msg).into_response(),
+        }
+    }
+    ApiError::unavailable("the inference thread stopped during the prefill").into_response()
 }
 
 fn usage(s: &Summary) -> Usage {

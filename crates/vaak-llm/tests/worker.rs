@@ -514,6 +514,61 @@ fn worker_end_to_end() {
     assert!(v["choices"][0]["message"]["content"].is_string());
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
 
+    // A prefill while the user is still speaking: the committed words go into the session's
+    // cache, and the final request (the whole sentence) prefills only what came after them.
+    let prefill = |messages: Value, headers: &[(&str, &str)]| {
+        send(
+            addr,
+            "POST",
+            "/v1/vaak/prefill",
+            headers,
+            json!({"messages": messages}).to_string().as_bytes(),
+        )
+    };
+    let spoken = "Tell me about the city of Hyderabad";
+    let p = prefill(
+        json!([{"role":"system","content":SYSTEM},{"role":"user","content":spoken}]),
+        &[("x-vaak-session", "session-p")],
+    );
+    assert_eq!(p.status, 200);
+    let p = p.json();
+    assert_eq!(p["object"], "vaak.prefill");
+    let prefilled = p["prompt_tokens"].as_u64().expect("prompt_tokens");
+    assert!(prefilled > 100, "{p}");
+    let final_turn = stream_chat(
+        addr,
+        &chat_body(
+            json!([
+                {"role":"system","content":SYSTEM},
+                {"role":"user","content":format!("{spoken} in one sentence.")}
+            ]),
+            16,
+            "session-p",
+        ),
+    );
+    let up = &final_turn.final_chunk["usage"];
+    eprintln!("after a prefill of {prefilled} tokens: usage {up}");
+    let cached = up["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        cached + 1 >= prefilled,
+        "the final turn reused {cached} of the {prefilled} prefilled tokens"
+    );
+    assert!(!final_turn.text.trim().is_empty());
+    // A prefill needs a session and must end with the user's (open) message.
+    let no_session = prefill(json!([{"role":"user","content":"hello"}]), &[]);
+    assert_eq!(no_session.status, 400);
+    let ends_with_reply = prefill(
+        json!([{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]),
+        &[("x-vaak-session", "session-p")],
+    );
+    assert_eq!(ends_with_reply.status, 400);
+    assert_eq!(
+        ends_with_reply.json()["error"]["type"],
+        "invalid_request_error"
+    );
+
     // Bad requests are OpenAI-style 400s.
     for body in [
         "{not json".to_owned(),

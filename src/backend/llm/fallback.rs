@@ -207,6 +207,16 @@ impl Llm for FallbackLlm {
     fn stream_chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<LlmStream, LlmError>> {
         self.ask(req).boxed()
     }
+
+    /// Only the primary is asked: a prefill is a head start, never worth a fallback.
+    fn prefill(&self, req: ChatRequest) -> BoxFuture<'_, Result<bool, LlmError>> {
+        self.primary.prefill(req)
+    }
+
+    /// As the primary: the worker behind a remote server answers only while it is down.
+    fn on_local_cores(&self) -> bool {
+        self.primary.on_local_cores()
+    }
 }
 
 /// A failure before the first event, and whether re-sending may help.

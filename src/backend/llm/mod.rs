@@ -80,6 +80,19 @@ pub type LlmStream = BoxStream<'static, Result<LlmEvent, LlmError>>;
 /// A streaming chat model.
 pub trait Llm: Send + Sync {
     fn stream_chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<LlmStream, LlmError>>;
+
+    /// Puts `req`'s conversation, whose last user message is still being spoken, into the
+    /// session's KV cache without generating, so the final request only reads what follows.
+    /// `Ok(false)`: this backend keeps no such cache (remote servers), nothing was done.
+    fn prefill(&self, _req: ChatRequest) -> BoxFuture<'_, Result<bool, LlmError>> {
+        Box::pin(async { Ok(false) })
+    }
+
+    /// Its prompt processing runs on this machine's cores (the embedded worker): the LLM stage
+    /// then waits for the CPU scheduler before asking. A remote server's time is its own.
+    fn on_local_cores(&self) -> bool {
+        false
+    }
 }
 
 /// Wraps a stream so the first event must come within `first` and each later one within `idle`.

@@ -110,6 +110,42 @@ impl OpenAiClient {
         }
     }
 
+    /// The worker's `/v1/vaak/prefill` (a vaak extension); remote servers have none.
+    async fn prefill_worker(&self, req: ChatRequest) -> Result<bool, LlmError> {
+        let (Endpoint::Worker(_), Some(key)) = (&self.endpoint, &req.session_key) else {
+            return Ok(false);
+        };
+        let base = self.base_url().await?;
+        let body = serde_json::json!({ "messages": req.messages, "user": key });
+        let builder = self
+            .http
+            .post(format!("{base}/v1/vaak/prefill"))
+            .header("x-vaak-session", key)
+            .json(&body);
+        Self::post(&base, builder).await?;
+        Ok(true)
+    }
+
+    /// Sends a request to `base`; a refused connection or a non-2xx status is the error.
+    async fn post(
+        base: &str,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, LlmError> {
+        let resp = builder.send().await.map_err(|e| LlmError::Unreachable {
+            endpoint: base.to_string(),
+            detail: e.to_string(),
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(LlmError::Http {
+                status: status.as_u16(),
+                body: body.chars().take(300).collect(),
+            });
+        }
+        Ok(resp)
+    }
+
     async fn send(&self, base: &str, req: &ChatRequest) -> Result<LlmStream, LlmError> {
         let base = base.to_string();
         let url = format!("{base}/v1/chat/completions");
@@ -130,18 +166,7 @@ impl OpenAiClient {
         if let Some(key) = &req.session_key {
             builder = builder.header("x-vaak-session", key);
         }
-        let resp = builder.send().await.map_err(|e| LlmError::Unreachable {
-            endpoint: base.clone(),
-            detail: e.to_string(),
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(LlmError::Http {
-                status: status.as_u16(),
-                body: body.chars().take(300).collect(),
-            });
-        }
+        let resp = Self::post(&base, builder).await?;
         Ok(sse_events(resp.bytes_stream().boxed()))
     }
 }
@@ -149,6 +174,14 @@ impl OpenAiClient {
 impl Llm for OpenAiClient {
     fn stream_chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<LlmStream, LlmError>> {
         self.open(req).boxed()
+    }
+
+    fn prefill(&self, req: ChatRequest) -> BoxFuture<'_, Result<bool, LlmError>> {
+        self.prefill_worker(req).boxed()
+    }
+
+    fn on_local_cores(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Worker(_))
     }
 }
 

@@ -548,6 +548,10 @@ impl TtsEngine for EspeakEngine {
         &self.name
     }
 
+    fn light(&self) -> bool {
+        true
+    }
+
     fn sample_rate(&self) -> u32 {
         self.sample_rate
     }

@@ -43,6 +43,11 @@ pub trait TtsEngine: Send + Sync {
     /// [`TtsError::EmptyText`]; text with nothing speakable in it (only punctuation, say) gives an
     /// empty buffer.
     fn synthesize(&self, text: &str, speed: f32) -> Result<Vec<f32>, TtsError>;
+    /// Takes milliseconds on one thread (espeak-ng): runs at once, not through the CPU
+    /// scheduler, whose slot it would hold for nothing.
+    fn light(&self) -> bool {
+        false
+    }
 }
 
 /// Everything that can go wrong in this module.

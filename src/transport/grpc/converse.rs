@@ -34,7 +34,7 @@ pub async fn start(
     mut inbound: Streaming<proto::ClientMessage>,
 ) -> Result<EventStream, Status> {
     // Refused before anything is read or allocated.
-    let slot = svc.admit().map_err(open_error_status)?;
+    let slot = svc.admit("grpc").map_err(open_error_status)?;
     let cfg = &svc.backends.config.server;
     let idle = Duration::from_secs(cfg.idle_timeout_s);
     let first = match tokio::time::timeout(idle, inbound.message()).await {
@@ -453,6 +453,7 @@ async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
                     tts_first_audio_ms: ms(timings.tts_first_audio),
                     end_to_first_audio_ms: ms(timings.end_to_first_audio),
                     first_clause_ms: ms(timings.first_clause),
+                    cpu_wait_ms: ms(Some(timings.cpu_wait)),
                 }),
             })
         }

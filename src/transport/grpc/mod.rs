@@ -18,6 +18,7 @@ use crate::backend::asr::{AsrError, LanguageHint};
 use crate::config::language_name;
 use crate::proto;
 use crate::proto::vaak_server::{Vaak, VaakServer};
+use crate::scheduler::Priority;
 use crate::session::service::{OpenError, SessionService};
 use audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
 use auth::{tenant_of, ApiKeys};
@@ -53,7 +54,7 @@ pub enum GrpcError {
 pub fn open_error_status(e: OpenError) -> Status {
     match &e {
         OpenError::Draining => Status::unavailable(e.to_string()),
-        OpenError::Full { retry_after, .. } => {
+        OpenError::Full { retry_after, .. } | OpenError::Overloaded { retry_after, .. } => {
             let mut s = Status::resource_exhausted(e.to_string());
             let ms = retry_after.as_millis().to_string();
             if let Ok(v) = ms.parse::<tonic::metadata::MetadataValue<_>>() {
@@ -143,7 +144,10 @@ impl Vaak for VaakService {
         // Abandoned with the call: a client that goes away stops the decoder.
         let cancel = CancellationToken::new();
         let guard = cancel.clone().drop_guard();
-        let result = tokio::task::spawn_blocking(move || asr.transcribe(&pcm, &hint, &cancel))
+        let job_cancel = cancel.clone();
+        let job = move || asr.transcribe(&pcm, &hint, &job_cancel);
+        let (result, _) = (self.svc.backends.cpu)
+            .run(Priority::Transcript, &cancel, job)
             .await
             .map_err(|e| Status::internal(format!("ASR task failed: {e}")))?;
         drop(guard);
@@ -194,21 +198,30 @@ impl Vaak for VaakService {
         } else {
             req.speech_rate
         };
-        let synth = tokio::task::spawn_blocking(move || {
-            let engine = if voice.is_empty() {
-                bank.for_language(&language)
-            } else {
-                bank.named(&voice, &language)
-            }?;
-            let audio = engine.synthesize(&text, speed)?;
-            Ok::<_, crate::backend::tts::TtsError>((
-                audio,
-                engine.sample_rate(),
-                engine.name().to_string(),
-            ))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("TTS task failed: {e}")))?;
+        // A unary synthesis waits behind the live conversations' clauses.
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
+        let synth = self
+            .svc
+            .backends
+            .cpu
+            .run(Priority::LaterClause, &cancel, move || {
+                let engine = if voice.is_empty() {
+                    bank.for_language(&language)
+                } else {
+                    bank.named(&voice, &language)
+                }?;
+                let audio = engine.synthesize(&text, speed)?;
+                Ok::<_, crate::backend::tts::TtsError>((
+                    audio,
+                    engine.sample_rate(),
+                    engine.name().to_string(),
+                ))
+            })
+            .await
+            .map(|(synth, _)| synth)
+            .map_err(|e| Status::internal(format!("TTS task failed: {e}")))?;
+        drop(guard);
         let (audio, rate, voice) = synth.map_err(|e| match e {
             crate::backend::tts::TtsError::UnknownVoice { .. }
             | crate::backend::tts::TtsError::UnknownLanguage { .. }

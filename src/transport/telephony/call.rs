@@ -124,7 +124,9 @@ impl End {
 
     fn from_open(e: OpenError) -> Self {
         match e {
-            OpenError::Full { .. } | OpenError::Draining => End::Busy(e.to_string()),
+            OpenError::Full { .. } | OpenError::Overloaded { .. } | OpenError::Draining => {
+                End::Busy(e.to_string())
+            }
             OpenError::Store(_) => End::Internal(e.to_string()),
             other => End::Unsupported(other.to_string()),
         }
@@ -673,7 +675,7 @@ pub async fn serve(
     mut reader: Reader,
     conn: Connection,
 ) {
-    let slot = match svc.admit() {
+    let slot = match svc.admit("telephony") {
         Ok(s) => s,
         Err(e) => return refuse(&svc, conn, &mut reader, End::Busy(e.to_string())).await,
     };

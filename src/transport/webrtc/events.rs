@@ -68,6 +68,7 @@ pub fn to_json(ev: &PipelineEvent) -> Option<Value> {
                 "tts_first_audio_ms": ms(timings.tts_first_audio),
                 "end_to_first_audio_ms": ms(timings.end_to_first_audio),
                 "first_clause_ms": ms(timings.first_clause),
+                "cpu_wait_ms": ms(Some(timings.cpu_wait)),
             },
         }),
         PipelineEvent::Interrupted {

@@ -186,7 +186,9 @@ fn open_request(tenant: String, q: &BTreeMap<String, String>, defaults: &[String
 
 fn open_error_status(e: &OpenError) -> StatusCode {
     match e {
-        OpenError::Full { .. } | OpenError::Draining => StatusCode::SERVICE_UNAVAILABLE,
+        OpenError::Full { .. } | OpenError::Overloaded { .. } | OpenError::Draining => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         OpenError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -259,7 +261,7 @@ async fn offer(
         calls: Arc::clone(&st.calls),
         id: id.clone(),
     };
-    let slot = match svc.admit() {
+    let slot = match svc.admit("webrtc") {
         Ok(s) => s,
         Err(e) => return refuse(svc, open_error_status(&e), e.to_string()),
     };
