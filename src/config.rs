@@ -785,9 +785,11 @@ pub struct LlmConfig {
     /// prompt may contain `{language}` (replaced by the turn's language name), at the cost of
     /// re-reading the whole conversation whenever the user switches language.
     pub system_prompt: String,
-    /// Past turns sent with each request.
+    /// Past turns sent with each request, at most; past it the oldest are dropped down to
+    /// half of it (each cut makes the LLM re-read the history once, so it cuts deep and rarely).
     pub history_turns: usize,
-    /// Past turns are trimmed, oldest first, to about this many tokens.
+    /// Past turns are trimmed, oldest first, to about this many tokens (down to two thirds of
+    /// it when a turn goes over).
     pub history_token_budget: usize,
     pub connect_timeout_ms: u64,
     pub first_token_timeout_ms: u64,

@@ -101,9 +101,23 @@ impl Conversation {
         self
     }
 
+    /// Adds a finished exchange. Past a limit the history is cut to half the turns (or two
+    /// thirds of the token budget), not by one: cutting the oldest exchange changes the start
+    /// of the prompt, so the LLM re-reads the whole history on the next turn (seconds on two
+    /// cores); cut by one, every turn after the limit would pay that, cut deeper, one in
+    /// several does.
     pub fn record(&mut self, exchange: Exchange) {
         self.exchanges.push(exchange);
-        self.trim();
+        let over_turns = self.exchanges.len() > self.max_turns;
+        let over_tokens = self
+            .token_budget
+            .is_some_and(|b| self.estimated_tokens() > b);
+        if over_turns || over_tokens {
+            self.trim_to(
+                self.max_turns.div_ceil(2),
+                self.token_budget.map(|b| b * 2 / 3),
+            );
+        }
     }
 
     /// Replaces the history (e.g. with one loaded from the session store), then applies the
@@ -122,15 +136,24 @@ impl Conversation {
         &self.exchanges
     }
 
-    /// Drops the oldest exchanges beyond `max_turns`, then while the rest exceed the token
-    /// budget (keeping at least the newest one).
+    /// Drops the oldest exchanges beyond `max_turns` and the token budget.
     fn trim(&mut self) {
-        let excess = self.exchanges.len().saturating_sub(self.max_turns);
+        self.trim_to(self.max_turns, self.token_budget);
+    }
+
+    fn estimated_tokens(&self) -> usize {
+        self.exchanges.iter().map(Exchange::estimated_tokens).sum()
+    }
+
+    /// Drops the oldest exchanges beyond `turns`, then while the rest exceed `tokens`
+    /// (keeping at least the newest one).
+    fn trim_to(&mut self, turns: usize, tokens: Option<usize>) {
+        let excess = self.exchanges.len().saturating_sub(turns);
         self.exchanges.drain(..excess);
-        let Some(budget) = self.token_budget else {
+        let Some(budget) = tokens else {
             return;
         };
-        let mut total: usize = self.exchanges.iter().map(Exchange::estimated_tokens).sum();
+        let mut total = self.estimated_tokens();
         let mut drop = 0;
         while total > budget && drop + 1 < self.exchanges.len() {
             total -= self.exchanges[drop].estimated_tokens();
@@ -303,12 +326,27 @@ mod tests {
         }
         let m = c.messages_for("q3", "hi", false);
         assert_eq!(m[0].content, "Answer in Hindi.");
-        // System, the Hindi example exchange, two kept turns, the new question.
-        assert_eq!(m.len(), 1 + 2 + 2 * 2 + 1);
+        // System, the Hindi example exchange, the one turn kept (past the limit of two the
+        // history is cut to half), the new question.
+        assert_eq!(m.len(), 1 + 2 + 2 + 1);
         assert!(m[1].content.starts_with("नमस्ते"));
-        assert_eq!(m[3].content, "q1");
-        assert!(m[6].content.contains("interrupted"));
+        assert_eq!(m[3].content, "q2");
+        assert!(m[4].content.contains("interrupted"));
         assert_eq!(m.last().unwrap().content, "q3");
+    }
+
+    #[test]
+    fn past_the_turn_limit_the_history_is_cut_to_half() {
+        let mut c = Conversation::new("", 8);
+        let mut kept = Vec::new();
+        for i in 0..14 {
+            c.record(ex(&format!("q{i}"), "a"));
+            kept.push(c.exchanges().len());
+        }
+        // Cut once at the ninth turn, then it grows again: the prompt's start changes once
+        // in five turns, not at every turn past the limit.
+        assert_eq!(kept, [1, 2, 3, 4, 5, 6, 7, 8, 4, 5, 6, 7, 8, 4]);
+        assert_eq!(c.exchanges()[0].user, "q10");
     }
 
     proptest::proptest! {
@@ -402,10 +440,13 @@ mod tests {
         // Each exchange: 8 overhead + 10 + 10 tokens = 28.
         let forty = "x".repeat(40);
         let mut c = Conversation::new("", 10).with_token_budget(60);
-        for _ in 0..3 {
+        for _ in 0..2 {
             c.record(ex(&forty, &forty));
         }
         assert_eq!(c.exchanges().len(), 2);
+        // A third goes over the budget: cut to two thirds of it (40), one exchange.
+        c.record(ex(&forty, &forty));
+        assert_eq!(c.exchanges().len(), 1);
         // One exchange alone over the budget is still kept.
         c.record(ex(&"y".repeat(1000), "z"));
         assert_eq!(c.exchanges().len(), 1);
