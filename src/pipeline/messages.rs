@@ -41,6 +41,9 @@ pub struct Turn {
     pub over_reply: AtomicBool,
     /// The user's words once recognised: (text, language, confidence).
     pub user_text: OnceLock<(String, String, f32)>,
+    /// The final transcript event went out (once per turn, whichever stage sees the turn
+    /// confirmed first with its words known).
+    final_transcript_sent: AtomicBool,
 }
 
 impl Turn {
@@ -66,7 +69,13 @@ impl Turn {
             clauses: Mutex::new(Vec::new()),
             over_reply: AtomicBool::new(false),
             user_text: OnceLock::new(),
+            final_transcript_sent: AtomicBool::new(false),
         }
+    }
+
+    /// True the first time it is called for this turn: that caller sends the final transcript.
+    pub fn claim_final_transcript(&self) -> bool {
+        !self.final_transcript_sent.swap(true, Ordering::AcqRel)
     }
 
     pub fn is_stale(&self) -> bool {

@@ -211,10 +211,13 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                 .turn
                 .user_text
                 .set((t.text.clone(), language.clone(), confidence));
+            // A speculative turn's final transcript is sent by the output stage once the turn
+            // is confirmed (if it is not already now).
+            let is_final = t.turn.is_confirmed() && t.turn.claim_final_transcript();
             ctx.emit(PipelineEvent::Transcript {
                 turn: t.turn.id,
                 text: t.text.clone(),
-                stable: if t.turn.is_confirmed() {
+                stable: if is_final {
                     t.text.clone()
                 } else {
                     t.stable.clone()
@@ -222,7 +225,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Se
                 language: language.clone(),
                 confidence,
                 spoken: t.candidates.clone(),
-                is_final: t.turn.is_confirmed(),
+                is_final,
             })
             .await;
             ctx.emit(PipelineEvent::LanguageDecided {

@@ -65,25 +65,28 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyAudio>) {
                 continue;
             }
             if cur.is_none() {
-                // First output of this turn: a speculative reply waits for the end of the turn.
-                if !a.turn.is_confirmed() {
-                    if !a.turn.wait_confirmed().await {
-                        Metrics::incr(&ctx.metrics.stale_messages_dropped);
-                        continue;
-                    }
-                    if let Some((text, language, confidence)) = a.turn.user_text.get() {
-                        let final_transcript = PipelineEvent::Transcript {
-                            turn: a.turn.id,
-                            text: text.clone(),
-                            stable: text.clone(),
-                            language: language.clone(),
-                            confidence: *confidence,
-                            spoken: Vec::new(),
-                            is_final: true,
-                        };
-                        if !ctx.emit(final_transcript).await {
-                            return;
-                        }
+                // First output of this turn: a speculative reply waits for the end of the turn,
+                // and then the final transcript goes out unless it already has (the turn may
+                // have been confirmed after its words were decided but before this output).
+                if !a.turn.is_confirmed() && !a.turn.wait_confirmed().await {
+                    Metrics::incr(&ctx.metrics.stale_messages_dropped);
+                    continue;
+                }
+                let words = a.turn.user_text.get();
+                if let Some((text, language, confidence)) =
+                    words.filter(|_| a.turn.claim_final_transcript())
+                {
+                    let final_transcript = PipelineEvent::Transcript {
+                        turn: a.turn.id,
+                        text: text.clone(),
+                        stable: text.clone(),
+                        language: language.clone(),
+                        confidence: *confidence,
+                        spoken: Vec::new(),
+                        is_final: true,
+                    };
+                    if !ctx.emit(final_transcript).await {
+                        return;
                     }
                 }
             }

@@ -111,6 +111,48 @@ async fn a_short_pause_starts_the_reply_early_but_holds_it_until_the_turn_ends()
     s.tracker.close();
 }
 
+/// The words are decided during the pause but the reply is ready only after the end of the
+/// turn was confirmed: the final transcript still goes out, once, before the reply audio.
+#[tokio::test(start_paused = true)]
+async fn a_reply_ready_after_the_confirmation_still_gets_one_final_transcript() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "Sure, it is noon.",
+        Duration::from_millis(1_500),
+        Duration::from_millis(20),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[("what time is it", "en")]));
+    let mut s = live(llm.clone(), asr);
+    let input = s.p.input.clone();
+    let feeder = tokio::spawn(async move { speak(&input, 800, 3_000).await });
+    let events = collect(&mut s.p.events, |e| completed(e, 1)).await;
+    feeder.abort();
+    assert_eq!(Metrics::counter(&s.metrics.speculative_started), 1);
+    let stopped = events
+        .iter()
+        .position(|e| matches!(e, PipelineEvent::SpeechStopped { .. }))
+        .expect("speech_stopped");
+    let finals: Vec<(usize, bool)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            PipelineEvent::Transcript { is_final, .. } => Some((i, *is_final)),
+            _ => None,
+        })
+        .collect();
+    // A partial one at the pause, then the final one after the confirmation.
+    assert_eq!(finals.len(), 2, "{finals:?}");
+    assert!(
+        !finals[0].1 && finals[1].1 && finals[1].0 > stopped,
+        "{finals:?}"
+    );
+    let first_audio = events
+        .iter()
+        .position(|e| matches!(e, PipelineEvent::ReplyAudio { .. }))
+        .expect("reply audio");
+    assert!(finals[1].0 < first_audio);
+    s.tracker.close();
+}
+
 #[tokio::test(start_paused = true)]
 async fn going_on_after_a_pause_abandons_the_early_reply_and_makes_one_turn() {
     let llm = Arc::new(ScriptedLlm::new(
