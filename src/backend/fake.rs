@@ -1,7 +1,7 @@
 //! Scripted stand-ins for every model, for tests of turn-taking, cancellation and backpressure
 //! without loading weights. Their timing is scripted with `tokio::time`, so tests can pause time.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -188,11 +188,13 @@ impl Llm for ScriptedLlm {
 /// What the fake voices were asked to say: (voice language, text), in order.
 pub type SpokenLog = Arc<Mutex<Vec<(String, String)>>>;
 
-/// A voice that "speaks" 50 ms of tone per character at 16 kHz, and logs what it said.
+/// A voice that "speaks" 50 ms of tone per character at 16 kHz, and logs what it said; fails
+/// every synthesis while `failing` is set.
 pub struct ToneVoice {
     name: String,
     language: String,
     log: SpokenLog,
+    failing: Arc<AtomicBool>,
 }
 
 impl TtsEngine for ToneVoice {
@@ -203,6 +205,9 @@ impl TtsEngine for ToneVoice {
         16_000
     }
     fn synthesize(&self, text: &str, _speed: f32) -> Result<Vec<f32>, TtsError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(TtsError::inference("fake", "scripted failure"));
+        }
         self.log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -216,6 +221,8 @@ impl TtsEngine for ToneVoice {
 #[derive(Default)]
 pub struct ToneBank {
     pub spoken: SpokenLog,
+    /// Every voice of the bank fails while this is set.
+    pub failing: Arc<AtomicBool>,
 }
 
 impl ToneBank {
@@ -224,6 +231,7 @@ impl ToneBank {
             name: format!("fake:tone:{lang}"),
             language: lang.to_string(),
             log: Arc::clone(&self.spoken),
+            failing: Arc::clone(&self.failing),
         })
     }
 }

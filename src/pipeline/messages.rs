@@ -44,6 +44,8 @@ pub struct Turn {
     /// The final transcript event went out (once per turn, whichever stage sees the turn
     /// confirmed first with its words known).
     final_transcript_sent: AtomicBool,
+    /// A stage reported this turn failed (the event and the count happen once).
+    failed: AtomicBool,
 }
 
 impl Turn {
@@ -70,7 +72,13 @@ impl Turn {
             over_reply: AtomicBool::new(false),
             user_text: OnceLock::new(),
             final_transcript_sent: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         }
+    }
+
+    /// True the first time it is called for this turn: that caller reports the failure.
+    pub fn claim_failure(&self) -> bool {
+        !self.failed.swap(true, Ordering::AcqRel)
     }
 
     /// True the first time it is called for this turn: that caller sends the final transcript.

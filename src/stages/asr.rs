@@ -425,19 +425,13 @@ async fn decide(
             if !turn.wait_confirmed().await {
                 return true;
             }
-            Metrics::incr(&ctx.metrics.turns_failed);
             let message = if error.is_empty() {
                 "no words were recognised in the speech".to_string()
             } else {
                 warn!(turn = turn.id.0, error = %error, "ASR failed");
                 error
             };
-            ctx.emit(PipelineEvent::TurnFailed {
-                turn: turn.id,
-                stage: "asr",
-                message,
-            })
-            .await
+            ctx.fail_turn(&turn, "asr", message).await
         }
     }
 }

@@ -13,7 +13,6 @@ use super::StageCtx;
 use crate::backend::llm::{with_deadlines, ChatRequest, LlmError, LlmEvent};
 use crate::metrics::Metrics;
 use crate::pipeline::messages::{Heard, ReplyText, TurnClock, UserTurn};
-use crate::pipeline::PipelineEvent;
 use crate::scheduler::Priority;
 use crate::text::clauses::ClauseSplitter;
 
@@ -192,13 +191,7 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
             if let Some(msg) = &failure {
                 warn!(turn = turn.id.0, error = %msg, "LLM failed");
                 if reply.is_empty() {
-                    Metrics::incr(&ctx.metrics.turns_failed);
-                    ctx.emit(PipelineEvent::TurnFailed {
-                        turn: turn.id,
-                        stage: "llm",
-                        message: msg.clone(),
-                    })
-                    .await;
+                    ctx.fail_turn(&turn, "llm", msg.clone()).await;
                 }
             }
             // A speculative turn is remembered only once the user's pause proved final.

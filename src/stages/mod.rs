@@ -126,6 +126,22 @@ impl StageCtx {
         }
     }
 
+    /// Reports that `stage` failed `turn`: one `TurnFailed` event and one `turns_failed` count
+    /// per turn, however many clauses or stages fail after the first. `false` if the event
+    /// edge is gone (shutting down).
+    pub async fn fail_turn(&self, turn: &Turn, stage: &'static str, message: String) -> bool {
+        if !turn.claim_failure() {
+            return true;
+        }
+        Metrics::incr(&self.metrics.turns_failed);
+        self.emit(PipelineEvent::TurnFailed {
+            turn: turn.id,
+            stage,
+            message,
+        })
+        .await
+    }
+
     /// True (and counted) if `turn` was cancelled and its message must be dropped.
     pub fn drop_if_stale(&self, turn: &Turn) -> bool {
         if turn.is_stale() {

@@ -15,7 +15,6 @@ use crate::audio::resample::resample_all;
 use crate::backend::tts::{TtsEngine, TtsError};
 use crate::metrics::Metrics;
 use crate::pipeline::messages::{ReplyAudio, ReplyText, Turn, TurnClock, TurnId};
-use crate::pipeline::PipelineEvent;
 use crate::scheduler::{Priority, SchedError};
 use crate::text::codeswitch::script_runs;
 use crate::text::speech::normalize_for_speech;
@@ -195,7 +194,6 @@ impl Pace {
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sender<ReplyAudio>) {
     let span = info_span!("stage", name = "tts", session = %ctx.settings.session_id);
     async move {
-        let mut failed_turn = None;
         let mut pace = Pace::default();
         while let Some(clause) = ctx.next(&mut rx).await {
             if ctx.drop_if_stale(&clause.turn) {
@@ -228,16 +226,8 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                 Ok(e) => e,
                 Err(e) => {
                     caption_only(&ctx, &tx, &clause).await;
-                    if failed_turn != Some(turn.id) {
-                        failed_turn = Some(turn.id);
-                        warn!(turn = turn.id.0, error = %e, "no voice");
-                        ctx.emit(PipelineEvent::TurnFailed {
-                            turn: turn.id,
-                            stage: "tts",
-                            message: e.to_string(),
-                        })
-                        .await;
-                    }
+                    warn!(turn = turn.id.0, error = %e, "no voice");
+                    ctx.fail_turn(&turn, "tts", e.to_string()).await;
                     continue;
                 }
             };
@@ -273,17 +263,15 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<ReplyText>, tx: mpsc::Sen
                 Ok(Err(e)) => {
                     warn!(turn = turn.id.0, error = %e, "synthesis failed");
                     caption_only(&ctx, &tx, &clause).await;
-                    ctx.emit(PipelineEvent::TurnFailed {
-                        turn: turn.id,
-                        stage: "tts",
-                        message: e.to_string(),
-                    })
-                    .await;
+                    ctx.fail_turn(&turn, "tts", e.to_string()).await;
                     continue;
                 }
+                // The synthesis panicked (or the scheduler is gone): the words still reach the
+                // user as a caption, and the turn is reported failed like any other.
                 Err(e) => {
-                    warn!(error = %e, "TTS task failed");
+                    warn!(turn = turn.id.0, error = %e, "TTS task failed");
                     caption_only(&ctx, &tx, &clause).await;
+                    ctx.fail_turn(&turn, "tts", e.to_string()).await;
                     continue;
                 }
             };

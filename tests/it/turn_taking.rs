@@ -2,14 +2,15 @@
 //! barge-in cancelling a reply mid-stream, a failing LLM costing one turn only, and shutdown
 //! reaching every stage task promptly.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::fakes::{backends, speak};
-use vaak::backend::fake::{ScriptedAsr, ScriptedLlm};
+use super::fakes::{backends, backends_with_voices, speak};
+use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::llm::Role;
 use vaak::metrics::Metrics;
 use vaak::pipeline::{self, Ingest, PipelineEvent, SessionSettings};
@@ -100,6 +101,67 @@ async fn one_turn_events_arrive_in_order() {
         let contents: Vec<&str> = req.messages.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(contents[1..], ["what time is it"]);
     }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Every clause of a reply fails to synthesise: the words still arrive as captions, the turn
+/// is reported failed once (one event, one count, not one per clause) and the next turn is
+/// answered with audio.
+#[tokio::test(start_paused = true)]
+async fn a_voice_that_fails_every_clause_fails_the_turn_once() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "One, two, three.",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[("count to three", "en")]));
+    let voices = Arc::new(ToneBank::default());
+    voices.failing.store(true, Ordering::SeqCst);
+    let metrics = Arc::new(Metrics::default());
+    let tracker = TaskTracker::new();
+    let mut p = pipeline::spawn(
+        backends_with_voices(llm, asr, Arc::clone(&voices)),
+        SessionSettings::new("tts-fail", vec!["en".into()]),
+        100,
+        Arc::clone(&metrics),
+        &tracker,
+        CancellationToken::new(),
+    );
+    let input = p.input.clone();
+    drop(p.input);
+    let feeder = {
+        let voices = Arc::clone(&voices);
+        tokio::spawn(async move {
+            speak(&input, 600, 800).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            voices.failing.store(false, Ordering::SeqCst);
+            speak(&input, 600, 800).await;
+        })
+    };
+    let mut events = Vec::new();
+    while let Some(e) = p.events.recv().await {
+        events.push(e);
+    }
+    feeder.await.unwrap();
+    let failed: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            PipelineEvent::TurnFailed { stage, .. } => Some(*stage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, ["tts"]);
+    assert_eq!(metrics.turns_failed.load(Ordering::Relaxed), 1);
+    let captions = events
+        .iter()
+        .filter(|e| matches!(e, PipelineEvent::ReplyText { .. }))
+        .count();
+    assert!(captions >= 3, "every clause still reaches the user as text");
+    // The second turn has its voice back.
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, PipelineEvent::ReplyAudio { .. })));
     tracker.close();
     tracker.wait().await;
 }
