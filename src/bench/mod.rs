@@ -200,6 +200,7 @@ pub async fn bench_turn(
             assistant: reply.clone(),
             language: clip.language.clone(),
             interrupted: false,
+            mixed: false,
         });
         let follow_up = follow_up_question(&clip.language);
         let (ttft2, _, _) = llm_once(

@@ -66,13 +66,22 @@ impl SessionMemory {
     /// Records the exchange of `turn`: the whole reply, or — if the user interrupted it — only
     /// what was heard, marked interrupted. A turn abandoned before it was ever answered (the user
     /// went on speaking) leaves no trace.
-    pub async fn record(&self, turn: &Turn, user: String, reply: String, language: String) {
+    /// `mixed`: the user mixed `language` with English (as the language stage decided).
+    pub async fn record(
+        &self,
+        turn: &Turn,
+        user: String,
+        reply: String,
+        language: String,
+        mixed: bool,
+    ) {
         let exchange = if turn.was_interrupted() {
             Exchange {
                 user,
                 assistant: turn.heard_text(),
                 language,
                 interrupted: true,
+                mixed,
             }
         } else if turn.is_stale() || reply.is_empty() {
             return;
@@ -82,6 +91,7 @@ impl SessionMemory {
                 assistant: reply,
                 language,
                 interrupted: false,
+                mixed,
             }
         };
         {
@@ -143,6 +153,7 @@ mod tests {
             "q".into(),
             "Delhi is the capital. It has many monuments to see.".into(),
             "en".into(),
+            false,
         )
         .await;
         assert!(!m.exchanges()[0].interrupted);
@@ -159,7 +170,7 @@ mod tests {
         let m = SessionMemory::new(Conversation::new("sys", 8), None);
         let t = turn(1);
         t.cancel.cancel();
-        m.record(&t, "q".into(), "partial".into(), "en".into())
+        m.record(&t, "q".into(), "partial".into(), "en".into(), false)
             .await;
         assert!(m.exchanges().is_empty());
     }

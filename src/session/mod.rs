@@ -19,6 +19,11 @@ pub struct Exchange {
     pub assistant: String,
     pub language: String,
     pub interrupted: bool,
+    /// The user mixed the language with English (Hinglish): decided when the turn was heard,
+    /// from the words and the recogniser's language candidates, so the prompt of every later
+    /// turn shows this turn with the same greeting its own prompt had.
+    #[serde(default)]
+    pub mixed: bool,
 }
 
 impl Exchange {
@@ -198,9 +203,7 @@ impl Conversation {
             msgs.push(ChatMessage::new(Role::User, text.to_string()));
         };
         for ex in &self.exchanges {
-            let was_mixed =
-                crate::text::codeswitch::mixed_with_english(&ex.user, &ex.language, &[]);
-            push_user(&mut msgs, &ex.user, language_cue(&ex.language, was_mixed));
+            push_user(&mut msgs, &ex.user, language_cue(&ex.language, ex.mixed));
             msgs.push(ChatMessage::new(
                 Role::Assistant,
                 ex.assistant_content().into_owned(),
@@ -322,6 +325,7 @@ mod tests {
                 assistant: format!("a{i}"),
                 language: "hi".into(),
                 interrupted: i == 2,
+                mixed: false,
             });
         }
         let m = c.messages_for("q3", "hi", false);
@@ -389,9 +393,29 @@ mod tests {
                     assistant: reply,
                     language: lang.to_string(),
                     interrupted: false,
+                    mixed: false,
                 });
             }
         }
+    }
+
+    #[test]
+    fn a_turn_heard_as_mixed_keeps_its_greeting_in_later_prompts() {
+        // Devanagari words only, but the recogniser heard English too: the language stage
+        // decided Hinglish, and the history must show it so, or the next prompt would not
+        // extend this turn's one.
+        let mut c = Conversation::new(crate::config::DEFAULT_SYSTEM_PROMPT, 4);
+        let first = c.messages_for("मेरी मीटिंग कब है", "hi", true);
+        c.record(Exchange {
+            user: "मेरी मीटिंग कब है".into(),
+            assistant: "कल 3 बजे।".into(),
+            language: "hi".into(),
+            interrupted: false,
+            mixed: true,
+        });
+        let next = c.messages_for("और कल?", "hi", true);
+        assert_eq!(next[..first.len()], first[..]);
+        assert_eq!(next.len(), first.len() + 2);
     }
 
     #[test]
@@ -409,6 +433,7 @@ mod tests {
             assistant: assistant.into(),
             language: "en".into(),
             interrupted: false,
+            mixed: false,
         }
     }
 
@@ -458,6 +483,7 @@ mod tests {
         let plain = ex("q", "a");
         let cut = Exchange {
             interrupted: true,
+            mixed: false,
             ..plain.clone()
         };
         assert!(cut.estimated_tokens() > plain.estimated_tokens());
@@ -485,6 +511,7 @@ mod tests {
             assistant: "मैं वाक हूँ".into(),
             language: "te".into(),
             interrupted: true,
+            mixed: false,
         };
         let json = serde_json::to_string(&e).expect("serialise");
         assert_eq!(serde_json::from_str::<Exchange>(&json).expect("parse"), e);

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::Exchange;
+use crate::text::codeswitch::mixed_with_english;
 
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -231,11 +232,16 @@ impl SessionStore {
                 .map_err(self.sql("read the exchanges of a session"))?;
             let rows = stmt
                 .query_map([id], |r| {
+                    let (user, language): (String, String) = (r.get(0)?, r.get(2)?);
+                    // Not stored: a resumed session's first prompt is read whole anyway, so
+                    // the words alone decide it (without the recogniser's candidates).
+                    let mixed = mixed_with_english(&user, &language, &[]);
                     Ok(Exchange {
-                        user: r.get(0)?,
+                        user,
                         assistant: r.get(1)?,
-                        language: r.get(2)?,
+                        language,
                         interrupted: r.get(3)?,
+                        mixed,
                     })
                 })
                 .map_err(self.sql("read the exchanges of a session"))?;
@@ -391,12 +397,14 @@ mod tests {
                 assistant: "आज धूप है और हल्की हवा चल रही है।".into(),
                 language: "hi".into(),
                 interrupted: false,
+                mixed: false,
             },
             Exchange {
                 user: "మీరు ఎవరు?".into(),
                 assistant: "నేను వాక్, మీ వాయిస్".into(),
                 language: "te".into(),
                 interrupted: true,
+                mixed: false,
             },
         ]
     }

@@ -196,8 +196,9 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
             }
             // A speculative turn is remembered only once the user's pause proved final.
             if turn.is_confirmed() || turn.wait_confirmed().await {
+                let (text, language) = (user.text.clone(), user.language.clone());
                 ctx.memory
-                    .record(&turn, user.text.clone(), reply, user.language.clone())
+                    .record(&turn, text, reply, language, user.mixed_with_english)
                     .await;
             }
             // Always close the reply so the output stage can complete (or fail) the turn.
