@@ -716,11 +716,7 @@ fn bench_tts_cmd(
     }
     let resolved = models::resolve(&store_for(&config), parse_set(&config.models.set)?)?;
     let env = vaak::backend::onnx::environment(&resolved.onnxruntime_lib)?;
-    let assets = vaak::backend::tts::TtsAssets {
-        kokoro_model: resolved.kokoro_model.clone(),
-        kokoro_vocab: resolved.kokoro_vocab.clone(),
-        kokoro_voices_dir: resolved.kokoro_voices_dir.clone(),
-    };
+    let assets = vaak::backend::tts::TtsAssets::of(&resolved);
     let voices = vaak::backend::tts::Voices::build(&config.tts, &assets, &env)?;
     let rows =
         vaak::bench::tts::bench_tts(&voices, languages, repeats).map_err(anyhow::Error::msg)?;

@@ -177,6 +177,22 @@ pub struct Slot {
     pub waited: Duration,
 }
 
+impl Slot {
+    /// Runs blocking inference `job` on the blocking pool, holding this slot until it returns.
+    pub async fn run<T: Send + 'static>(
+        self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SchedError> {
+        tokio::task::spawn_blocking(move || {
+            let out = job();
+            drop(self);
+            out
+        })
+        .await
+        .map_err(|e| SchedError::Task(e.to_string()))
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.inner.release();
@@ -325,15 +341,7 @@ impl CpuScheduler {
     ) -> Result<(T, Duration), SchedError> {
         let slot = self.acquire(priority, cancel).await?;
         let waited = slot.waited;
-        let joined = tokio::task::spawn_blocking(move || {
-            let out = job();
-            drop(slot);
-            out
-        })
-        .await;
-        joined
-            .map(|v| (v, waited))
-            .map_err(|e| SchedError::Task(e.to_string()))
+        slot.run(job).await.map(|v| (v, waited))
     }
 
     fn slot(&self, started: Instant) -> Slot {

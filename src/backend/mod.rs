@@ -230,12 +230,7 @@ impl Backends {
         times.asr = t.elapsed();
 
         let t = std::time::Instant::now();
-        let assets = tts::TtsAssets {
-            kokoro_model: models.kokoro_model.clone(),
-            kokoro_vocab: models.kokoro_vocab.clone(),
-            kokoro_voices_dir: models.kokoro_voices_dir.clone(),
-        };
-        let voices = Voices::build(&config.tts, &assets, &env)?;
+        let voices = Voices::build(&config.tts, &tts::TtsAssets::of(models), &env)?;
         voices.warm_up()?;
         times.tts = t.elapsed();
 

@@ -1,6 +1,7 @@
 //! The stage tasks. Each one loops on its input edge with `select! { biased; }` — shutdown first,
 //! then input — drops messages of stale (cancelled) turns on arrival, runs blocking inference on
-//! the blocking pool through the one CPU scheduler ([`StageCtx::infer`]), and reports to the transport through the session's event edge.
+//! the blocking pool through the one CPU scheduler ([`StageCtx::infer`]), and reports to the
+//! transport through the session's event edge.
 
 pub mod asr;
 pub mod lang_id;
@@ -88,13 +89,7 @@ impl StageCtx {
         turn: Option<&TurnClock>,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, SchedError> {
-        let ran = self.backends.cpu.run(priority, cancel, job).await;
-        match &ran {
-            Ok((_, waited)) => self.count_wait(priority, *waited, turn),
-            Err(SchedError::Shed(_)) => Metrics::incr(&self.metrics.cpu_jobs_shed),
-            Err(_) => {}
-        }
-        ran.map(|(value, _)| value)
+        self.cpu_slot(priority, cancel, turn).await?.run(job).await
     }
 
     /// A slot of the cores for work that runs elsewhere (the LLM worker's prompt processing),
@@ -107,23 +102,16 @@ impl StageCtx {
     ) -> Result<Slot, SchedError> {
         let slot = self.backends.cpu.acquire(priority, cancel).await;
         match &slot {
-            Ok(s) => self.count_wait(priority, s.waited, turn),
+            Ok(s) => {
+                self.metrics.observe(priority.wait_series(), s.waited);
+                if let Some(clock) = turn {
+                    clock.add_cpu_wait(s.waited);
+                }
+            }
             Err(SchedError::Shed(_)) => Metrics::incr(&self.metrics.cpu_jobs_shed),
             Err(_) => {}
         }
         slot
-    }
-
-    fn count_wait(
-        &self,
-        priority: Priority,
-        waited: std::time::Duration,
-        turn: Option<&TurnClock>,
-    ) {
-        self.metrics.observe(priority.wait_series(), waited);
-        if let Some(clock) = turn {
-            clock.add_cpu_wait(waited);
-        }
     }
 
     /// Reports that `stage` failed `turn`: one `TurnFailed` event and one `turns_failed` count

@@ -113,6 +113,17 @@ pub struct TtsAssets {
     pub kokoro_voices_dir: PathBuf,
 }
 
+impl TtsAssets {
+    /// The Kokoro files of a resolved model set.
+    pub fn of(models: &crate::models::ResolvedModels) -> Self {
+        Self {
+            kokoro_model: models.kokoro_model.clone(),
+            kokoro_vocab: models.kokoro_vocab.clone(),
+            kokoro_voices_dir: models.kokoro_voices_dir.clone(),
+        }
+    }
+}
+
 /// One configured language, as [`Voices::list`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoiceInfo {
