@@ -925,9 +925,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if !["default", "small", "large"].contains(&self.models.set.as_str()) {
+        if !["default", "small", "fast"].contains(&self.models.set.as_str()) {
             return bad(format!(
-                "models.set must be default, small or large, not `{}`",
+                "models.set must be default, small or fast, not `{}`",
                 self.models.set
             ));
         }

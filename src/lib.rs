@@ -36,6 +36,11 @@
 //!  speaks; one language-neutral system prompt, a greeting in the user's language where a
 //!  stretch of turns in it begins, so every turn's prompt extends the last one's
 //!
+//!  reply checks (text::reply_guard, backend::llm::spoken — the same path for live turns and
+//!  `vaak eval replies`): a recogniser loop or foreign-script transcript gets "please say that
+//!  again" in the user's language; each reply clause is checked before TTS — read-back of the
+//!  user's words withheld, a wrong-script start asked for once more, then a fixed sentence
+//!
 //!  one CPU scheduler (scheduler::CpuScheduler, in Backends): every session's ASR pass, TTS
 //!  clause and LLM prompt waits for a slot (cores ÷ threads per job), highest priority first:
 //!  next audio of a playing reply > first clause (LLM prompt, its voice) > transcript pass >
@@ -48,7 +53,7 @@
 //! ```
 //!
 //! Modules: [`audio`] pcm/resample/G.711/Opus/wav · [`text`] clauses/script/redaction/code-switching/
-//! speech normalisation (numbers, money, dates in 12 languages) · [`config`] the
+//! speech normalisation (numbers, money, dates in 12 languages)/reply checks · [`config`] the
 //! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
 //! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
 //! events · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores · [`session`] conversation history, the SQLite store, the
@@ -56,8 +61,8 @@
 //! reflection, auth, TLS), WebRTC browser calls (WHIP, Opus, data-channel events, the web
 //! page), telephony (provider WebSockets, AudioSocket) and the offline kiosk (cpal microphone
 //! and speaker) · [`converse`] a file
-//! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency and
-//! ASR accuracy benchmarks · [`metrics`] counters and latencies.
+//! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency, TTS,
+//! ASR accuracy and reply quality benchmarks · [`metrics`] counters and latencies.
 
 pub mod audio;
 pub mod backend;

@@ -115,6 +115,28 @@ enum EvalCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Reply quality per language: typed questions through a session's prompt and reply
+    /// checks; share answered right, in the right script, echoing the question; reply length,
+    /// first-token and full-reply time.
+    Replies {
+        /// Questions (`language question expect_any`, tab-separated), e.g.
+        /// ../shared/eval/replies/questions.tsv.
+        #[arg(long, required = true)]
+        questions: PathBuf,
+        /// Only these languages' questions (default: all).
+        #[arg(long, value_delimiter = ',')]
+        languages: Vec<String>,
+        /// Candidate LLMs to compare, each a model set (`default`, `large`, `small`) or a GGUF
+        /// file; default: the configured one.
+        #[arg(long, value_delimiter = ',')]
+        llm: Vec<String>,
+        /// Also say each reply with its language's voice and transcribe it back (round-trip
+        /// CER per voice).
+        #[arg(long)]
+        speak: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -137,7 +159,8 @@ enum ModelsCmd {
         input: PathBuf,
         #[arg(long)]
         output: PathBuf,
-        /// How the weight matrices are stored: `f16` or `q8_0`.
+        /// How the weight matrices are stored: `f16`, `q8_0` or `q4_0` (faster, much less
+        /// accurate on Indian languages: see the README).
         #[arg(long, default_value = "q8_0")]
         weights: models::ggml_quant::WeightType,
     },
@@ -318,6 +341,25 @@ fn run(cli: Cli) -> Result<()> {
             };
             eval_asr_cmd(&config, &manifest, &opts)
         }
+        Cmd::Eval {
+            cmd:
+                EvalCmd::Replies {
+                    questions,
+                    languages,
+                    llm,
+                    speak,
+                    json,
+                },
+        } => eval_replies_cmd(
+            config,
+            &questions,
+            &RepliesOptions {
+                languages,
+                llm,
+                speak,
+                json,
+            },
+        ),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Turn { manifest, clips } => bench_cmd(config, &manifest, clips),
             BenchCmd::Latency {
@@ -580,6 +622,101 @@ fn load_recognisers(config: &Config) -> Result<std::sync::Arc<dyn vaak::backend:
     let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
     let embedded = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
     Ok(vaak::backend::recognisers(config, embedded)?)
+}
+
+/// `vaak eval replies` options besides the questions.
+struct RepliesOptions {
+    languages: Vec<String>,
+    llm: Vec<String>,
+    speak: bool,
+    json: bool,
+}
+
+/// The LLMs `vaak eval replies` compares: (label, GGUF to run; `None`: as configured).
+fn reply_candidates(config: &Config, llm: &[String]) -> Result<Vec<(String, Option<PathBuf>)>> {
+    let stem = |p: &Path| {
+        p.file_stem().map_or_else(
+            || p.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    };
+    if llm.is_empty() {
+        let label = match config.llm.kind {
+            vaak::config::LlmKind::Openai => config.llm.openai.model.clone(),
+            vaak::config::LlmKind::Worker => match &config.llm.worker.model {
+                Some(p) => stem(p),
+                None => stem(
+                    &models::resolve(&store_for(config), parse_set(&config.models.set)?)?.llm_gguf,
+                ),
+            },
+        };
+        return Ok(vec![(label, None)]);
+    }
+    anyhow::ensure!(
+        config.llm.kind == vaak::config::LlmKind::Worker,
+        "--llm compares embedded models: the config's [llm] kind must be worker"
+    );
+    llm.iter()
+        .map(|c| {
+            let path = if c.ends_with(".gguf") {
+                let p = PathBuf::from(c);
+                anyhow::ensure!(p.is_file(), "{c}: no such GGUF file");
+                p
+            } else {
+                models::resolve(&store_for(config), parse_set(c)?)
+                    .with_context(|| format!("model set {c}: run `vaak models fetch --set {c}`"))?
+                    .llm_gguf
+            };
+            Ok((stem(&path), Some(path)))
+        })
+        .collect()
+}
+
+fn eval_replies_cmd(config: Config, questions: &Path, o: &RepliesOptions) -> Result<()> {
+    use vaak::bench::replies;
+    let mut qs = replies::read_questions(questions)?;
+    if !o.languages.is_empty() {
+        qs.retain(|q| o.languages.contains(&q.language));
+    }
+    anyhow::ensure!(!qs.is_empty(), "no questions to ask");
+    let candidates = reply_candidates(&config, &o.llm)?;
+    let rt = runtime()?;
+    let mut results = Vec::new();
+    for (label, model) in candidates {
+        let mut config = config.clone();
+        if model.is_some() {
+            config.llm.worker.model = model;
+        }
+        let answered = rt.block_on(async {
+            let tracker = TaskTracker::new();
+            let shutdown = CancellationToken::new();
+            let backends = backends_for(config, &tracker, shutdown.clone())?;
+            if let Some(w) = &backends.worker {
+                w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
+            }
+            let mut answered = replies::ask_all(&backends, &qs, &label).await;
+            if o.speak {
+                let b = Arc::clone(&backends);
+                answered = tokio::task::spawn_blocking(move || {
+                    replies::speak_back(&b, &mut answered).map(|()| answered)
+                })
+                .await??;
+            }
+            shutdown.cancel();
+            tracker.close();
+            let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
+            anyhow::Ok(answered)
+        })?;
+        results.extend(answered);
+    }
+    let rows = replies::table(&results);
+    if o.json {
+        let doc = serde_json::json!({ "rows": rows, "replies": results });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", replies::render(&rows));
+    }
+    Ok(())
 }
 
 /// `vaak eval asr` options besides the manifests.

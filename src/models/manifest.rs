@@ -330,7 +330,7 @@ impl Manifest {
         for s in &self.sets {
             let Ok(set) = s.name.parse::<ModelSet>() else {
                 return Err(format!(
-                    "set {:?} is not one of default, small, large",
+                    "set {:?} is not one of default, small, fast",
                     s.name
                 ));
             };
@@ -377,13 +377,11 @@ mod tests {
             v.sort_unstable();
             v
         };
-        assert_eq!(sorted(ids(m, ModelSet::Default)), with(&["qwen2.5-0.5b"]));
+        assert_eq!(sorted(ids(m, ModelSet::Default)), with(&["qwen2.5-1.5b"]));
         assert_eq!(sorted(ids(m, ModelSet::Small)), with(&["smollm2-135m"]));
-        assert_eq!(
-            sorted(ids(m, ModelSet::Large)),
-            with(&["qwen2.5-0.5b", "qwen2.5-1.5b"])
-        );
-        assert_eq!(m.set(ModelSet::Large).unwrap().llm, "qwen2.5-1.5b");
+        assert_eq!(sorted(ids(m, ModelSet::Fast)), with(&["qwen2.5-0.5b"]));
+        assert_eq!(m.set(ModelSet::Default).unwrap().llm, "qwen2.5-1.5b");
+        assert_eq!(m.set(ModelSet::Fast).unwrap().llm, "qwen2.5-0.5b");
         // Every kept file is pinned by size and sha256.
         for a in &m.artifacts {
             for f in a.final_files() {
@@ -418,8 +416,8 @@ mod tests {
             ),
             good.replacen("name = \"silero_vad.onnx\"", "name = \"../x\"", 1),
             good.replacen(
-                "sets = [\"default\", \"small\", \"large\"]",
-                "sets = [\"small\", \"large\"]",
+                "sets = [\"default\", \"small\", \"fast\"]",
+                "sets = [\"small\", \"fast\"]",
                 1,
             ),
             good.replacen("schema = 1", "schema = 1\nunknown = 3", 1),

@@ -523,7 +523,7 @@ mod tests {
         assert!(r.onnxruntime_lib.is_absolute());
         // The default set's LLM is not there yet.
         match resolve(&store, ModelSet::Default) {
-            Err(ModelError::Missing { id, .. }) => assert_eq!(id, "qwen2.5-0.5b"),
+            Err(ModelError::Missing { id, .. }) => assert_eq!(id, "qwen2.5-1.5b"),
             other => panic!("{other:?}"),
         }
     }
@@ -550,10 +550,10 @@ mod tests {
             .iter()
             .all(|r| matches!(r.status, VerifyStatus::Mismatch { .. })));
         let l = list(&store).unwrap();
-        let q = l.iter().find(|e| e.id == "qwen2.5-0.5b").unwrap();
+        let q = l.iter().find(|e| e.id == "qwen2.5-1.5b").unwrap();
         assert!(q.present && !q.checked);
-        assert_eq!((q.expected_size, q.size_on_disk), (491_400_064, Some(1)));
-        assert!(!l.iter().find(|e| e.id == "qwen2.5-1.5b").unwrap().present);
+        assert_eq!((q.expected_size, q.size_on_disk), (1_117_320_768, Some(1)));
+        assert!(!l.iter().find(|e| e.id == "qwen2.5-0.5b").unwrap().present);
     }
 
     #[test]

@@ -1,32 +1,22 @@
-//! LLM stage: asks the model for a short spoken answer in the user's language, streams its
-//! tokens through the clause splitter, and hands each clause to TTS as soon as it is complete.
-//! Owns the session's conversation memory.
+//! LLM stage: asks the model for a short spoken answer in the user's language and hands each
+//! clause to TTS as soon as it is complete and checked (`backend::llm::spoken`); a transcript
+//! too broken to answer gets "please say that again" instead. Prefills the words of a turn still
+//! being spoken. Owns the session's conversation memory.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::StageCtx;
-use crate::backend::llm::{with_deadlines, ChatRequest, LlmError, LlmEvent};
+use crate::backend::llm::spoken::{speak, ClauseSink, ReplySpec};
+use crate::backend::llm::{ChatRequest, LlmError};
 use crate::metrics::Metrics;
 use crate::pipeline::messages::{Heard, ReplyText, TurnClock, UserTurn};
-use crate::scheduler::Priority;
-use crate::text::clauses::ClauseSplitter;
-
-/// Removes what a TTS voice should not read out: markdown emphasis, headings, code ticks.
-pub fn speakable(text: &str) -> String {
-    text.chars()
-        .filter(|c| !matches!(c, '*' | '#' | '`' | '_' | '~' | '|' | '\u{FFFD}'))
-        .filter(|c| !is_emoji(*c))
-        .collect()
-}
-
-fn is_emoji(c: char) -> bool {
-    matches!(c as u32, 0x1F300..=0x1FAFF | 0x2600..=0x27BF | 0xFE0F)
-}
+use crate::scheduler::{Priority, Slot};
+use crate::text::reply_guard::{say_again, unclear_transcript};
 
 /// Starts prefilling what the user has said so far of the turn still being spoken.
 fn start_prefill(ctx: &StageCtx, heard: Heard) -> BoxFuture<'static, Result<bool, LlmError>> {
@@ -52,6 +42,40 @@ fn start_prefill(ctx: &StageCtx, heard: Heard) -> BoxFuture<'static, Result<bool
         ctx.backends.llm.prefill(req).await
     }
     .boxed()
+}
+
+/// One clause of the reply to `user` for the TTS stage (`last` closes the reply).
+fn reply_text(user: &UserTurn, text: String, last: bool) -> ReplyText {
+    ReplyText {
+        turn: user.turn.clone(),
+        text,
+        language: user.language.clone(),
+        last,
+        asr_compute_s: user.asr_compute_s,
+    }
+}
+
+/// Hands a live turn's checked clauses to the TTS stage, marking the turn's clock.
+struct StageSink<'a> {
+    ctx: &'a StageCtx,
+    tx: &'a mpsc::Sender<ReplyText>,
+    user: &'a UserTurn,
+    /// Held until the first token: the prompt's processing is what it guards.
+    prompt_slot: Option<Slot>,
+}
+
+impl ClauseSink for StageSink<'_> {
+    fn first_token(&mut self) {
+        self.prompt_slot = None;
+        TurnClock::mark(&self.user.turn.clock.llm_first_token);
+    }
+
+    async fn clause(&mut self, text: String) -> bool {
+        TurnClock::mark(&self.user.turn.clock.first_clause);
+        self.ctx
+            .forward(self.tx, reply_text(self.user, text, false))
+            .await
+    }
 }
 
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Sender<ReplyText>) {
@@ -96,13 +120,27 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
                 continue;
             }
             let turn = user.turn.clone();
-            let clause = |text: String, last: bool| ReplyText {
-                turn: turn.clone(),
-                text,
-                language: user.language.clone(),
-                last,
-                asr_compute_s: user.asr_compute_s,
-            };
+            if let Some(why) = unclear_transcript(&user.text, &user.language) {
+                // Not worth a guess: ask again in the user's language, and keep the noise out
+                // of the history the next prompts are built from.
+                debug!(
+                    turn = turn.id.0,
+                    ?why,
+                    "unclear transcript: asking to repeat"
+                );
+                Metrics::incr(&ctx.metrics.turns_unclear);
+                TurnClock::mark(&turn.clock.llm_first_token);
+                TurnClock::mark(&turn.clock.first_clause);
+                let ask = say_again(&user.language).to_string();
+                if !ctx.forward(&tx, reply_text(&user, ask, false)).await
+                    || !ctx
+                        .forward(&tx, reply_text(&user, String::new(), true))
+                        .await
+                {
+                    return;
+                }
+                continue;
+            }
             let req = ChatRequest {
                 messages: ctx.memory.messages_for(
                     &user.text,
@@ -113,73 +151,52 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
                 temperature: cfg.temperature,
                 session_key: Some(ctx.settings.session_id.clone()),
             };
-            let mut reply = String::new();
-            let mut failure: Option<String> = None;
             // The worker's prompt processing holds a slot of the cores until the first token.
             // Its decoding then runs beside the voices: holding the slot for the whole reply
             // would keep the first clause's voice waiting for the reply's last token.
-            let mut prompt_slot = match ctx.backends.llm.on_local_cores() {
+            let prompt_slot = match ctx.backends.llm.on_local_cores() {
                 true => ctx
                     .cpu_slot(Priority::FirstClause, &turn.cancel, Some(&turn.clock))
                     .await
                     .ok(),
                 false => None,
             };
-            let opened = tokio::select! {
-                biased;
-                _ = turn.cancel.cancelled() => None,
-                r = ctx.backends.llm.stream_chat(req) => Some(r),
+            let spec = ReplySpec {
+                user_text: &user.text,
+                language: &user.language,
+                mixed: user.mixed_with_english,
+                first_token_timeout: Duration::from_millis(cfg.first_token_timeout_ms),
+                idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
             };
-            match opened {
-                None => {}
-                Some(Err(e)) => failure = Some(e.to_string()),
-                Some(Ok(stream)) => {
-                    let mut stream = with_deadlines(
-                        stream,
-                        Duration::from_millis(cfg.first_token_timeout_ms),
-                        Duration::from_millis(cfg.idle_timeout_ms),
-                    );
-                    let mut splitter = ClauseSplitter::new();
-                    loop {
-                        let ev = tokio::select! {
-                            biased;
-                            _ = turn.cancel.cancelled() => break,
-                            ev = stream.next() => ev,
-                        };
-                        match ev {
-                            Some(Ok(LlmEvent::Delta(d))) => {
-                                prompt_slot = None;
-                                TurnClock::mark(&turn.clock.llm_first_token);
-                                reply.push_str(&d);
-                                for c in splitter.push(&d) {
-                                    TurnClock::mark(&turn.clock.first_clause);
-                                    if !ctx.forward(&tx, clause(speakable(&c), false)).await {
-                                        return;
-                                    }
-                                }
-                            }
-                            Some(Ok(LlmEvent::Done(usage))) => {
-                                debug!(turn = turn.id.0, ?usage, "reply done");
-                                break;
-                            }
-                            Some(Err(e)) => {
-                                failure = Some(e.to_string());
-                                break;
-                            }
-                            None => break,
-                        }
-                    }
-                    if !turn.is_stale() {
-                        if let Some(rest) = splitter.finish() {
-                            TurnClock::mark(&turn.clock.first_clause);
-                            if !ctx.forward(&tx, clause(speakable(&rest), false)).await {
-                                return;
-                            }
-                        }
-                    }
-                }
+            let mut sink = StageSink {
+                ctx: &ctx,
+                tx: &tx,
+                user: &user,
+                prompt_slot,
+            };
+            let spoken = speak(
+                ctx.backends.llm.as_ref(),
+                req,
+                &spec,
+                &turn.cancel,
+                &mut sink,
+            )
+            .await;
+            drop(sink);
+            if spoken.stopped && !turn.cancel.is_cancelled() {
+                return; // the TTS stage is gone: the session is ending
             }
-            drop(prompt_slot);
+            Metrics::add(
+                &ctx.metrics.reply_clauses_wrong_script,
+                u64::from(spoken.wrong_script),
+            );
+            Metrics::add(&ctx.metrics.reply_clauses_echoed, u64::from(spoken.echoed));
+            if spoken.regenerated {
+                Metrics::incr(&ctx.metrics.replies_regenerated);
+            }
+            if spoken.fallback {
+                Metrics::incr(&ctx.metrics.replies_fallback);
+            }
             TurnClock::mark(&turn.clock.llm_done);
             if let (Some(first), Some(lang)) =
                 (turn.clock.llm_first_token.get(), turn.clock.lang_done.get())
@@ -187,11 +204,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
                 ctx.metrics
                     .observe("llm_first_token", first.duration_since(*lang));
             }
-            let reply = reply.trim().to_string();
-            if let Some(msg) = &failure {
-                warn!(turn = turn.id.0, error = %msg, "LLM failed");
+            let reply = spoken.text;
+            if let Some(e) = &spoken.failure {
+                warn!(turn = turn.id.0, error = %e, "LLM failed");
                 if reply.is_empty() {
-                    ctx.fail_turn(&turn, "llm", msg.clone()).await;
+                    ctx.fail_turn(&turn, "llm", e.to_string()).await;
                 }
             }
             // A speculative turn is remembered only once the user's pause proved final.
@@ -202,22 +219,14 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<UserTurn>, tx: mpsc::Send
                     .await;
             }
             // Always close the reply so the output stage can complete (or fail) the turn.
-            if !ctx.forward(&tx, clause(String::new(), true)).await {
+            if !ctx
+                .forward(&tx, reply_text(&user, String::new(), true))
+                .await
+            {
                 return;
             }
         }
     }
     .instrument(span)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::speakable;
-
-    #[test]
-    fn markdown_and_emoji_are_not_spoken() {
-        assert_eq!(speakable("**Namaste** 🙏 `code`"), "Namaste  code");
-        assert_eq!(speakable("नमस्ते।"), "नमस्ते।");
-    }
 }

@@ -115,10 +115,28 @@ pub fn split_clauses(text: &str) -> Vec<String> {
     out
 }
 
+/// Removes what a TTS voice should not read out: markdown emphasis, headings, code ticks.
+pub fn speakable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '*' | '#' | '`' | '_' | '~' | '|' | '\u{FFFD}'))
+        .filter(|c| !is_emoji(*c))
+        .collect()
+}
+
+fn is_emoji(c: char) -> bool {
+    matches!(c as u32, 0x1F300..=0x1FAFF | 0x2600..=0x27BF | 0xFE0F)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn markdown_and_emoji_are_not_spoken() {
+        assert_eq!(speakable("**Namaste** 🙏 `code`"), "Namaste  code");
+        assert_eq!(speakable("नमस्ते।"), "नमस्ते।");
+    }
 
     #[test]
     fn text_without_spaces_or_punctuation_is_still_cut() {

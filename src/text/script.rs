@@ -104,6 +104,11 @@ impl ScriptStats {
             .map(|&(s, n)| (s, n as f32 / self.total as f32))
     }
 
+    /// How many letters the text has.
+    pub fn letters(&self) -> usize {
+        self.total
+    }
+
     /// Share of letters in `script` (0 for a text with no letters).
     pub fn share(&self, script: Script) -> f32 {
         if self.total == 0 {

@@ -237,14 +237,7 @@ async fn hinglish_gets_a_hinglish_reply_spoken_run_by_run() {
         assert_eq!(req.messages[n - 1].content, "kal meri meeting kab hai");
     }
     // Captions keep the written text; the voices got words, English words the English voice.
-    let captions: String = events
-        .iter()
-        .filter_map(|e| match e {
-            PipelineEvent::ReplyText { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let captions = captions(&events);
     assert!(
         captions.contains("3:30") && captions.contains("₹500"),
         "{captions}"
@@ -275,4 +268,93 @@ async fn hinglish_gets_a_hinglish_reply_spoken_run_by_run() {
             .is_some_and(|v| v.contains("fake:tone:en")),
         "{completed:?}"
     );
+}
+
+/// The reply text the session's events carried (captions), joined.
+fn captions(events: &[PipelineEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            PipelineEvent::ReplyText { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_in_the_wrong_script_is_asked_again_then_replaced_before_anyone_hears_it() {
+    // The model answers a Hindi question in English, twice.
+    let llm = Arc::new(ScriptedLlm::new(
+        "The capital of India is New Delhi.",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[("भारत की राजधानी क्या है", "hi")]));
+    let voices = Arc::new(ToneBank::default());
+    let metrics = Arc::new(Metrics::default());
+    let events = converse(
+        llm.clone(),
+        asr,
+        voices.clone(),
+        SessionSettings::new("wrong-script", languages()),
+        metrics.clone(),
+        1,
+    )
+    .await;
+    let fallback = vaak::text::reply_guard::cannot_answer("hi");
+    assert_eq!(captions(&events), fallback);
+    let spoken = voices.spoken.lock().unwrap().clone();
+    assert!(
+        spoken
+            .iter()
+            .all(|(l, t)| l == "hi" && !t.contains("capital")),
+        "{spoken:?}"
+    );
+    // Asked twice: the second time with the reminder at the end of the user's message.
+    let requests = llm.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    let last = &requests[1].messages.last().expect("user message").content;
+    assert!(last.starts_with("भारत की राजधानी क्या है"), "{last}");
+    assert!(last.contains("Devanagari"), "{last}");
+    assert_eq!(metrics.replies_regenerated.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.replies_fallback.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        metrics.reply_clauses_wrong_script.load(Ordering::Relaxed),
+        2
+    );
+    assert_eq!(metrics.turns_completed.load(Ordering::Relaxed), 1);
+    assert!(metrics
+        .render_prometheus()
+        .contains("vaak_replies_fallback_total 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recogniser_loop_gets_please_say_that_again_not_an_answer() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "धन्यवाद।",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[(
+        "धन्यवाद धन्यवाद धन्यवाद धन्यवाद धन्यवाद",
+        "hi",
+    )]));
+    let metrics = Arc::new(Metrics::default());
+    let events = converse(
+        llm.clone(),
+        asr,
+        Arc::new(ToneBank::default()),
+        SessionSettings::new("loop", languages()),
+        metrics.clone(),
+        1,
+    )
+    .await;
+    assert_eq!(captions(&events), vaak::text::reply_guard::say_again("hi"));
+    assert!(
+        llm.requests.lock().unwrap().is_empty(),
+        "the model was asked"
+    );
+    assert_eq!(metrics.turns_unclear.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.turns_completed.load(Ordering::Relaxed), 1);
 }

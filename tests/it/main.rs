@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod config_cli;
 mod converse_real;
+mod eval_replies;
 mod fakes;
 #[macro_use]
 mod grpc_api;

@@ -4,6 +4,7 @@
 
 pub mod fallback;
 pub mod openai;
+pub mod spoken;
 pub mod worker;
 
 use std::time::Duration;

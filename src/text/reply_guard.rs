@@ -1,0 +1,301 @@
+//! What vaak refuses to answer and refuses to say: a transcript too broken to answer (a
+//! recogniser loop, letters of a script the language does not use), a reply clause in the wrong
+//! script (the small model drifting into English or Chinese mid-Telugu) or reading the user's
+//! words back, and the fixed sentences spoken instead, in every language vaak serves. Pure functions: the LLM stage and `vaak eval
+//! replies` apply them the same way.
+
+use super::script::{Script, ScriptStats};
+
+/// Why a transcript is not worth answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unclear {
+    /// The same word or phrase over and over (a recogniser loop on noise).
+    Repetitive,
+    /// Mostly letters of a script neither the language nor English uses.
+    ForeignScript,
+}
+
+/// A transcript of at least this many words, with at most this share of distinct ones, is a loop.
+const LOOP_MIN_WORDS: usize = 8;
+const LOOP_MAX_DISTINCT: f32 = 0.3;
+/// The same word this many times in a row is a loop, however short the transcript; a phrase of
+/// up to [`LOOP_PHRASE_WORDS`] words, [`LOOP_PHRASE_RUN`] times.
+const LOOP_RUN: usize = 4;
+const LOOP_PHRASE_WORDS: usize = 4;
+const LOOP_PHRASE_RUN: usize = 3;
+/// Letters outside the language's script and Latin: more than this share and the transcript is
+/// not the language; a reply clause with more is in the wrong script.
+const FOREIGN_MAX: f32 = 0.5;
+const CLAUSE_FOREIGN_MAX: f32 = 0.05;
+/// A reply clause (not mixed with English) needs this share of its letters in the language's
+/// own script, once it has [`CLAUSE_MIN_LETTERS`] letters (a short "OK," or "Delhi" passes).
+const CLAUSE_NATIVE_MIN: f32 = 0.5;
+const CLAUSE_MIN_LETTERS: usize = 12;
+
+/// Whether `text`, heard as `language`, is too broken to answer (`None`: answer it).
+pub fn unclear_transcript(text: &str, language: &str) -> Option<Unclear> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || is_mark(*c))
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let distinct = {
+        let mut d: Vec<&String> = words.iter().collect();
+        d.sort();
+        d.dedup();
+        d.len()
+    };
+    if repeats_a_phrase(&words)
+        || (words.len() >= LOOP_MIN_WORDS
+            && (distinct as f32) <= words.len() as f32 * LOOP_MAX_DISTINCT)
+    {
+        return Some(Unclear::Repetitive);
+    }
+    (foreign_share(&ScriptStats::of(text), language) > FOREIGN_MAX)
+        .then_some(Unclear::ForeignScript)
+}
+
+/// Some word said [`LOOP_RUN`] times running, or a phrase [`LOOP_PHRASE_RUN`] times.
+fn repeats_a_phrase(words: &[String]) -> bool {
+    (1..=LOOP_PHRASE_WORDS).any(|n| {
+        let needed = if n == 1 { LOOP_RUN } else { LOOP_PHRASE_RUN };
+        (0..words.len()).any(|start| {
+            let phrase = &words[start..(start + n).min(words.len())];
+            phrase.len() == n
+                && (1..needed)
+                    .all(|k| words.get(start + k * n..start + (k + 1) * n) == Some(phrase))
+        })
+    })
+}
+
+/// Whether a reply clause may be spoken to a user of `language` (`mixed`: the user mixes it with
+/// English, so English words in Latin letters are expected).
+pub fn clause_fits(text: &str, language: &str, mixed: bool) -> bool {
+    let stats = ScriptStats::of(text);
+    if foreign_share(&stats, language) > CLAUSE_FOREIGN_MAX {
+        return false;
+    }
+    let Some(own) = Script::of_language(language) else {
+        return true;
+    };
+    mixed
+        || own == Script::Latin
+        || stats.letters() < CLAUSE_MIN_LETTERS
+        || stats.share(own) >= CLAUSE_NATIVE_MIN
+}
+
+/// Share of letters in neither `language`'s script nor Latin (0 for a language vaak does not
+/// know the script of, or a text with no letters).
+fn foreign_share(stats: &ScriptStats, language: &str) -> f32 {
+    match Script::of_language(language) {
+        None => 0.0,
+        Some(Script::Latin) => {
+            if stats.letters() == 0 {
+                0.0
+            } else {
+                1.0 - stats.share(Script::Latin)
+            }
+        }
+        Some(own) => {
+            if stats.letters() == 0 {
+                0.0
+            } else {
+                1.0 - stats.share(own) - stats.share(Script::Latin)
+            }
+        }
+    }
+}
+
+/// A clause of at least this many words found inside the user's words is read back, not said.
+const ECHO_MIN_WORDS: usize = 3;
+
+/// Whether a reply clause reads the user's words back: the clause (three words or more) is
+/// part of what the user said, or holds all of it (two words or more), after normalisation.
+pub fn echoes(clause: &str, user: &str) -> bool {
+    let c = super::normalize::normalize_for_scoring(clause);
+    let u = super::normalize::normalize_for_scoring(user);
+    let words = |s: &str| s.split(' ').filter(|w| !w.is_empty()).count();
+    (words(&c) >= ECHO_MIN_WORDS && u.contains(&c)) || (words(&u) >= 2 && c.contains(&u))
+}
+
+/// Whether a clause ends a sentence (rather than being cut at a comma or at the length limit).
+pub fn ends_sentence(clause: &str) -> bool {
+    clause
+        .trim_end()
+        .ends_with(['.', '?', '!', '।', '॥', '۔', '؟'])
+}
+
+fn is_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
+    )
+}
+
+/// What vaak says to a transcript it cannot make sense of: "sorry, I didn't catch that, please
+/// say it again", in `language` (English for a language it has no sentence for).
+pub fn say_again(language: &str) -> &'static str {
+    match language {
+        "hi" => "माफ़ कीजिए, आपकी बात ठीक से सुनाई नहीं दी। कृपया फिर से कहिए।",
+        "mr" => "माफ करा, तुमचे बोलणे नीट ऐकू आले नाही. कृपया पुन्हा सांगा.",
+        "bn" => "দুঃখিত, আপনার কথা ঠিক শুনতে পাইনি। আবার বলবেন?",
+        "ta" => "மன்னிக்கவும், நீங்கள் சொன்னது சரியாகக் கேட்கவில்லை. மீண்டும் சொல்லுங்கள்.",
+        "te" => "క్షమించండి, మీరు చెప్పింది సరిగ్గా వినబడలేదు. దయచేసి మళ్ళీ చెప్పండి.",
+        "kn" => "ಕ್ಷಮಿಸಿ, ನೀವು ಹೇಳಿದ್ದು ಸರಿಯಾಗಿ ಕೇಳಿಸಲಿಲ್ಲ. ದಯವಿಟ್ಟು ಮತ್ತೆ ಹೇಳಿ.",
+        "ml" => "ക്ഷമിക്കണം, നിങ്ങൾ പറഞ്ഞത് ശരിയായി കേട്ടില്ല. ദയവായി വീണ്ടും പറയൂ.",
+        "gu" => "માફ કરશો, તમે જે કહ્યું તે બરાબર સંભળાયું નહીં. કૃપા કરીને ફરીથી કહો.",
+        "pa" => "ਮਾਫ਼ ਕਰਨਾ, ਤੁਹਾਡੀ ਗੱਲ ਠੀਕ ਤਰ੍ਹਾਂ ਸੁਣਾਈ ਨਹੀਂ ਦਿੱਤੀ। ਕਿਰਪਾ ਕਰਕੇ ਦੁਬਾਰਾ ਕਹੋ।",
+        "ur" => "معاف کیجیے، آپ کی بات ٹھیک سے سنائی نہیں دی۔ براہ کرم دوبارہ کہیے۔",
+        "or" => "କ୍ଷମା କରନ୍ତୁ, ଆପଣଙ୍କ କଥା ଠିକ୍ ଶୁଣିପାରିଲି ନାହିଁ। ଦୟାକରି ପୁଣି କୁହନ୍ତୁ।",
+        _ => "Sorry, I didn't catch that. Could you say it again?",
+    }
+}
+
+/// What vaak says when the model twice failed to answer in `language`'s script: "sorry, I
+/// cannot answer that right now, please ask again".
+pub fn cannot_answer(language: &str) -> &'static str {
+    match language {
+        "hi" => "माफ़ कीजिए, अभी इसका जवाब नहीं दे पा रहे हैं। कृपया फिर से पूछिए।",
+        "mr" => "माफ करा, याचे उत्तर आत्ता देता येत नाही. कृपया पुन्हा विचारा.",
+        "bn" => "দুঃখিত, এখন এর উত্তর দিতে পারছি না। আবার জিজ্ঞেস করুন।",
+        "ta" => "மன்னிக்கவும், இப்போது இதற்குப் பதில் சொல்ல முடியவில்லை. மீண்டும் கேளுங்கள்.",
+        "te" => "క్షమించండి, ఇప్పుడు దీనికి సమాధానం చెప్పలేను. దయచేసి మళ్ళీ అడగండి.",
+        "kn" => "ಕ್ಷಮಿಸಿ, ಈಗ ಇದಕ್ಕೆ ಉತ್ತರ ಕೊಡಲು ಆಗುತ್ತಿಲ್ಲ. ದಯವಿಟ್ಟು ಮತ್ತೆ ಕೇಳಿ.",
+        "ml" => "ക്ഷമിക്കണം, ഇപ്പോൾ ഇതിന് ഉത്തരം നൽകാൻ കഴിയുന്നില്ല. ദയവായി വീണ്ടും ചോദിക്കൂ.",
+        "gu" => "માફ કરશો, અત્યારે આનો જવાબ આપી શકાતો નથી. કૃપા કરીને ફરીથી પૂછો.",
+        "pa" => "ਮਾਫ਼ ਕਰਨਾ, ਹੁਣੇ ਇਸ ਦਾ ਜਵਾਬ ਨਹੀਂ ਦੇ ਸਕਦੇ। ਕਿਰਪਾ ਕਰਕੇ ਦੁਬਾਰਾ ਪੁੱਛੋ।",
+        "ur" => "معاف کیجیے، ابھی اس کا جواب نہیں دے سکتے۔ براہ کرم دوبارہ پوچھیے۔",
+        "or" => "କ୍ଷମା କରନ୍ତୁ, ଏବେ ଏହାର ଉତ୍ତର ଦେଇପାରୁନାହିଁ। ଦୟାକରି ପୁଣି ପଚାରନ୍ତୁ।",
+        _ => "Sorry, I can't answer that right now. Please ask me again.",
+    }
+}
+
+/// The reminder added to the user's message when the model's first reply was in the wrong
+/// script (English: small models follow an English instruction best).
+pub fn script_reminder(language: &str, mixed: bool) -> String {
+    let name = crate::config::language_name(language);
+    match (Script::of_language(language), mixed) {
+        (Some(Script::Latin) | None, _) => format!("(Reply in {name}.)"),
+        (Some(_), true) => format!("(Reply in {name} mixed with English, as I speak.)"),
+        (Some(script), false) => format!("(Reply in {name}, written in {script:?} script.)"),
+    }
+}
+
+/// The reminder added when the model's first reply only read the user's words back.
+pub const ECHO_REMINDER: &str = "(Answer the question in one short sentence; do not repeat it.)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn recogniser_loops_are_unclear() {
+        assert_eq!(
+            unclear_transcript("धन्यवाद धन्यवाद धन्यवाद धन्यवाद", "hi"),
+            Some(Unclear::Repetitive)
+        );
+        assert_eq!(
+            unclear_transcript("you know you know you know you know the", "en"),
+            Some(Unclear::Repetitive)
+        );
+        assert_eq!(unclear_transcript("भारत की राजधानी क्या है?", "hi"), None);
+        // Real speech repeats words, not every word.
+        assert_eq!(
+            unclear_transcript(
+                "no no, I said the blue one, not the red one, the blue one",
+                "en"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn foreign_script_transcripts_are_unclear() {
+        assert_eq!(
+            unclear_transcript("你好你好吗我很好", "te"),
+            Some(Unclear::ForeignScript)
+        );
+        assert_eq!(
+            unclear_transcript("నా phone పని చేయడం లేదు", "te"),
+            None,
+            "Telugu with English words is the language"
+        );
+    }
+
+    #[test]
+    fn reply_clauses_in_the_wrong_script_are_caught() {
+        assert!(clause_fits("भारत की राजधानी नई दिल्ली है।", "hi", false));
+        assert!(clause_fits("भारत की राजधानी New Delhi है।", "hi", false));
+        assert!(clause_fits("Delhi.", "hi", false), "too short to judge");
+        assert!(!clause_fits(
+            "The capital of India is New Delhi.",
+            "hi",
+            false
+        ));
+        assert!(clause_fits("The capital is New Delhi, हाँ।", "hi", true));
+        assert!(!clause_fits("భారతదేశ రాజధాని 北京 是", "te", false));
+        assert!(!clause_fits("भारत की राजधानी है", "en", false));
+        assert!(clause_fits(
+            "The capital of India is New Delhi.",
+            "en",
+            false
+        ));
+        assert!(clause_fits("42", "ta", false));
+    }
+
+    #[test]
+    fn clauses_reading_the_user_back_are_echoes() {
+        let q = "दो और तीन कितने होते हैं?";
+        assert!(echoes("दो और तीन कितने होते हैं?", q));
+        assert!(echoes("दो और तीन", q), "a cut-off start of the question");
+        assert!(!echoes("दो और तीन पाँच होते हैं।", q));
+        assert!(!echoes(
+            "एक साल में 12 महीने होते हैं।",
+            "एक साल में कितने महीने होते हैं?"
+        ));
+        assert!(echoes(
+            "Sure. What is the capital of India?",
+            "What is the capital of India"
+        ));
+        assert!(
+            !echoes("It is.", "It is noon, is it?"),
+            "too short to be an echo"
+        );
+        assert!(!echoes("Bees make honey.", "What do bees make?"));
+    }
+
+    #[test]
+    fn fixed_sentences_are_in_their_language() {
+        for lang in [
+            "hi", "mr", "bn", "ta", "te", "kn", "ml", "gu", "pa", "ur", "or", "en",
+        ] {
+            for s in [say_again(lang), cannot_answer(lang)] {
+                assert!(clause_fits(s, lang, false), "{lang}: {s}");
+                assert!(unclear_transcript(s, lang).is_none(), "{lang}: {s}");
+            }
+        }
+        assert_eq!(say_again("xx"), say_again("en"));
+    }
+
+    proptest! {
+        #[test]
+        fn checks_never_panic(text in "\\PC{0,120}", lang in "(hi|te|en|ur|xx)") {
+            let _ = unclear_transcript(&text, &lang);
+            let _ = clause_fits(&text, &lang, false);
+            let _ = clause_fits(&text, &lang, true);
+        }
+
+        #[test]
+        fn a_word_said_four_times_running_is_a_loop(word in "[a-z]{2,8}", n in 4usize..10) {
+            let text = vec![word.as_str(); n].join(" ");
+            prop_assert_eq!(unclear_transcript(&text, "en"), Some(Unclear::Repetitive));
+        }
+    }
+}
