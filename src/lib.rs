@@ -37,8 +37,8 @@
 //!  stretch of turns in it begins, so every turn's prompt extends the last one's
 //!
 //!  reply checks (text::reply_guard, backend::llm::spoken — the same path for live turns and
-//!  `vaak eval replies`): a recogniser loop or foreign-script transcript gets "please say that
-//!  again" in the user's language; each reply clause is checked before TTS — read-back of the
+//!  `vaak eval replies`): speech with no word made out, a recogniser loop or a foreign-script
+//!  transcript gets "please say that again" in the user's language; each reply clause is checked before TTS — read-back of the
 //!  user's words withheld, a wrong-script start asked for once more, then a fixed sentence
 //!
 //!  one CPU scheduler (scheduler::CpuScheduler, in Backends): every session's ASR pass, TTS

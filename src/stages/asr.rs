@@ -28,6 +28,10 @@ use crate::text::redact::redact;
 /// already started the next one (~16 s of audio; more is dropped and counted).
 const DEFERRED_MAX: usize = 500;
 
+/// Speech at least this long with no word recognised in it was meant to be heard: the user is
+/// asked to say it again. Shorter bursts (a cough, a door) pass in silence.
+const UNHEARD_SPEECH_S: f32 = 1.0;
+
 /// Whisper's stock outputs for non-speech (noise, music): not something the user said.
 fn is_non_speech(text: &str) -> bool {
     let t = text.trim();
@@ -388,6 +392,12 @@ async fn decide(
     let outcome = match rec.stream.as_ref().map(StreamState::transcription) {
         // A failed last pass still leaves the words earlier passes heard.
         Some(t) if !is_non_speech(&t.text) => Ok(t),
+        // Real speech in which no word was recognised: the LLM stage asks the user to say it
+        // again (an empty transcript is unclear), rather than the turn passing in silence.
+        Some(t) if error.is_none() && t.audio_s >= UNHEARD_SPEECH_S => Ok(Transcription {
+            text: String::new(),
+            ..t
+        }),
         Some(_) => Err(error.map_or_else(String::new, |e| e.to_string())),
         None => Err("no speech was streamed for this turn".to_string()),
     };

@@ -1,5 +1,5 @@
-//! What vaak refuses to answer and refuses to say: a transcript too broken to answer (a
-//! recogniser loop, letters of a script the language does not use), a reply clause in the wrong
+//! What vaak refuses to answer and refuses to say: a transcript too broken to answer (no word
+//! made out, a recogniser loop, letters of a script the language does not use), a reply clause in the wrong
 //! script (the small model drifting into English or Chinese mid-Telugu) or reading the user's
 //! words back, and the fixed sentences spoken instead, in every language vaak serves. Pure functions: the LLM stage and `vaak eval
 //! replies` apply them the same way.
@@ -9,6 +9,8 @@ use super::script::{Script, ScriptStats};
 /// Why a transcript is not worth answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unclear {
+    /// No word at all (speech the recogniser could not make out).
+    NoWords,
     /// The same word or phrase over and over (a recogniser loop on noise).
     Repetitive,
     /// Mostly letters of a script neither the language nor English uses.
@@ -44,6 +46,9 @@ pub fn unclear_transcript(text: &str, language: &str) -> Option<Unclear> {
         })
         .filter(|w| !w.is_empty())
         .collect();
+    if words.is_empty() {
+        return Some(Unclear::NoWords);
+    }
     let distinct = {
         let mut d: Vec<&String> = words.iter().collect();
         d.sort();
@@ -206,6 +211,8 @@ mod tests {
             Some(Unclear::Repetitive)
         );
         assert_eq!(unclear_transcript("भारत की राजधानी क्या है?", "hi"), None);
+        assert_eq!(unclear_transcript("", "hi"), Some(Unclear::NoWords));
+        assert_eq!(unclear_transcript(" ... ", "en"), Some(Unclear::NoWords));
         // Real speech repeats words, not every word.
         assert_eq!(
             unclear_transcript(

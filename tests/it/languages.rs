@@ -36,7 +36,7 @@ fn cue_in_force(messages: &[ChatMessage]) -> Option<&str> {
         .find_map(|m| cues.iter().copied().find(|c| *c == m.content))
 }
 
-/// Runs `turns` spoken turns through a pipeline; returns its events.
+/// Runs `turns` spoken turns (600 ms of speech each) through a pipeline; returns its events.
 async fn converse(
     llm: Arc<ScriptedLlm>,
     asr: Arc<ScriptedAsr>,
@@ -44,6 +44,19 @@ async fn converse(
     settings: SessionSettings,
     metrics: Arc<Metrics>,
     turns: usize,
+) -> Vec<PipelineEvent> {
+    converse_speaking(llm, asr, voices, settings, metrics, turns, 600).await
+}
+
+/// [`converse`] with `speech_ms` of speech per turn.
+async fn converse_speaking(
+    llm: Arc<ScriptedLlm>,
+    asr: Arc<ScriptedAsr>,
+    voices: Arc<ToneBank>,
+    settings: SessionSettings,
+    metrics: Arc<Metrics>,
+    turns: usize,
+    speech_ms: u32,
 ) -> Vec<PipelineEvent> {
     let tracker = TaskTracker::new();
     let mut p = pipeline::spawn(
@@ -58,7 +71,7 @@ async fn converse(
     drop(p.input);
     let feeder = tokio::spawn(async move {
         for _ in 0..turns {
-            speak(&input, 600, 800).await;
+            speak(&input, speech_ms, 800).await;
             // Long enough for the scripted reply to finish before the next turn.
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -357,4 +370,47 @@ async fn a_recogniser_loop_gets_please_say_that_again_not_an_answer() {
     );
     assert_eq!(metrics.turns_unclear.load(Ordering::Relaxed), 1);
     assert_eq!(metrics.turns_completed.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn speech_with_no_word_made_out_gets_please_say_that_again_a_cough_gets_nothing() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "धन्यवाद।",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    ));
+    // A second and a half of speech the recogniser hears as music only.
+    let asr = Arc::new(ScriptedAsr::new(&[("[संगीत]", "hi")]));
+    let metrics = Arc::new(Metrics::default());
+    let events = converse_speaking(
+        llm.clone(),
+        asr,
+        Arc::new(ToneBank::default()),
+        SessionSettings::new("unheard", languages()),
+        metrics.clone(),
+        1,
+        1_500,
+    )
+    .await;
+    assert_eq!(captions(&events), vaak::text::reply_guard::say_again("hi"));
+    assert!(
+        llm.requests.lock().unwrap().is_empty(),
+        "the model was asked"
+    );
+    assert_eq!(metrics.turns_unclear.load(Ordering::Relaxed), 1);
+    // A short burst with nothing in it passes in silence, as before (the turn fails quietly).
+    let asr = Arc::new(ScriptedAsr::new(&[("[खाँसी]", "hi")]));
+    let metrics = Arc::new(Metrics::default());
+    let events = converse_speaking(
+        llm.clone(),
+        asr,
+        Arc::new(ToneBank::default()),
+        SessionSettings::new("cough", languages()),
+        metrics.clone(),
+        1,
+        400,
+    )
+    .await;
+    assert_eq!(captions(&events), "");
+    assert_eq!(metrics.turns_unclear.load(Ordering::Relaxed), 0);
 }
