@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every telephony frame-parser fuzz target (fuzz/) for a short time each: libFuzzer via
+# Runs every fuzz target (fuzz/: the telephony frame parsers, the WAV reader) for a short time each: libFuzzer via
 # cargo fuzz, on the machine's stable toolchain (RUSTC_BOOTSTRAP=1 admits the -Z flags cargo
 # fuzz passes). A crash fails the script and leaves the input under fuzz/artifacts/.
 #
@@ -15,7 +15,7 @@ source scripts/env.sh
 CARGO_FUZZ_VERSION=0.13.2
 SECS="${VAAK_FUZZ_SECS:-20}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(twilio_message exotel_message plivo_message audiosocket_frames)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(twilio_message exotel_message plivo_message audiosocket_frames wav_file)
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2
@@ -28,10 +28,14 @@ for t in "${TARGETS[@]}"; do
   corpus="$VAAK_CACHE/fuzz-corpus/$t"
   mkdir -p "$corpus"
   echo "fuzz: $t for ${SECS}s" >&2
+  # grep hides libFuzzer's chatter; the exit status that matters is cargo fuzz's, read from
+  # PIPESTATUS with errexit off (a `|| true` after the pipeline would reset it to 0).
+  set +e
   cargo fuzz run "$t" "$corpus" "fuzz/seeds/$t" -- \
     -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 2>&1 \
-    | grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread .* panicked|Done )' || true
-  # grep hides libFuzzer's chatter; the exit status that matters is cargo fuzz's.
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz: $t FAILED (see fuzz/artifacts/$t)" >&2; exit 1; }
+    | grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread .* panicked|Done )'
+  status=${PIPESTATUS[0]}
+  set -e
+  [ "$status" -eq 0 ] || { echo "fuzz: $t FAILED (see fuzz/artifacts/$t)" >&2; exit 1; }
 done
 echo "fuzz: all targets clean" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite, doing its own set-up (packages, build, models).
 # Style gates first (fmt, clippy -D warnings), then every test on the real models, then a
-# short fuzzing run of the telephony frame parsers.
+# short fuzzing run of the telephony frame parsers and the WAV reader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -33,6 +33,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked -- --test-threads 2
 fi
-# A short run of every telephony frame-parser fuzz target (a crash fails the suite).
+# A short run of every fuzz target (a crash fails the suite).
 VAAK_FUZZ_SECS="${VAAK_FUZZ_SECS:-20}" scripts/fuzz.sh
 echo "test.sh: all green in $(( $(date +%s) - started )) s"

@@ -112,7 +112,13 @@ impl WavSource {
         if self.info.is_float {
             for s in self.reader.samples::<f32>().take(want) {
                 match s {
-                    Ok(v) => interleaved.push(if v.is_finite() { v } else { 0.0 }),
+                    // Float WAV's full scale is ±1: louder is clipped (as a player does),
+                    // and NaN/∞ — a corrupt file — is silence, so no stage ever sees either.
+                    Ok(v) => interleaved.push(if v.is_finite() {
+                        v.clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    }),
                     Err(e) => {
                         self.note_short_read(e)?;
                         break;
@@ -278,6 +284,37 @@ mod tests {
             total += c.len();
         }
         assert_eq!(total, 10_000);
+    }
+
+    #[test]
+    fn float_samples_past_full_scale_are_clipped_and_nan_is_silence() {
+        // Found by the wav_file fuzz target: a float sample of 1.4e22 (and two of them
+        // averaged into ∞ by the stereo down-mix) went on to the stages.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&p, spec).unwrap();
+        for v in [
+            1.4e22f32,
+            3e38,
+            -7.5,
+            f32::NAN,
+            0.5,
+            -0.25,
+            f32::INFINITY,
+            0.0,
+        ] {
+            w.write_sample(v).unwrap();
+        }
+        w.finalize().unwrap();
+        let mut src = WavSource::open(&p).unwrap();
+        let mono = src.read_chunk(16).unwrap().unwrap();
+        assert_eq!(mono, [1.0, -0.5, 0.125, 0.0]);
     }
 
     #[test]
