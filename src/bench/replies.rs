@@ -202,37 +202,47 @@ const LEAD_MS: u32 = 300;
 const TAIL_MS: u32 = 600;
 
 /// Says each reply with its language's voice and transcribes the audio back (language fixed):
-/// fills `voice` and `roundtrip_cer`. Blocking; call it off the async runtime.
+/// fills `voice`, `heard` and `roundtrip_cer`. Blocking; call it off the async runtime.
 pub fn speak_back(backends: &Backends, results: &mut [ReplyResult]) -> Result<(), BenchError> {
-    let cancel = CancellationToken::new();
     for r in results.iter_mut().filter(|r| !r.reply.trim().is_empty()) {
-        let voice = backends
-            .tts
-            .for_language(&r.language)
-            .map_err(|e| BenchError::Stage(e.to_string()))?;
-        let audio = voice
-            .synthesize(&r.reply, 1.0)
-            .map_err(|e| BenchError::Stage(e.to_string()))?;
-        let pcm = crate::audio::resample::resample_all(
-            &audio,
-            voice.sample_rate(),
-            crate::audio::PIPELINE_RATE,
-        )
-        .map_err(|e| BenchError::Stage(e.to_string()))?;
-        // Heard as a turn is: with the pauses around it that the VAD keeps (audio that stops
-        // dead makes Whisper repeat the sentence).
-        let pad = |ms: u32| vec![0.0f32; (crate::audio::PIPELINE_RATE / 1000 * ms) as usize];
-        let pcm: Vec<f32> = [pad(LEAD_MS), pcm, pad(TAIL_MS)].concat();
-        let heard = backends
-            .asr
-            .transcribe(&pcm, &LanguageHint::Fixed(r.language.clone()), &cancel)
-            .map_err(|e| BenchError::Stage(e.to_string()))?;
-        let (_, _, edits, chars) = score(&r.reply, &heard.text);
-        r.voice = Some(voice.name().to_string());
+        let (voice, heard) = say_and_hear(backends, &r.language, &r.reply)?;
+        let (_, _, edits, chars) = score(&r.reply, &heard);
+        r.voice = Some(voice);
         r.roundtrip_cer = (chars > 0).then(|| edits as f64 / chars as f64);
-        r.heard = Some(heard.text);
+        r.heard = Some(heard);
     }
     Ok(())
+}
+
+/// `text` said by `language`'s voice and heard by the recogniser (language fixed): the voice's
+/// name and what was heard. Blocking.
+pub fn say_and_hear(
+    backends: &Backends,
+    language: &str,
+    text: &str,
+) -> Result<(String, String), BenchError> {
+    let stage = |e: &dyn std::fmt::Display| BenchError::Stage(e.to_string());
+    let voice = backends.tts.for_language(language).map_err(|e| stage(&e))?;
+    let audio = voice.synthesize(text, 1.0).map_err(|e| stage(&e))?;
+    let pcm = crate::audio::resample::resample_all(
+        &audio,
+        voice.sample_rate(),
+        crate::audio::PIPELINE_RATE,
+    )
+    .map_err(|e| stage(&e))?;
+    // Heard as a turn is: with the pauses around it that the VAD keeps (audio that stops dead
+    // makes Whisper repeat the sentence).
+    let pad = |ms: u32| vec![0.0f32; (crate::audio::PIPELINE_RATE / 1000 * ms) as usize];
+    let pcm: Vec<f32> = [pad(LEAD_MS), pcm, pad(TAIL_MS)].concat();
+    let heard = backends
+        .asr
+        .transcribe(
+            &pcm,
+            &LanguageHint::Fixed(language.to_string()),
+            &CancellationToken::new(),
+        )
+        .map_err(|e| stage(&e))?;
+    Ok((voice.name().to_string(), heard.text))
 }
 
 /// Per model and language: shares and medians over its questions.

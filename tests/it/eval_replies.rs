@@ -91,3 +91,50 @@ fn a_broken_questions_file_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+/// What each default voice says is heard back as words of its language, in its script — not
+/// merely as sound (a tone would pass a loudness check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_default_voice_is_heard_back_as_words_in_its_script() {
+    use vaak::bench::replies::say_and_hear;
+    use vaak::text::script::{Script, ScriptStats};
+    let config = std::sync::Arc::new(vaak::config::Config::default());
+    let (backends, tracker, shutdown) = load_backends(config).await;
+    let backends = std::sync::Arc::new(backends);
+    // (language, text, its script, the most CER that still means "heard"): Whisper base hears
+    // English nearly perfectly and Hindi and Telugu poorly (README: eval asr).
+    let cases = [
+        (
+            "en",
+            "Hello! The weather is lovely today, isn't it?",
+            Script::Latin,
+            0.2,
+        ),
+        (
+            "hi",
+            "नमस्ते, आज मौसम बहुत अच्छा है। आप कैसे हैं?",
+            Script::Devanagari,
+            0.7,
+        ),
+        ("te", "నమస్కారం, ఈ రోజు వాతావరణం చాలా బాగుంది.", Script::Telugu, 0.95),
+    ];
+    for (lang, text, script, max_cer) in cases {
+        let b = std::sync::Arc::clone(&backends);
+        let (voice, heard) = tokio::task::spawn_blocking(move || say_and_hear(&b, lang, text))
+            .await
+            .expect("join")
+            .expect("said and heard");
+        let share = ScriptStats::of(&heard).share(script);
+        let (_, _, edits, chars) = vaak::bench::eval::score(text, &heard);
+        let cer = edits as f64 / chars as f64;
+        eprintln!("{lang} {voice}: {heard:?} (script share {share:.2}, CER {cer:.2})");
+        assert!(share >= 0.8, "{lang} by {voice} heard as {heard:?}");
+        assert!(
+            cer <= max_cer,
+            "{lang} by {voice}: CER {cer:.2} ({heard:?})"
+        );
+    }
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
