@@ -314,12 +314,16 @@ async fn shutdown_stops_every_stage_promptly() {
         shutdown.clone(),
     );
     speak(&p.input, 600, 800).await;
-    // Wait for the reply to start, then shut down with the input still open.
+    // Wait for the reply to start, then shut down with the input still open: with a reply
+    // in flight (its 500 words take minutes), or the test would prove nothing.
+    let mut reply_playing = false;
     while let Some(e) = p.events.recv().await {
         if matches!(e, PipelineEvent::ReplyAudio { .. }) {
+            reply_playing = true;
             break;
         }
     }
+    assert!(reply_playing, "the events ended before any reply audio");
     shutdown.cancel();
     tracker.close();
     tokio::time::timeout(Duration::from_secs(1), tracker.wait())
