@@ -26,6 +26,8 @@ export VAAK_TEST_LLM_GGUF="$VAAK_MODELS_DIR/smollm2-135m/SmolLM2-135M-Instruct.Q
 if [ ! -f "$VAAK_TEST_LLM_GGUF" ]; then
   "$VAAK_BIN" models fetch --set small
 fi
+# The phone-call test runs four calls at once on the 0.5B (`fast`) set; idempotent.
+"$VAAK_BIN" models fetch --set fast
 VAAK_TEST_LLAMA_SERVER="$(scripts/llama-server.sh | tail -n 1)"
 export VAAK_TEST_LLAMA_SERVER
 if cargo nextest --version >/dev/null 2>&1; then
