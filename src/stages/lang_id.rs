@@ -14,7 +14,7 @@ use crate::pipeline::language::{Decision, LanguageTrack, Reason};
 use crate::pipeline::messages::{Transcript, TurnClock, UserTurn};
 use crate::pipeline::PipelineEvent;
 use crate::text::codeswitch::{is_romanised_hindi, mixed_with_english};
-use crate::text::script::{language_of_text, Script};
+use crate::text::script::{is_mark, language_of_text, Script};
 
 /// Share of letters a script needs before it overrides the acoustic guess.
 const SCRIPT_OVERRIDE_SHARE: f32 = 0.6;
@@ -79,15 +79,6 @@ pub fn is_backchannel(text: &str, language: &str, lists: &BTreeMap<String, Vec<S
                 }
             }
         })
-}
-
-/// Combining marks (vowel signs, viramas) belong to the word in Indic scripts.
-fn is_mark(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    matches!(
-        c.general_category(),
-        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
-    )
 }
 
 /// Whether the transcript's script alone names `language` among `allowed` (Telugu letters can

@@ -4,7 +4,7 @@
 //! words back, and the fixed sentences spoken instead, in every language vaak serves. Pure functions: the LLM stage and `vaak eval
 //! replies` apply them the same way.
 
-use super::script::{Script, ScriptStats};
+use super::script::{is_mark, Script, ScriptStats};
 
 /// Why a transcript is not worth answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,14 +133,6 @@ pub fn ends_sentence(clause: &str) -> bool {
     clause
         .trim_end()
         .ends_with(['.', '?', '!', '।', '॥', '۔', '؟'])
-}
-
-fn is_mark(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    matches!(
-        c.general_category(),
-        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
-    )
 }
 
 /// What vaak says to a transcript it cannot make sense of: "sorry, I didn't catch that, please

@@ -76,6 +76,16 @@ impl Script {
     }
 }
 
+/// Combining marks (vowel signs, viramas) belong to the word in Indic scripts: what counts a
+/// word's letters must keep them.
+pub fn is_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
+    )
+}
+
 /// Letter counts per script in a text.
 #[derive(Debug, Clone, Default)]
 pub struct ScriptStats {

@@ -531,18 +531,10 @@ impl StreamState {
 /// Words compared without case or surrounding punctuation (passes differ in both).
 fn same_word(a: &str, b: &str) -> bool {
     let norm = |w: &str| {
-        w.trim_matches(|c: char| !c.is_alphanumeric() && !is_mark(c))
+        w.trim_matches(|c: char| !c.is_alphanumeric() && !crate::text::script::is_mark(c))
             .to_lowercase()
     };
     norm(a) == norm(b)
-}
-
-fn is_mark(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    matches!(
-        c.general_category(),
-        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
-    )
 }
 
 /// Length of the common prefix of two word lists.
