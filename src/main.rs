@@ -447,6 +447,29 @@ fn backends_for(
     Ok(Arc::new(b))
 }
 
+/// Loads the models, waits for the LLM worker, runs `job` on them, then stops and drains every
+/// task the load started (within the daemon's drain deadline), whatever `job` returned. `job`
+/// gets the shutdown token and the tracker that owns those tasks.
+async fn with_backends<T, Fut>(
+    config: Config,
+    job: impl FnOnce(Arc<Backends>, CancellationToken, TaskTracker) -> Fut,
+) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let backends = backends_for(config, &tracker, shutdown.clone())?;
+    if let Some(w) = &backends.worker {
+        w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
+    }
+    let out = job(backends, shutdown.clone(), tracker.clone()).await;
+    shutdown.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
+    out
+}
+
 fn converse_cmd(
     config: Config,
     input: &Path,
@@ -472,37 +495,31 @@ fn converse_cmd(
     vaak::audio::wav::WavSource::open(input)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let tracker = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        let backends = backends_for(config, &tracker, shutdown.clone())?;
-        if let Some(w) = &backends.worker {
-            w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
-        }
-        let stop = shutdown.clone();
-        // Owned by the tracker like every other task; aborted once the turn is done.
-        let ctrl_c = tracker.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.cancel();
-            }
-        });
-        let report = converse(
-            Arc::clone(&backends),
-            ConverseRequest {
-                input,
-                output: out,
-                languages,
-                speech_rate: rate,
-                min_silence_ms,
-            },
-            Arc::new(Metrics::default()),
-            shutdown.clone(),
-        )
-        .await;
-        ctrl_c.abort();
-        shutdown.cancel();
-        tracker.close();
-        let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
-        let report = report?;
+        let report = with_backends(config, |backends, shutdown, tracker| async move {
+            let stop = shutdown.clone();
+            // Owned by the tracker like every other task; aborted once the turn is done.
+            let ctrl_c = tracker.spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    stop.cancel();
+                }
+            });
+            let report = converse(
+                backends,
+                ConverseRequest {
+                    input,
+                    output: out,
+                    languages,
+                    speech_rate: rate,
+                    min_silence_ms,
+                },
+                Arc::new(Metrics::default()),
+                shutdown,
+            )
+            .await;
+            ctrl_c.abort();
+            Ok(report?)
+        })
+        .await?;
         if json {
             println!("{}", vaak::converse::report_json(&report, out));
         } else {
@@ -687,26 +704,16 @@ fn eval_replies_cmd(config: Config, questions: &Path, o: &RepliesOptions) -> Res
         if model.is_some() {
             config.llm.worker.model = model;
         }
-        let answered = rt.block_on(async {
-            let tracker = TaskTracker::new();
-            let shutdown = CancellationToken::new();
-            let backends = backends_for(config, &tracker, shutdown.clone())?;
-            if let Some(w) = &backends.worker {
-                w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
-            }
+        let answered = rt.block_on(with_backends(config, |backends, _, _| async {
             let mut answered = replies::ask_all(&backends, &qs, &label).await;
             if o.speak {
-                let b = Arc::clone(&backends);
                 answered = tokio::task::spawn_blocking(move || {
-                    replies::speak_back(&b, &mut answered).map(|()| answered)
+                    replies::speak_back(&backends, &mut answered).map(|()| answered)
                 })
                 .await??;
             }
-            shutdown.cancel();
-            tracker.close();
-            let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
-            anyhow::Ok(answered)
-        })?;
+            Ok(answered)
+        }))?;
         results.extend(answered);
     }
     let rows = replies::table(&results);
@@ -923,18 +930,9 @@ fn bench_cmd(config: Config, manifest: &Path, clips: usize) -> Result<()> {
     let all = vaak::bench::read_manifest(manifest)?;
     let languages = config.pipeline.languages.clone();
     let rt = runtime()?;
-    rt.block_on(async {
-        let tracker = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        let backends = backends_for(config, &tracker, shutdown.clone())?;
-        if let Some(w) = &backends.worker {
-            w.ready(vaak::backend::llm::worker::STARTUP_TIMEOUT).await?;
-        }
-        let report = vaak::bench::bench_turn(Arc::clone(&backends), &all, clips, &languages).await;
-        shutdown.cancel();
-        tracker.close();
-        let _ = tokio::time::timeout(vaak::daemon::DRAIN_DEADLINE, tracker.wait()).await;
-        print!("{}", report?.render());
-        Ok(())
-    })
+    let report = rt.block_on(with_backends(config, |backends, _, _| async {
+        Ok(vaak::bench::bench_turn(backends, &all, clips, &languages).await?)
+    }))?;
+    print!("{}", report.render());
+    Ok(())
 }
