@@ -316,6 +316,18 @@ fn follow_up_question(lang: &str) -> &'static str {
     }
 }
 
+/// Tokens per second after the first one (`first`: when it came, `total`: when the reply ended),
+/// if the server reported usage and more than one token came.
+pub fn decode_rate(
+    usage: Option<&crate::backend::llm::Usage>,
+    first: Duration,
+    total: Duration,
+) -> Option<f64> {
+    let u = usage?;
+    let decode = total.saturating_sub(first).as_secs_f64();
+    (u.completion_tokens > 1 && decode > 0.0).then(|| f64::from(u.completion_tokens - 1) / decode)
+}
+
 /// One streamed request: (time to first token, tokens/s if measurable, reply text).
 async fn llm_once(
     backends: &Backends,
@@ -348,10 +360,6 @@ async fn llm_once(
     }
     let total = t.elapsed();
     let first = first.unwrap_or(total);
-    let rate = usage.and_then(|u| {
-        let decode = (total - first).as_secs_f64();
-        (u.completion_tokens > 1 && decode > 0.0)
-            .then(|| f64::from(u.completion_tokens - 1) / decode)
-    });
+    let rate = decode_rate(usage.as_ref(), first, total);
     Ok((secs(first), rate, text))
 }

@@ -163,15 +163,9 @@ pub async fn ask_all(backends: &Backends, questions: &[Question], label: &str) -
         )
         .await;
         let total = sink.started.elapsed();
-        let decode_tps = spoken
-            .usage
-            .as_ref()
-            .zip(sink.first_token)
-            .and_then(|(u, first)| {
-                let decode = (total - first).as_secs_f64();
-                (u.completion_tokens > 1 && decode > 0.0)
-                    .then(|| f64::from(u.completion_tokens - 1) / decode)
-            });
+        let decode_tps = sink
+            .first_token
+            .and_then(|first| super::decode_rate(spoken.usage.as_ref(), first, total));
         let reply = spoken.text;
         out.push(ReplyResult {
             model: label.to_string(),
