@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::audio::resample::StreamResampler;
+use crate::audio::resample::{StreamResampler, ToRate};
 use crate::audio::wav::{WavError, WavInfo, WavSource};
 use crate::audio::PIPELINE_RATE;
 use crate::backend::Backends;
@@ -273,7 +273,8 @@ struct ReplyWriter {
     path: PathBuf,
     writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
     rate: u32,
-    resamplers: Vec<(u32, StreamResampler)>,
+    /// Set with the file's rate by the first chunk.
+    resampler: Option<ToRate>,
     samples: u64,
 }
 
@@ -283,7 +284,7 @@ impl ReplyWriter {
             path: path.to_path_buf(),
             writer: None,
             rate: 0,
-            resamplers: Vec::new(),
+            resampler: None,
             samples: 0,
         }
     }
@@ -307,34 +308,16 @@ impl ReplyWriter {
             self.writer = Some(w);
             self.rate = rate;
         }
-        let converted;
-        let data: &[f32] = if rate == self.rate {
-            samples
-        } else {
-            let target = self.rate;
-            let idx = match self.resamplers.iter().position(|(r, _)| *r == rate) {
-                Some(i) => i,
-                None => {
-                    let r = StreamResampler::new(rate, target).map_err(|e| self.err(e))?;
-                    self.resamplers.push((rate, r));
-                    self.resamplers.len() - 1
-                }
-            };
-            let mut out = Vec::new();
-            self.resamplers[idx]
-                .1
-                .push(samples, &mut out)
-                .map_err(|e| ConverseError::Output {
-                    path: self.path.clone(),
-                    detail: e.to_string(),
-                })?;
-            converted = out;
-            &converted
-        };
+        let to = self.rate;
+        let data = self
+            .resampler
+            .get_or_insert_with(|| ToRate::new(to))
+            .convert(samples, rate)
+            .map_err(|e| self.err(e))?;
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
-        for &s in data {
+        for &s in &data {
             w.write_sample(crate::audio::pcm::f32_to_i16(s))
                 .map_err(|e| ConverseError::Output {
                     path: self.path.clone(),
@@ -394,7 +377,7 @@ pub fn report_text(r: &ConverseReport, out: &Path) -> String {
         s.push_str(&format!(
             "language:   {} ({}, confidence {:.2}; spoken: {})\n",
             t.language,
-            crate::config::language_name(&t.language),
+            crate::text::script::language_name(&t.language),
             t.confidence,
             cands.join(", ")
         ));

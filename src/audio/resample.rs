@@ -152,8 +152,10 @@ impl StreamResampler {
     }
 }
 
-/// Reply audio → one fixed rate, whatever rate each chunk comes at (voices differ: Kokoro
-/// 24 kHz, Piper 22.05 kHz): the resampler is rebuilt when the source rate changes.
+/// Audio → one fixed rate, whatever rate each chunk comes at (voices differ: Kokoro 24 kHz,
+/// Piper 22.05 kHz; a reopened microphone may too): the resampler is rebuilt when the source
+/// rate changes. The one rate converter of reply audio (gRPC, WebRTC, converse, the kiosk's
+/// speaker) and of the kiosk's microphone.
 pub struct ToRate {
     to: u32,
     current: Option<(u32, StreamResampler)>,
@@ -186,6 +188,14 @@ impl ToRate {
             Some((_, r)) => r.push(samples, out),
             None => Ok(()),
         }
+    }
+
+    /// `samples` (at `rate`) at the target rate, in a new buffer.
+    pub fn convert(&mut self, samples: &[f32], rate: u32) -> Result<Vec<f32>, ResampleError> {
+        let ratio = f64::from(self.to) / f64::from(rate.max(1));
+        let mut out = Vec::with_capacity((samples.len() as f64 * ratio) as usize + 16);
+        self.push(samples, rate, &mut out)?;
+        Ok(out)
     }
 
     /// End of a reply: what the resampler still holds goes to `out`.

@@ -459,7 +459,7 @@ async fn run_audiosocket_session(
     // Arrival times of reply audio frames, read with the daemon's own AudioSocket frame reader;
     // it stops at hang-up, an error frame, a bad frame or EOF.
     let (frames_tx, mut frames) = mpsc::channel::<Instant>(1024);
-    let mut reply = crate::transport::telephony::call::Reader::Tcp {
+    let mut reply = crate::transport::telephony::reader::Reader::Tcp {
         read: rd,
         buf: bytes::BytesMut::with_capacity(4096),
     };

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::llm::{ChatMessage, Role};
-use crate::config::language_name;
+use crate::text::script::language_name;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {

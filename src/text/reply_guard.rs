@@ -176,7 +176,7 @@ pub fn cannot_answer(language: &str) -> &'static str {
 /// The reminder added to the user's message when the model's first reply was in the wrong
 /// script (English: small models follow an English instruction best).
 pub fn script_reminder(language: &str, mixed: bool) -> String {
-    let name = crate::config::language_name(language);
+    let name = crate::text::script::language_name(language);
     match (Script::of_language(language), mixed) {
         (Some(Script::Latin) | None, _) => format!("(Reply in {name}.)"),
         (Some(_), true) => format!("(Reply in {name} mixed with English, as I speak.)"),

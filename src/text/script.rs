@@ -199,6 +199,27 @@ fn from_whatlang(l: whatlang::Lang) -> Option<&'static str> {
     })
 }
 
+/// English name of a language code (used in prompts and tables).
+pub fn language_name(code: &str) -> &'static str {
+    match code {
+        "en" => "English",
+        "hi" => "Hindi",
+        "bn" => "Bengali",
+        "ta" => "Tamil",
+        "te" => "Telugu",
+        "mr" => "Marathi",
+        "gu" => "Gujarati",
+        "kn" => "Kannada",
+        "ml" => "Malayalam",
+        "pa" => "Punjabi",
+        "ur" => "Urdu",
+        "or" => "Odia",
+        "as" => "Assamese",
+        "ne" => "Nepali",
+        _ => "the user's language",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

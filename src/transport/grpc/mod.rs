@@ -15,11 +15,11 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::asr::{AsrError, LanguageHint};
-use crate::config::language_name;
 use crate::proto;
 use crate::proto::vaak_server::{Vaak, VaakServer};
 use crate::scheduler::Priority;
 use crate::session::service::{OpenError, SessionService};
+use crate::text::script::language_name;
 use audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
 use auth::{tenant_of, ApiKeys};
 

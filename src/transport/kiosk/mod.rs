@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::audio::resample::StreamResampler;
+use crate::audio::resample::ToRate;
 use crate::audio::{rms, PIPELINE_RATE};
 use crate::backend::Backends;
 use crate::config::{Config, Duplex, LlmKind, Wake};
@@ -151,38 +151,23 @@ struct Pending {
     handed_over: Instant,
 }
 
-/// Resamples between two rates, rebuilt when either changes.
-struct Converter {
-    rates: (u32, u32),
-    inner: Option<StreamResampler>,
-}
+/// A [`ToRate`] whose target follows a device that may reopen at another rate.
+struct Converter(Option<ToRate>);
 
 impl Converter {
     fn new() -> Self {
-        Self {
-            rates: (0, 0),
-            inner: None,
-        }
+        Self(None)
     }
 
+    /// `samples` at `from` converted to `to`; nothing if they cannot be (a rate of 0).
     fn run(&mut self, samples: &[f32], from: u32, to: u32) -> Vec<f32> {
-        if from == to || from == 0 || to == 0 {
-            return samples.to_vec();
+        if self.0.as_ref().map(ToRate::rate) != Some(to) {
+            self.0 = Some(ToRate::new(to));
         }
-        if self.rates != (from, to) || self.inner.is_none() {
-            self.inner = StreamResampler::new(from, to).ok();
-            self.rates = (from, to);
-        }
-        let mut out = Vec::with_capacity(samples.len() * to as usize / from as usize + 16);
-        let ok = self
-            .inner
+        self.0
             .as_mut()
-            .is_some_and(|r| r.push(samples, &mut out).is_ok());
-        if ok {
-            out
-        } else {
-            Vec::new()
-        }
+            .and_then(|c| c.convert(samples, from).ok())
+            .unwrap_or_default()
     }
 }
 

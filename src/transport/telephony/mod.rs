@@ -12,10 +12,13 @@
 
 pub mod audiosocket;
 pub mod call;
+mod end;
 pub mod exotel;
 pub mod frames;
 pub mod plivo;
+pub mod reader;
 pub mod twilio;
+mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -37,8 +40,10 @@ use tracing::{info_span, warn, Instrument};
 use crate::config::ProviderConfig;
 use crate::session::service::SessionService;
 use crate::transport::grpc::auth::constant_time_eq;
-use call::{CallSetup, Connection, Reader};
+use call::CallSetup;
 use frames::{Inbound, WireError};
+use reader::Reader;
+use writer::Connection;
 
 /// Largest WebSocket message accepted (a provider's media message is a few kB).
 pub const MAX_WS_MESSAGE: usize = frames::MAX_TEXT_MESSAGE;

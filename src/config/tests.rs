@@ -1,0 +1,55 @@
+//! Tests of the configuration: defaults, every validator, the TOML round trip.
+
+use super::*;
+
+#[test]
+fn defaults_round_trip_and_validate() {
+    let text = Config::default_toml();
+    let cfg = Config::parse(&text).unwrap();
+    assert_eq!(cfg.server.max_sessions, DEFAULT_MAX_SESSIONS);
+    assert_eq!(cfg.pipeline.languages.len(), DEFAULT_LANGUAGES.len());
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let e = Config::parse("[vad]\nthreshhold = 0.4\n").unwrap_err();
+    assert!(e.to_string().contains("threshhold"), "{e}");
+    assert!(Config::parse("colour = 1\n").is_err());
+}
+
+#[test]
+fn invalid_values_are_rejected() {
+    assert!(Config::parse("[vad]\nthreshold = 1.5\n").is_err());
+    assert!(Config::parse("[pipeline]\nlanguages = [\"xx\"]\n").is_err());
+    assert!(Config::parse("[llm]\nkind = \"openai\"\n").is_err());
+    assert!(Config::parse("[models]\nset = \"huge\"\n").is_err());
+    let e = Config::parse("[kiosk.greetings]\nxx = \"hi\"\n").unwrap_err();
+    assert!(e.to_string().contains("kiosk.greetings"), "{e}");
+    for (bad, names) in [
+        ("[webrtc]\nbind_ip = \"0.0.0.0\"\n", "bind_ip"),
+        ("[webrtc]\nopus_complexity = 9\n", "opus_complexity"),
+        ("[[webrtc.ice_servers]]\nurls = [\"http://x\"]\n", "stun:"),
+        (
+            "[[webrtc.ice_servers]]\nurls = [\"turn:t.example:3478\"]\n",
+            "credential_env",
+        ),
+    ] {
+        let e = Config::parse(bad).unwrap_err();
+        assert!(e.to_string().contains(names), "{bad}: {e}");
+    }
+    let e = Config::parse("[asr]\nswitch_confidence = 2.0\n").unwrap_err();
+    assert!(e.to_string().contains("switch_confidence"), "{e}");
+    let c = Config::parse("[kiosk]\nwake = \"push-to-talk\"\nduplex = \"echo-suppression\"\n")
+        .expect("kiosk modes parse");
+    assert_eq!(
+        (c.kiosk.wake, c.kiosk.duplex),
+        (Wake::PushToTalk, Duplex::EchoSuppression)
+    );
+}
+
+#[test]
+fn partial_files_keep_other_defaults() {
+    let cfg = Config::parse("[vad]\nmin_silence_ms = 700\n").unwrap();
+    assert_eq!(cfg.vad.min_silence_ms, 700);
+    assert_eq!(cfg.vad.threshold, DEFAULT_VAD_THRESHOLD);
+}
