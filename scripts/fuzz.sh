@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (fuzz/: the telephony frame parsers, the WAV reader) for a short time each: libFuzzer via
+# Runs every fuzz target (fuzz/: the telephony frame parsers, the WAV reader, typed text and
+# redaction, speech normalisation) for a short time each: libFuzzer via
 # cargo fuzz, on the machine's stable toolchain (RUSTC_BOOTSTRAP=1 admits the -Z flags cargo
 # fuzz passes). A crash fails the script and leaves the input under fuzz/artifacts/.
 #
@@ -15,7 +16,7 @@ source scripts/env.sh
 CARGO_FUZZ_VERSION=0.13.2
 SECS="${VAAK_FUZZ_SECS:-20}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(twilio_message exotel_message plivo_message audiosocket_frames wav_file)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(twilio_message exotel_message plivo_message audiosocket_frames wav_file speech_text typed_text)
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub speculative_abandoned: AtomicU64,
     /// Short speech over a reply that did not interrupt it.
     pub backchannels: AtomicU64,
+    /// Speech over a reply of a session with barge-in off: not heard (the reply plays out).
+    pub speech_over_reply_ignored: AtomicU64,
     /// Streaming recognition passes run, skipped (every decode slot busy: a partial is never
     /// queued) and failed (their audio stays for the next pass).
     pub asr_passes: AtomicU64,
@@ -203,6 +205,11 @@ impl Metrics {
                 "backchannels",
                 "Short speech over a reply that did not interrupt it",
                 c(&self.backchannels),
+            ),
+            (
+                "speech_over_reply_ignored",
+                "Speech over a reply with barge-in off, not heard so the reply plays out",
+                c(&self.speech_over_reply_ignored),
             ),
             (
                 "asr_passes",

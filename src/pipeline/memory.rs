@@ -11,15 +11,21 @@ use super::messages::{Turn, TurnId};
 use crate::backend::llm::ChatMessage;
 use crate::session::{Conversation, Exchange};
 
-/// Where a session's history is kept between streams.
+/// Where a session's history is kept between streams. Both calls block (callers run them on
+/// the blocking pool).
 pub trait HistorySink: Send + Sync {
-    /// Blocking (callers run it on the blocking pool).
-    fn save(&self, exchanges: &[Exchange]) -> Result<(), String>;
+    /// Adds an exchange after those kept; returns its key for [`HistorySink::amend`].
+    fn append(&self, exchange: &Exchange) -> Result<i64, String>;
+    /// Cuts the reply of exchange `key` to `heard`, marked interrupted.
+    fn amend(&self, key: i64, heard: &str) -> Result<(), String>;
 }
 
 pub struct SessionMemory {
     inner: Mutex<Inner>,
     sink: Option<Arc<dyn HistorySink>>,
+    /// The turn and sink key of the newest exchange persisted. Held across a write, so an
+    /// interruption's amend waits for the append of the exchange it amends.
+    persisted: tokio::sync::Mutex<Option<(TurnId, i64)>>,
 }
 
 struct Inner {
@@ -45,6 +51,7 @@ impl SessionMemory {
                 last_turn: None,
             }),
             sink,
+            persisted: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -96,10 +103,18 @@ impl SessionMemory {
         };
         {
             let mut inner = self.lock();
-            inner.conversation.record(exchange);
+            inner.conversation.record(exchange.clone());
             inner.last_turn = Some(turn.id);
         }
-        self.persist().await;
+        let Some(sink) = self.sink.clone() else {
+            return;
+        };
+        let mut persisted = self.persisted.lock().await;
+        match tokio::task::spawn_blocking(move || sink.append(&exchange)).await {
+            Ok(Ok(key)) => *persisted = Some((turn.id, key)),
+            Ok(Err(e)) => warn!(error = %e, "cannot persist the session history"),
+            Err(e) => warn!(error = %e, "history persistence task failed"),
+        }
     }
 
     /// The reply of `turn` was interrupted after it was recorded: keep only what was heard.
@@ -115,16 +130,15 @@ impl SessionMemory {
             last.interrupted = true;
             inner.conversation.restore(all);
         }
-        self.persist().await;
-    }
-
-    async fn persist(&self) {
         let Some(sink) = self.sink.clone() else {
             return;
         };
-        let snapshot = self.exchanges();
-        let saved = tokio::task::spawn_blocking(move || sink.save(&snapshot)).await;
-        match saved {
+        let persisted = self.persisted.lock().await;
+        let Some((_, key)) = persisted.filter(|(t, _)| *t == turn.id) else {
+            return;
+        };
+        let heard = turn.heard_text();
+        match tokio::task::spawn_blocking(move || sink.amend(key, &heard)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "cannot persist the session history"),
             Err(e) => warn!(error = %e, "history persistence task failed"),

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::backend::tts::{requested_speed, MAX_SPEED, MIN_SPEED};
 use crate::backend::Backends;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -21,6 +22,7 @@ use crate::pipeline::{self, HistorySink, SessionMemory, SessionPipeline, Session
 use crate::scheduler::Load;
 use crate::session::store::SessionStore;
 use crate::session::{Conversation, Exchange};
+use crate::text::input::{echo, MAX_ECHO_CHARS};
 
 /// Longest session id a client may choose.
 pub const MAX_SESSION_ID_LEN: usize = 64;
@@ -36,16 +38,19 @@ pub enum OpenError {
         detail: String,
         retry_after: Duration,
     },
+    /// Holds the id as [`echo`] quotes it.
     #[error("session id must be 1..=64 characters of A-Z a-z 0-9 - _ (got {0:?})")]
     BadSessionId(String),
     #[error("language `{language}` is not served here; served: {served}")]
     UnknownLanguage { language: String, served: String },
     #[error("voice for `{language}`: {detail}")]
     UnknownVoice { language: String, detail: String },
-    #[error("speech rate {0} is outside 0.5..=2.0")]
+    #[error("speech rate {0} is outside {MIN_SPEED}..={MAX_SPEED}")]
     BadSpeechRate(f32),
     #[error("session store: {0}")]
     Store(String),
+    #[error("cannot draw a random session id from the operating system: {0}")]
+    Randomness(String),
 }
 
 /// What a transport asks for when a conversation starts.
@@ -195,15 +200,14 @@ impl SessionService {
     ) -> Result<OpenSession, OpenError> {
         let cfg = &self.backends.config;
         let languages = self.languages(&req.languages)?;
-        if req.speech_rate != 0.0 && !(0.5..=2.0).contains(&req.speech_rate) {
-            return Err(OpenError::BadSpeechRate(req.speech_rate));
-        }
+        let speech_rate = requested_speed(req.speech_rate, cfg.tts.default_speed)
+            .map_err(OpenError::BadSpeechRate)?;
         self.check_voices(&req.voices, &languages, req.text_only)
             .await?;
         if let Some(p) = &req.preferred_language {
             if !languages.contains(p) {
                 return Err(OpenError::UnknownLanguage {
-                    language: p.clone(),
+                    language: echo(p),
                     served: languages.join(", "),
                 });
             }
@@ -211,12 +215,16 @@ impl SessionService {
         let (id, chosen) = match &req.session_id {
             Some(id) if !id.is_empty() => {
                 if !valid_session_id(id) {
-                    return Err(OpenError::BadSessionId(id.clone()));
+                    return Err(OpenError::BadSessionId(echo(id)));
                 }
                 (id.clone(), true)
             }
-            _ => (new_session_id(), false),
+            _ => (new_session_id()?, false),
         };
+        // Take the session over before reading its history: the old stream is stopped first,
+        // and whatever it still saves is appended after what is read here, never over it.
+        let cancel = self.shutdown.child_token();
+        let live = self.register_live(&req.tenant, &id, cancel.clone());
         let history = match (&self.store, chosen) {
             (Some(store), true) => {
                 let (store, tenant, key) = (Arc::clone(store), req.tenant.clone(), id.clone());
@@ -241,19 +249,13 @@ impl SessionService {
                 store: Arc::clone(s),
                 tenant: req.tenant.clone(),
                 id: id.clone(),
+                keep: cfg.llm.history_turns,
             }) as Arc<dyn HistorySink>
         });
         let memory = Arc::new(SessionMemory::new(conversation, sink));
-
-        let cancel = self.shutdown.child_token();
-        let live = self.register_live(&req.tenant, &id, cancel.clone());
         let settings = SessionSettings {
             barge_in: req.barge_in,
-            speech_rate: if req.speech_rate == 0.0 {
-                cfg.tts.default_speed
-            } else {
-                req.speech_rate
-            },
+            speech_rate,
             text_only: req.text_only,
             voices: req.voices,
             memory: Some(memory),
@@ -337,7 +339,7 @@ impl SessionService {
                 .to_string();
             if !served.contains(&code) {
                 return Err(OpenError::UnknownLanguage {
-                    language: l.clone(),
+                    language: echo(l),
                     served: served.join(", "),
                 });
             }
@@ -360,8 +362,14 @@ impl SessionService {
         for (language, name) in voices {
             if !languages.contains(language) {
                 return Err(OpenError::UnknownVoice {
-                    language: language.clone(),
+                    language: echo(language),
                     detail: "that language is not one of this session's languages".into(),
+                });
+            }
+            if name.chars().count() > MAX_ECHO_CHARS {
+                return Err(OpenError::UnknownVoice {
+                    language: language.clone(),
+                    detail: format!("no voice is named {}", echo(name)),
                 });
             }
             let bank = Arc::clone(&self.backends.tts);
@@ -426,12 +434,21 @@ struct StoreSink {
     store: Arc<SessionStore>,
     tenant: String,
     id: String,
+    /// Exchanges kept per session (the conversation's own turn limit).
+    keep: usize,
 }
 
 impl HistorySink for StoreSink {
-    fn save(&self, exchanges: &[Exchange]) -> Result<(), String> {
+    fn append(&self, exchange: &Exchange) -> Result<i64, String> {
         self.store
-            .save(&self.tenant, &self.id, exchanges)
+            .append(&self.tenant, &self.id, exchange, self.keep)
+            .map_err(|e| e.to_string())
+    }
+
+    fn amend(&self, key: i64, heard: &str) -> Result<(), String> {
+        self.store
+            .amend(&self.tenant, &self.id, key, heard)
+            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 }
@@ -444,22 +461,16 @@ pub fn valid_session_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// 128 random bits from the OS, hex-encoded.
-fn new_session_id() -> String {
+/// 128 random bits from the OS's CSPRNG (the `getrandom` system call, which does not block
+/// once the kernel's pool is seeded), hex-encoded. Without randomness no id is made: a
+/// guessable id would let another client of the tenant resume the conversation.
+fn new_session_id() -> Result<String, OpenError> {
+    use rand::TryRngCore;
     let mut buf = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
-        .is_ok();
-    if !ok {
-        // No /dev/urandom (a strange sandbox): time and a per-process counter still give
-        // unique, if guessable, ids; resume also needs the tenant's key.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        buf = t.to_le_bytes();
-    }
-    hex::encode(buf)
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut buf)
+        .map_err(|e| OpenError::Randomness(e.to_string()))?;
+    Ok(hex::encode(buf))
 }
 
 #[cfg(test)]
@@ -473,8 +484,8 @@ mod tests {
         assert!(!valid_session_id("a b"));
         assert!(!valid_session_id("../etc"));
         assert!(!valid_session_id(&"a".repeat(65)));
-        let a = new_session_id();
+        let a = new_session_id().unwrap();
         assert_eq!(a.len(), 32);
-        assert_ne!(a, new_session_id());
+        assert_ne!(a, new_session_id().unwrap());
     }
 }

@@ -5,8 +5,9 @@
 //! short as it can: a session past its TTL is never returned and is deleted when seen (and by
 //! [`SessionStore::purge_expired`]); a delete removes every row for real (`secure_delete`
 //! overwrites the freed pages, and the write-ahead log is checkpointed and truncated so no old
-//! copy lingers there); the file is readable by its owner only; and a session is visible only to
-//! the tenant that created it.
+//! copy lingers there); the file is readable by its owner only; a session is visible only to
+//! the tenant that created it; and phone, Aadhaar, PAN and other long numbers are masked
+//! ([`crate::text::redact`]) before a word is written, so the file never holds them in clear.
 //!
 //! Calls block (callers use `spawn_blocking`) and hold one connection behind a mutex.
 
@@ -19,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::Exchange;
 use crate::text::codeswitch::mixed_with_english;
+use crate::text::redact::redact;
 
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -256,18 +258,103 @@ impl SessionStore {
         }))
     }
 
-    /// Upserts the history of a session and refreshes its expiry. Fails with
-    /// [`StoreError::IdTaken`] if the id exists (unexpired) for another tenant; an expired session
-    /// of any tenant under that id is deleted first.
-    pub fn save(&self, tenant: &str, id: &str, exchanges: &[Exchange]) -> Result<(), StoreError> {
+    /// Appends `exchange` to the history of session `id` (created if new, its expiry refreshed),
+    /// keeps only the newest `keep` exchanges, and returns the exchange's sequence number (for
+    /// [`SessionStore::amend`]). Personal numbers are masked before anything is written: the
+    /// live turn saw them, the file never holds them.
+    ///
+    /// Appending, not replacing the history, means two streams of one session (a reconnect
+    /// that took over while the old stream's last turn was still being saved) cannot overwrite
+    /// each other's turns: both are kept, in the order they were saved.
+    ///
+    /// Fails with [`StoreError::IdTaken`] if the id exists (unexpired) for another tenant; an
+    /// expired session of any tenant under that id is deleted first.
+    pub fn append(
+        &self,
+        tenant: &str,
+        id: &str,
+        exchange: &Exchange,
+        keep: usize,
+    ) -> Result<i64, StoreError> {
         let now = now_ms();
-        let expires = now.saturating_add(self.ttl_ms());
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql("begin a save"))?;
-        let row = self.session_row(&tx, id)?;
-        match row {
+        self.claim(&tx, tenant, id, now)?;
+        let seq: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM exchanges WHERE session_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("number an exchange"))?;
+        tx.execute(
+            "INSERT INTO exchanges
+             (session_id, seq, user_text, assistant_text, language, interrupted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                seq,
+                redact(&exchange.user),
+                redact(&exchange.assistant),
+                exchange.language,
+                exchange.interrupted
+            ],
+        )
+        .map_err(self.sql("write an exchange"))?;
+        let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
+        tx.execute(
+            "DELETE FROM exchanges WHERE session_id = ?1 AND seq <= ?2",
+            params![id, seq.saturating_sub(keep)],
+        )
+        .map_err(self.sql("forget the oldest exchanges"))?;
+        tx.commit().map_err(self.sql("commit a save"))?;
+        Ok(seq)
+    }
+
+    /// Replaces the reply of exchange `seq` with what the user heard of it before
+    /// interrupting (masked like [`SessionStore::append`]); false if there is no such exchange
+    /// for `tenant` (deleted, expired, or trimmed away meanwhile).
+    pub fn amend(&self, tenant: &str, id: &str, seq: i64, heard: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin a save"))?;
+        let owned = matches!(
+            self.session_row(&tx, id)?,
+            Some((owner, updated, expires)) if owner == tenant && !self.expired(updated, expires, now)
+        );
+        if !owned {
+            return Ok(false);
+        }
+        let changed = tx
+            .execute(
+                "UPDATE exchanges SET assistant_text = ?3, interrupted = 1
+                 WHERE session_id = ?1 AND seq = ?2",
+                params![id, seq, redact(heard)],
+            )
+            .map_err(self.sql("amend an exchange"))?;
+        tx.execute(
+            "UPDATE sessions SET updated_ms = ?2, expires_ms = ?3 WHERE id = ?1",
+            params![id, now, now.saturating_add(self.ttl_ms())],
+        )
+        .map_err(self.sql("write a session"))?;
+        tx.commit().map_err(self.sql("commit a save"))?;
+        Ok(changed > 0)
+    }
+
+    /// Makes session `id` `tenant`'s (or refreshes its expiry): an expired session under the id
+    /// is deleted first; an unexpired one of another tenant is [`StoreError::IdTaken`].
+    fn claim(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match self.session_row(tx, id)? {
             Some((_, updated_ms, expires_ms)) if self.expired(updated_ms, expires_ms, now) => {
                 tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
                     .map_err(self.sql("delete an expired session"))?;
@@ -283,33 +370,10 @@ impl SessionStore {
             "INSERT INTO sessions (id, tenant, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms,
                                             expires_ms = excluded.expires_ms",
-            params![id, tenant, now, expires],
+            params![id, tenant, now, now.saturating_add(self.ttl_ms())],
         )
         .map_err(self.sql("write a session"))?;
-        tx.execute("DELETE FROM exchanges WHERE session_id = ?1", [id])
-            .map_err(self.sql("replace the exchanges of a session"))?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO exchanges
-                     (session_id, seq, user_text, assistant_text, language, interrupted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(self.sql("write the exchanges of a session"))?;
-            for (seq, ex) in (0_i64..).zip(exchanges) {
-                insert
-                    .execute(params![
-                        id,
-                        seq,
-                        ex.user,
-                        ex.assistant,
-                        ex.language,
-                        ex.interrupted
-                    ])
-                    .map_err(self.sql("write the exchanges of a session"))?;
-            }
-        }
-        tx.commit().map_err(self.sql("commit a save"))
+        Ok(())
     }
 
     /// Deletes the session and everything stored for it; true if it existed (for that tenant).
@@ -385,216 +449,5 @@ fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    fn history() -> Vec<Exchange> {
-        vec![
-            Exchange {
-                user: "नमस्ते, आज मौसम कैसा है?".into(),
-                assistant: "आज धूप है और हल्की हवा चल रही है।".into(),
-                language: "hi".into(),
-                interrupted: false,
-                mixed: false,
-            },
-            Exchange {
-                user: "మీరు ఎవరు?".into(),
-                assistant: "నేను వాక్, మీ వాయిస్".into(),
-                language: "te".into(),
-                interrupted: true,
-                mixed: false,
-            },
-        ]
-    }
-
-    fn count(store: &SessionStore, table: &str) -> i64 {
-        let conn = store.lock();
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .expect("count rows")
-    }
-
-    #[test]
-    fn save_load_round_trip_with_indic_text() {
-        let store = SessionStore::in_memory(HOUR).expect("store");
-        assert_eq!(store.ttl(), HOUR);
-        assert_eq!(store.load("t1", "s1").expect("load"), None);
-        let before = now_ms();
-        store.save("t1", "s1", &history()).expect("save");
-        let got = store.load("t1", "s1").expect("load").expect("present");
-        assert_eq!(got.tenant, "t1");
-        assert_eq!(got.exchanges, history());
-        assert!(got.updated_unix_ms >= before);
-
-        // A save replaces the history, it does not append.
-        store.save("t1", "s1", &history()[1..]).expect("save");
-        let got = store.load("t1", "s1").expect("load").expect("present");
-        assert_eq!(got.exchanges, history()[1..]);
-        assert_eq!(count(&store, "exchanges"), 1);
-    }
-
-    #[test]
-    fn expired_session_is_none_and_deleted() {
-        let store = SessionStore::in_memory(Duration::from_millis(50)).expect("store");
-        store.save("t1", "s1", &history()).expect("save");
-        store.save("t1", "s2", &history()).expect("save");
-        std::thread::sleep(Duration::from_millis(120));
-        assert_eq!(store.load("t1", "s1").expect("load"), None);
-        let conn = store.lock();
-        let left: i64 = conn
-            .query_row("SELECT count(*) FROM sessions WHERE id = 's1'", [], |r| {
-                r.get(0)
-            })
-            .expect("count");
-        drop(conn);
-        assert_eq!(left, 0);
-        assert_eq!(count(&store, "exchanges"), 2, "only s2's rows remain");
-        assert_eq!(store.purge_expired().expect("purge"), 1);
-        assert_eq!(count(&store, "sessions"), 0);
-        assert_eq!(count(&store, "exchanges"), 0);
-    }
-
-    #[test]
-    fn expired_id_can_be_taken_by_another_tenant() {
-        let store = SessionStore::in_memory(Duration::from_millis(30)).expect("store");
-        store.save("t1", "s1", &history()).expect("save");
-        std::thread::sleep(Duration::from_millis(80));
-        store.save("t2", "s1", &history()[..1]).expect("save");
-        let got = store.load("t2", "s1").expect("load").expect("present");
-        assert_eq!(got.exchanges, history()[..1]);
-    }
-
-    #[test]
-    fn tenants_are_isolated() {
-        let store = SessionStore::in_memory(HOUR).expect("store");
-        store.save("t1", "s1", &history()).expect("save");
-        assert_eq!(store.load("t2", "s1").expect("load"), None);
-        assert!(!store.delete("t2", "s1").expect("delete"));
-        let err = store.save("t2", "s1", &[]).expect_err("id is taken");
-        assert!(matches!(err, StoreError::IdTaken { .. }), "{err}");
-        assert!(!err.to_string().contains("t1"), "{err}");
-        // Untouched by the other tenant's attempts.
-        let got = store.load("t1", "s1").expect("load").expect("present");
-        assert_eq!(got.exchanges, history());
-    }
-
-    #[test]
-    fn delete_removes_every_row() {
-        let store = SessionStore::in_memory(HOUR).expect("store");
-        store.save("t1", "s1", &history()).expect("save");
-        store.save("t1", "s2", &history()).expect("save");
-        assert_eq!(count(&store, "exchanges"), 4);
-        assert!(store.delete("t1", "s1").expect("delete"));
-        assert!(!store.delete("t1", "s1").expect("delete again"));
-        assert_eq!(count(&store, "sessions"), 1);
-        assert_eq!(count(&store, "exchanges"), 2);
-        assert_eq!(store.load("t1", "s1").expect("load"), None);
-    }
-
-    #[test]
-    fn file_store_persists_is_private_and_scrubs_deleted_text() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("nested/dir/sessions.db");
-        {
-            let store = SessionStore::open(&path, HOUR).expect("open");
-            store.save("t1", "s1", &history()).expect("save");
-            store.save("t1", "gone", &history()).expect("save");
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
-        }
-        let store = SessionStore::open(&path, HOUR).expect("reopen");
-        let got = store.load("t1", "s1").expect("load").expect("present");
-        assert_eq!(got.exchanges, history());
-        #[cfg(unix)]
-        {
-            // The -wal and -shm files SQLite creates take the database file's mode.
-            use std::os::unix::fs::PermissionsExt;
-            let dir = path.parent().expect("parent");
-            let names: Vec<_> = std::fs::read_dir(dir)
-                .expect("list")
-                .map(|e| e.expect("entry").path())
-                .collect();
-            assert!(names.len() >= 2, "{names:?}");
-            for file in names {
-                let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
-                assert_eq!(mode & 0o777, 0o600, "{} has mode {mode:o}", file.display());
-            }
-        }
-
-        assert!(store.delete("t1", "gone").expect("delete"));
-        store.delete("t1", "s1").expect("delete");
-        // With secure_delete and the log truncated, the text is nowhere in the files, even while
-        // the store is open (closing would checkpoint and remove the log anyway).
-        let needle = "మీరు ఎవరు".as_bytes();
-        for entry in std::fs::read_dir(path.parent().expect("parent")).expect("list") {
-            let file = entry.expect("entry").path();
-            let bytes = std::fs::read(&file).expect("read");
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "deleted text found in {}",
-                file.display()
-            );
-        }
-    }
-
-    #[test]
-    fn existing_file_is_narrowed_to_0600() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sessions.db");
-        std::fs::write(&path, b"").expect("create");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-            SessionStore::open(&path, HOUR).expect("open");
-            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
-        }
-    }
-
-    #[test]
-    fn garbage_file_is_an_error_naming_the_path() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("garbage.db");
-        std::fs::write(&path, vec![0xA5_u8; 8192]).expect("write");
-        let err = SessionStore::open(&path, HOUR).expect_err("not a database");
-        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
-        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
-    }
-
-    #[test]
-    fn newer_schema_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sessions.db");
-        {
-            let conn = Connection::open(&path).expect("open");
-            conn.pragma_update(None, "user_version", 99)
-                .expect("version");
-        }
-        let err = SessionStore::open(&path, HOUR).expect_err("newer schema");
-        assert!(
-            matches!(err, StoreError::NewerSchema { found: 99, .. }),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn shorter_ttl_on_reopen_applies_to_old_sessions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sessions.db");
-        SessionStore::open(&path, HOUR)
-            .expect("open")
-            .save("t1", "s1", &history())
-            .expect("save");
-        std::thread::sleep(Duration::from_millis(60));
-        let store = SessionStore::open(&path, Duration::from_millis(20)).expect("reopen");
-        // Purged on open.
-        assert_eq!(count(&store, "sessions"), 0);
-        assert_eq!(count(&store, "exchanges"), 0);
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -413,8 +413,11 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
 #[derive(Default)]
 struct TurnTaking {
     heard_speech: bool,
-    /// A reply was playing when the current speech started.
+    /// A reply was playing when the current speech started (barge-in on: it may interrupt).
     over_reply: bool,
+    /// Barge-in off and a reply was playing when the current speech started: this speech is not
+    /// heard, so the reply plays out whole.
+    ignoring: bool,
     speculative: Option<Arc<Turn>>,
     /// The latest confirmed turn and the length of all the audio it was heard from.
     base: Option<(Arc<Turn>, usize)>,
@@ -437,6 +440,7 @@ impl TurnTaking {
         out: VadOut,
     ) -> bool {
         match out {
+            VadOut::Speech(..) if self.ignoring => true,
             VadOut::Speech(pcm, trailing_silence) => {
                 ctx.forward(
                     tx,
@@ -457,7 +461,15 @@ impl TurnTaking {
         tx: &mpsc::Sender<SpeechInput>,
         ev: Endpoint,
     ) -> bool {
+        if self.ignoring {
+            return self.while_ignoring(ctx, ev);
+        }
         match ev {
+            Endpoint::SpeechStarted if !ctx.settings.barge_in && ctx.turns.replying() => {
+                debug!("speech over a reply with barge-in off: not heard");
+                self.ignoring = true;
+                true
+            }
             Endpoint::SpeechStarted => {
                 self.heard_speech = true;
                 self.carried = 0;
@@ -539,6 +551,16 @@ impl TurnTaking {
                 ctx.forward(tx, SpeechInput::Decide(turn)).await
             }
         }
+    }
+
+    /// Speech that started over a reply of a session with barge-in off: nothing of it reaches
+    /// the recogniser or the turns; it ends with its utterance.
+    fn while_ignoring(&mut self, ctx: &StageCtx, ev: Endpoint) -> bool {
+        if let Endpoint::Utterance(_) = ev {
+            self.ignoring = false;
+            Metrics::incr(&ctx.metrics.speech_over_reply_ignored);
+        }
+        true
     }
 
     /// Interrupts the reply once the speech over it has lasted `turn.barge_in_min_ms`.

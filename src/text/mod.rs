@@ -1,9 +1,11 @@
 //! Text handling for speech: clause splitting for streaming TTS, script and language detection
-//! of transcripts, the checks on what vaak hears and says (`reply_guard`), and redaction of
-//! personal numbers before anything reaches a log line.
+//! of transcripts, the checks on what vaak hears and says (`reply_guard`), what clients type
+//! (`input`), and redaction of personal numbers before anything reaches a log line or the
+//! session store.
 
 pub mod clauses;
 pub mod codeswitch;
+pub mod input;
 pub mod normalize;
 pub mod redact;
 pub mod reply_guard;

@@ -128,6 +128,34 @@ pub fn echoes(clause: &str, user: &str) -> bool {
     (words(&c) >= ECHO_MIN_WORDS && u.contains(&c)) || (words(&u) >= 2 && c.contains(&u))
 }
 
+/// How a reply clause stands to the model's instructions (its system prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recital {
+    /// Not found in the prompt (or a short sentence that merely shares its words): spoken.
+    No,
+    /// Found in the prompt, sentence not finished: held and judged with what follows ("No
+    /// lists," may go on to "no markdown, no emoji.").
+    Fragment,
+    /// A whole sentence of three words or more found in the prompt ("No lists, no markdown,
+    /// no emoji." spoken to a caller): not an answer, not spoken.
+    Whole,
+}
+
+/// Whether `clause` recites `prompt`, after normalisation.
+pub fn recital(clause: &str, prompt: &str) -> Recital {
+    let c = super::normalize::normalize_for_scoring(clause);
+    let words = c.split(' ').filter(|w| !w.is_empty()).count();
+    if words == 0 || !super::normalize::normalize_for_scoring(prompt).contains(&c) {
+        Recital::No
+    } else if !ends_sentence(clause) {
+        Recital::Fragment
+    } else if words >= ECHO_MIN_WORDS {
+        Recital::Whole
+    } else {
+        Recital::No
+    }
+}
+
 /// Whether a clause ends a sentence (rather than being cut at a comma or at the length limit).
 pub fn ends_sentence(clause: &str) -> bool {
     clause

@@ -153,3 +153,19 @@ pub async fn load_backends(
     .expect("backends load");
     (backends, tracker, shutdown)
 }
+
+/// The machine's busiest processes, for a failure message: a test that times out on a shared
+/// two-core machine is often starved by a process another test left behind.
+pub fn busiest_processes() -> String {
+    Command::new("ps")
+        .args(["-eo", "pid,ppid,pcpu,rss,etimes,comm", "--sort=-pcpu"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|e| format!("(ps failed: {e})"))
+}

@@ -441,9 +441,20 @@ impl Daemon {
         if std::env::var_os("VAAK_TEST_SHOW_LOG").is_some() {
             eprintln!("[{}] daemon log:\n{}", self.name, self.lines().join("\n"));
         }
+        if !failed.is_empty() {
+            // One short line per failure first: CI keeps the head and the tail of long output.
+            for f in &failed {
+                eprintln!(
+                    "[{}] FAILED {}",
+                    self.name,
+                    f.chars().take(400).collect::<String>()
+                );
+            }
+        }
         assert!(
             failed.is_empty() && panics.is_empty(),
-            "[{}] {} of {} scenarios failed{}\n\n{}\n\n--- daemon log (last 80 lines) ---\n{}",
+            "[{}] {} of {} scenarios failed{}\n\n{}\n\n--- busiest processes ---\n{}\n\n\
+             --- daemon log (last 80 lines) ---\n{}",
             self.name,
             failed.len(),
             results.len(),
@@ -453,6 +464,7 @@ impl Daemon {
                 format!("; the daemon panicked: {}", panics.join(" | "))
             },
             failed.join("\n\n"),
+            super::common::busiest_processes(),
             self.tail(80)
         );
     }

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::common::eval_dir;
+use super::common::{busiest_processes, eval_dir};
 
 const RATE: u32 = 16_000;
 /// 20 ms of audio per write into the microphone's fifo.
@@ -197,6 +197,70 @@ fn windows(raw: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// The kiosk's process tree (unshare → strace → vaak → its LLM worker), stopped however the
+/// test ends, a failed assertion included: a kiosk left running would hold a model and the
+/// cores for the tests after it.
+struct KioskProcess(Child);
+
+impl KioskProcess {
+    /// Every process below `pid`, parents first.
+    fn descendants(pid: u32) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut todo = vec![pid.to_string()];
+        while let Some(p) = todo.pop() {
+            let children = Command::new("pgrep").args(["-P", &p]).output();
+            for c in children
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+                .split_whitespace()
+            {
+                if let Ok(n) = c.parse::<i32>() {
+                    out.push(n);
+                    todo.push(c.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl std::ops::Deref for KioskProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KioskProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KioskProcess {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let tree = Self::descendants(self.0.id());
+        // SIGTERM first (vaak stops its worker), then SIGKILL whatever is left.
+        for &pid in &tree {
+            // SAFETY: kill(2) on processes this test started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.0.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for &pid in &tree {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Lines the kiosk printed, collected as they come.
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -234,8 +298,10 @@ fn wait_for(
                 }
             }
             Err(_) => panic!(
-                "no `{what}` within {within:?}; the kiosk printed:\n{}\n--- its log:\n{}",
+                "no `{what}` within {within:?}; the kiosk printed:\n{}\n--- busiest processes:\n{}\n\
+                 --- its log:\n{}",
                 seen.join("\n"),
+                busiest_processes(),
                 std::fs::read_to_string(log).unwrap_or_default()
             ),
         }
@@ -278,7 +344,8 @@ fn kiosk_answers_through_virtual_devices_offline_and_survives_a_lost_device() {
     .unwrap();
     let trace = tmp.path().join("connect.trace");
     // Its own network namespace, with loopback only (the LLM worker is a local process).
-    let mut kiosk = Command::new("unshare")
+    let mut kiosk = KioskProcess(
+        Command::new("unshare")
         .args(["--net", "sh", "-c"])
         .arg(r#"ip link set lo up && exec strace -f -qq -e trace=connect -e signal=none -o "$0" "$@""#)
         .arg(&trace)
@@ -289,7 +356,8 @@ fn kiosk_answers_through_virtual_devices_offline_and_survives_a_lost_device() {
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(tmp.path().join("kiosk.log")).unwrap())
         .spawn()
-        .expect("unshare + strace (scripts/setup.sh installs strace)");
+        .expect("unshare + strace (scripts/setup.sh installs strace)"),
+    );
     let lines = lines_of(&mut kiosk);
     let mut seen = Vec::new();
     let log = tmp.path().join("kiosk.log");

@@ -23,12 +23,20 @@ struct Live {
 }
 
 fn live(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>) -> Live {
+    live_with(
+        llm,
+        asr,
+        SessionSettings::live("live-test", vec!["en".into(), "hi".into()]),
+    )
+}
+
+fn live_with(llm: Arc<ScriptedLlm>, asr: Arc<ScriptedAsr>, settings: SessionSettings) -> Live {
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let p = pipeline::spawn(
         backends(llm, asr),
-        SessionSettings::live("live-test", vec!["en".into(), "hi".into()]),
+        settings,
         100,
         metrics.clone(),
         &tracker,
@@ -295,6 +303,62 @@ async fn barge_in_needs_sustained_speech_and_history_keeps_what_was_heard() {
         .messages
         .iter()
         .any(|m| m.content.contains(&kept_text) && m.content.contains("interrupted")));
+    s.tracker.close();
+}
+
+/// With barge-in off the reply plays out whole, however the user talks over it (long speech,
+/// speech with short pauses that would start a speculative reply); that speech is not a turn,
+/// and the reply's turn ends with exactly one `TurnCompleted`.
+#[tokio::test(start_paused = true)]
+async fn with_barge_in_off_speech_over_a_reply_lets_it_play_out() {
+    let asr = Arc::new(ScriptedAsr::new(&[
+        ("tell me a story", "en"),
+        ("stop stop stop", "en"),
+        ("what is the weather", "en"),
+    ]));
+    let llm = long_reply();
+    let settings = SessionSettings {
+        barge_in: false,
+        ..SessionSettings::live("live-test", vec!["en".into()])
+    };
+    let mut s = live_with(llm.clone(), asr, settings);
+    let input = s.p.input.clone();
+    let feeder = tokio::spawn(async move {
+        speak(&input, 800, 3_000).await;
+        // Over the reply: 1.5 s of speech, a short pause, 1.5 s more, then silence.
+        speak(&input, 1_500, 200).await;
+        speak(&input, 1_500, 90_000).await;
+    });
+    let events = collect(&mut s.p.events, |e| completed(e, 1)).await;
+    feeder.abort();
+    assert_eq!(
+        count(&events, |e| matches!(e, PipelineEvent::Interrupted { .. })),
+        0,
+        "{events:?}"
+    );
+    let spoken: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            PipelineEvent::ReplyText { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spoken.join(" ").trim(), llm.reply.trim(), "the whole reply");
+    assert!(
+        s.metrics
+            .speech_over_reply_ignored
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    // Nothing else was answered: the talk over the reply was not a turn.
+    let more = collect(&mut s.p.events, |_| false).await;
+    assert_eq!(
+        count(&more, |e| matches!(e, PipelineEvent::TurnCompleted { .. })),
+        0,
+        "{more:?}"
+    );
+    assert_eq!(s.p.memory.exchanges().len(), 1);
+    assert!(!s.p.memory.exchanges()[0].interrupted);
     s.tracker.close();
 }
 

@@ -1,6 +1,6 @@
 //! A chat model's reply made ready to be spoken: the token stream (under first-token and idle
 //! deadlines) cut into clauses as it arrives, each cleaned for a voice and checked before anyone
-//! hears it. A clause that reads the user's words back is not spoken; a later clause in the
+//! hears it. A clause that reads the user's words (or the system prompt) back is not spoken; a later clause in the
 //! wrong script ends the reply there. A reply that said nothing worth hearing (its first clause
 //! in the wrong script, or only the user's words) is asked for once more with a reminder; a
 //! second miss is replaced by a fixed sentence in the right language. A live session's LLM
@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::{with_deadlines, ChatRequest, Llm, LlmError, LlmEvent, Role, Usage};
 use crate::text::clauses::{speakable, ClauseSplitter};
 use crate::text::reply_guard::{
-    cannot_answer, clause_fits, echoes, ends_sentence, script_reminder, ECHO_REMINDER,
+    cannot_answer, clause_fits, echoes, ends_sentence, recital, script_reminder, Recital,
+    ECHO_REMINDER,
 };
 
 /// Where the checked clauses of a reply go.
@@ -85,8 +86,20 @@ pub async fn speak(
 ) -> Spoken {
     let mut out = Spoken::default();
     let mut req = req;
+    // The instructions the model was given: a clause reciting them is not an answer.
+    let prompt = req
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     for attempt in 0..2 {
-        match one_attempt(llm, req.clone(), spec, cancel, sink, &mut out).await {
+        let checks = Checks {
+            spec,
+            prompt: &prompt,
+        };
+        match one_attempt(llm, req.clone(), &checks, cancel, sink, &mut out).await {
             Attempt::Finished => return out,
             Attempt::Missed(why) if attempt == 0 => {
                 out.regenerated = true;
@@ -114,10 +127,17 @@ fn remind(req: &mut ChatRequest, spec: &ReplySpec<'_>, why: Miss) {
     }
 }
 
+/// What each clause is checked against.
+struct Checks<'a> {
+    spec: &'a ReplySpec<'a>,
+    /// The system messages of the request.
+    prompt: &'a str,
+}
+
 async fn one_attempt(
     llm: &dyn Llm,
     req: ChatRequest,
-    spec: &ReplySpec<'_>,
+    checks: &Checks<'_>,
     cancel: &CancellationToken,
     sink: &mut impl ClauseSink,
     out: &mut Spoken,
@@ -138,6 +158,7 @@ async fn one_attempt(
         }
         Some(Ok(s)) => s,
     };
+    let spec = checks.spec;
     let mut stream = with_deadlines(stream, spec.first_token_timeout, spec.idle_timeout);
     let mut splitter = ClauseSplitter::new();
     let mut first = true;
@@ -173,7 +194,7 @@ async fn one_attempt(
             None => break,
         };
         for c in clauses {
-            match hand_out(&c, &mut held, spec, sink, out).await {
+            match hand_out(&c, &mut held, checks, sink, out).await {
                 Handed::Spoken | Handed::Skipped => {}
                 Handed::WrongStart => return Attempt::Missed(Miss::WrongScript),
                 Handed::Stop => return Attempt::Finished,
@@ -181,7 +202,7 @@ async fn one_attempt(
         }
     }
     if let Some(rest) = splitter.finish() {
-        if let Handed::WrongStart = hand_out(&rest, &mut held, spec, sink, out).await {
+        if let Handed::WrongStart = hand_out(&rest, &mut held, checks, sink, out).await {
             return Attempt::Missed(Miss::WrongScript);
         }
     }
@@ -207,10 +228,11 @@ enum Handed {
 async fn hand_out(
     clause: &str,
     held: &mut Option<String>,
-    spec: &ReplySpec<'_>,
+    checks: &Checks<'_>,
     sink: &mut impl ClauseSink,
     out: &mut Spoken,
 ) -> Handed {
+    let spec = checks.spec;
     let text = speakable(clause);
     if text.trim().is_empty() {
         return Handed::Skipped;
@@ -233,6 +255,17 @@ async fn hand_out(
             *held = Some(text);
         }
         return Handed::Skipped;
+    }
+    match recital(&text, checks.prompt) {
+        Recital::No => {}
+        Recital::Fragment => {
+            *held = Some(text);
+            return Handed::Skipped;
+        }
+        Recital::Whole => {
+            out.echoed += 1;
+            return Handed::Skipped;
+        }
     }
     if !out.text.is_empty() {
         out.text.push(' ');
@@ -397,6 +430,24 @@ mod tests {
             "The national animal of India is the Bengal tiger."
         );
         assert_eq!((out.echoed, out.regenerated), (0, false));
+    }
+
+    #[tokio::test]
+    async fn the_system_prompt_recited_is_not_spoken() {
+        let llm = Scripted::new(&["No lists, no markdown, no emoji. Delhi is the capital."]);
+        let mut req = req();
+        req.messages.insert(
+            0,
+            ChatMessage::new(
+                Role::System,
+                "You are vaak, a voice assistant. Answer in one or two short sentences. \
+                 No lists, no markdown, no emoji.",
+            ),
+        );
+        let mut sink = Collect::default();
+        let out = speak(&llm, req, &spec("en"), &CancellationToken::new(), &mut sink).await;
+        assert_eq!(sink.clauses, ["Delhi is the capital."]);
+        assert_eq!((out.echoed, out.regenerated), (1, false));
     }
 
     #[tokio::test]

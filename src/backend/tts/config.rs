@@ -17,6 +17,19 @@ pub const DEFAULT_SPEED: f32 = 1.0;
 pub const MIN_SPEED: f32 = 0.5;
 /// Fastest speed the engines accept (requests above are clamped).
 pub const MAX_SPEED: f32 = 2.0;
+/// The speed a client's request asks for: 0 means `default`; anything else must be a finite
+/// number in [`MIN_SPEED`]..=[`MAX_SPEED`] (returned as the error otherwise). One rule for
+/// sessions and one-off syntheses.
+pub fn requested_speed(asked: f32, default: f32) -> Result<f32, f32> {
+    if asked == 0.0 {
+        Ok(default)
+    } else if asked.is_finite() && (MIN_SPEED..=MAX_SPEED).contains(&asked) {
+        Ok(asked)
+    } else {
+        Err(asked)
+    }
+}
+
 /// Default ONNX Runtime intra-op threads per TTS session.
 pub const DEFAULT_ONNX_THREADS: usize = 2;
 /// Default Kokoro voice for Hindi.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use config::{
-    default_voices, TtsConfig, VoiceSpec, DEFAULT_ENGLISH_ESPEAK_VOICE,
+    default_voices, requested_speed, TtsConfig, VoiceSpec, DEFAULT_ENGLISH_ESPEAK_VOICE,
     DEFAULT_ENGLISH_KOKORO_VOICE, DEFAULT_ESPEAK_LANGUAGES, DEFAULT_HINDI_ESPEAK_VOICE,
     DEFAULT_HINDI_KOKORO_VOICE, DEFAULT_ONNX_THREADS, DEFAULT_SPEED, MAX_SPEED, MIN_SPEED,
 };

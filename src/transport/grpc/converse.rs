@@ -18,12 +18,11 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent};
 use crate::proto::{self, client_message::Msg, control::Kind, server_event::Event};
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
+use crate::text::input::typed_turn;
 
 /// Server events buffered towards one client; backpressure (a client that stops reading stalls
 /// its own session's output, nothing else).
 pub const CLIENT_EVENT_EDGE: usize = 64;
-/// Longest typed turn accepted.
-pub const MAX_TEXT_CHARS: usize = 2_000;
 
 pub type EventStream = ReceiverStream<Result<proto::ServerEvent, Status>>;
 
@@ -278,18 +277,11 @@ async fn on_client_message(
             }
             Ok(Step::Ingest(Ingest::Audio(pcm)))
         }
-        Some(Msg::Text(text)) => {
-            let text = text.trim().to_string();
-            if text.is_empty() {
-                return Ok(Step::Continue);
-            }
-            if text.chars().count() > MAX_TEXT_CHARS {
-                return Err(Status::invalid_argument(format!(
-                    "typed turn longer than {MAX_TEXT_CHARS} characters"
-                )));
-            }
-            Ok(Step::Ingest(Ingest::Text(text)))
-        }
+        Some(Msg::Text(text)) => match typed_turn(&text) {
+            Ok(Some(text)) => Ok(Step::Ingest(Ingest::Text(text))),
+            Ok(None) => Ok(Step::Continue),
+            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        },
         Some(Msg::Control(c)) => match Kind::try_from(c.kind) {
             Ok(Kind::Interrupt) => {
                 if let Some(info) = session.pipeline.interrupt().await {

@@ -15,6 +15,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::asr::{AsrError, LanguageHint};
+use crate::backend::tts::{requested_speed, MAX_SPEED, MIN_SPEED};
 use crate::proto;
 use crate::proto::vaak_server::{Vaak, VaakServer};
 use crate::scheduler::Priority;
@@ -67,7 +68,7 @@ pub fn open_error_status(e: OpenError) -> Status {
         | OpenError::UnknownLanguage { .. }
         | OpenError::UnknownVoice { .. }
         | OpenError::BadSpeechRate(_) => Status::invalid_argument(e.to_string()),
-        OpenError::Store(_) => Status::internal(e.to_string()),
+        OpenError::Store(_) | OpenError::Randomness(_) => Status::internal(e.to_string()),
     }
 }
 
@@ -77,7 +78,8 @@ fn check_served(served: &[String], language: &str) -> Result<(), Status> {
         return Ok(());
     }
     Err(Status::invalid_argument(format!(
-        "language `{language}` is not served here; served: {}",
+        "language `{}` is not served here; served: {}",
+        crate::text::input::echo(language),
         served.join(", ")
     )))
 }
@@ -193,11 +195,12 @@ impl Vaak for VaakService {
         check_served(&self.svc.backends.config.pipeline.languages, &req.language)?;
         let bank = Arc::clone(&self.svc.backends.tts);
         let (voice, language) = (req.voice.clone(), req.language.clone());
-        let speed = if req.speech_rate == 0.0 {
-            self.svc.backends.config.tts.default_speed
-        } else {
-            req.speech_rate
-        };
+        let speed = requested_speed(req.speech_rate, self.svc.backends.config.tts.default_speed)
+            .map_err(|asked| {
+                Status::invalid_argument(format!(
+                    "speech rate {asked} is outside {MIN_SPEED}..={MAX_SPEED}"
+                ))
+            })?;
         // A unary synthesis waits behind the live conversations' clauses.
         let cancel = CancellationToken::new();
         let guard = cancel.clone().drop_guard();

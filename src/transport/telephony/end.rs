@@ -67,7 +67,7 @@ impl End {
             OpenError::Full { .. } | OpenError::Overloaded { .. } | OpenError::Draining => {
                 End::Busy(e.to_string())
             }
-            OpenError::Store(_) => End::Internal(e.to_string()),
+            OpenError::Store(_) | OpenError::Randomness(_) => End::Internal(e.to_string()),
             other => End::Unsupported(other.to_string()),
         }
     }

@@ -26,6 +26,7 @@ use crate::audio::resample::ToRate;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent, TurnId};
 use crate::session::service::{OpenSession, SessionService};
+use crate::text::input::typed_turn;
 use crate::transport::sleep_until_opt;
 
 /// Reply audio towards the writer, in the pipeline's chunks (~200 ms each): 16 ≈ 3.2 s;
@@ -231,11 +232,15 @@ impl Call<'_> {
                     Some(DataChannelEvent::OnMessage(m)) => {
                         match events::parse_page_message(&m.data) {
                             Ok(PageMessage::Hangup {}) => return End::PageLeft,
-                            Ok(PageMessage::Text { text }) => {
-                                if session.pipeline.input.send(Ingest::Text(text)).await.is_err() {
-                                    return End::Internal("the pipeline stopped".into());
+                            Ok(PageMessage::Text { text }) => match typed_turn(&text) {
+                                Ok(Some(text)) => {
+                                    if session.pipeline.input.send(Ingest::Text(text)).await.is_err() {
+                                        return End::Internal("the pipeline stopped".into());
+                                    }
                                 }
-                            }
+                                Ok(None) => {}
+                                Err(e) => self.send_json(&events::error("bad_message", &e.to_string())).await,
+                            },
                             Ok(PageMessage::EndOfInput {}) => {
                                 if session.pipeline.input.send(Ingest::EndOfInput).await.is_err() {
                                     return End::Internal("the pipeline stopped".into());

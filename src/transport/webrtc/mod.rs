@@ -189,7 +189,7 @@ fn open_error_status(e: &OpenError) -> StatusCode {
         OpenError::Full { .. } | OpenError::Overloaded { .. } | OpenError::Draining => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        OpenError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        OpenError::Store(_) | OpenError::Randomness(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
 }

@@ -369,9 +369,11 @@ unsafe extern "C" fn suppress_tokens(
 }
 
 /// Tidies decoder output: drops replacement characters (a multi-byte character cut by the token
-/// cap) and collapses a word repeated more than twice in a row (a decoder loop) to two.
+/// cap) and Whisper's notes on sounds that are not speech ("[BLANK_AUDIO]", "(music)",
+/// "*coughs*"), and collapses a word repeated more than twice in a row (a decoder loop) to two.
+/// Noise alone so comes out empty: no speech, not a transcript.
 pub fn clean_transcript(text: &str) -> String {
-    let text = text.replace('\u{FFFD}', "");
+    let text = without_sound_notes(&text.replace('\u{FFFD}', ""));
     let mut out: Vec<&str> = Vec::new();
     for w in text.split_whitespace() {
         let n = out.len();
@@ -381,6 +383,42 @@ pub fn clean_transcript(text: &str) -> String {
         out.push(w);
     }
     out.join(" ")
+}
+
+/// `text` without bracketed notes: any `[…]` span (Whisper writes no speech in square
+/// brackets), and `(…)` or `*…*` spans of plain ASCII words ("(upbeat music)", "*cough*").
+fn without_sound_notes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['[', '(', '*']) {
+        let open = rest.as_bytes()[i] as char;
+        let close = match open {
+            '[' => ']',
+            '(' => ')',
+            _ => '*',
+        };
+        let body_and_rest = &rest[i + 1..];
+        let note = body_and_rest.find(close).filter(|&j| {
+            let body = &body_and_rest[..j];
+            open == '['
+                || (!body.trim().is_empty()
+                    && body
+                        .chars()
+                        .all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '-'))
+        });
+        match note {
+            Some(j) => {
+                out.push_str(&rest[..i]);
+                rest = &body_and_rest[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[..=i]);
+                rest = body_and_rest;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Upper bound on the tokens of an utterance: Indic scripts cost many byte-level BPE tokens
@@ -521,6 +559,15 @@ mod tests {
             "మీరు ను ను న"
         );
         assert_eq!(clean_transcript("ask not, ask what"), "ask not, ask what");
+        assert_eq!(clean_transcript(" [BLANK_AUDIO]"), "");
+        assert_eq!(clean_transcript("(upbeat music) *coughs*"), "");
+        assert_eq!(
+            clean_transcript("[Music] So, my fellow Americans (applause)"),
+            "So, my fellow Americans"
+        );
+        // Brackets around speech and unmatched ones stay.
+        assert_eq!(clean_transcript("(नमस्ते) 3 * 4"), "(नमस्ते) 3 * 4");
+        assert_eq!(clean_transcript("a [b"), "a [b");
         assert_eq!(max_tokens_for(16_000 * 30), 224);
         assert_eq!(max_tokens_for(16_000), 31);
     }
