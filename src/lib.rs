@@ -10,6 +10,8 @@
 //!         └────────────────┴── cancels the turn (token), output clears, history keeps only ──┘
 //!                              what was actually played
 //!
+//!  transport::openai (/v1/audio/transcriptions, /v1/audio/speech: one-off, no session;
+//!    transport::oneoff, shared with gRPC's unary calls) ─► admission, CPU scheduler, ASR/TTS
 //!  transport::grpc ─────────┐
 //!  transport::webrtc ───────┤
 //!  transport::telephony ────┴─► session::service (admission, tenant, resume from the SQLite store)
@@ -39,7 +41,8 @@
 //!  reply checks (text::reply_guard, backend::llm::spoken — the same path for live turns and
 //!  `vaak eval replies`): speech with no word made out, a recogniser loop or a foreign-script
 //!  transcript gets "please say that again" in the user's language; each reply clause is checked before TTS — read-back of the
-//!  user's words withheld, a wrong-script start asked for once more, then a fixed sentence
+//!  user's words or of the system prompt withheld, a wrong-script start asked for once more,
+//!  then a fixed sentence; history stored with personal numbers masked (text::redact)
 //!
 //!  one CPU scheduler (scheduler::CpuScheduler, in Backends): every session's ASR pass, TTS
 //!  clause and LLM prompt waits for a slot (cores ÷ threads per job), highest priority first:
@@ -59,8 +62,8 @@
 //! events · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores · [`session`] conversation history, the SQLite store, the
 //! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
 //! reflection, auth, TLS), WebRTC browser calls (WHIP, Opus, data-channel events, the web
-//! page), telephony (provider WebSockets, AudioSocket) and the offline kiosk (cpal microphone
-//! and speaker) · [`converse`] a file
+//! page), telephony (provider WebSockets, AudioSocket), the OpenAI-compatible speech endpoints
+//! and the offline kiosk (cpal microphone and speaker) · [`converse`] a file
 //! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency, TTS,
 //! ASR accuracy and reply quality benchmarks · [`metrics`] counters and latencies.
 

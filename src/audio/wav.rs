@@ -43,11 +43,12 @@ impl WavInfo {
     }
 }
 
-/// Streams a WAV file as mono `f32` chunks without loading it whole.
-pub struct WavSource {
+/// Streams a WAV file (or an upload held in memory) as mono `f32` chunks without decoding it
+/// whole.
+pub struct WavSource<R: std::io::Read = BufReader<File>> {
     path: PathBuf,
     info: WavInfo,
-    reader: hound::WavReader<BufReader<File>>,
+    reader: hound::WavReader<R>,
     truncated: bool,
 }
 
@@ -57,7 +58,14 @@ impl WavSource {
             path: path.to_path_buf(),
             source,
         })?;
-        let reader = hound::WavReader::new(BufReader::new(file)).map_err(|e| classify(path, e))?;
+        Self::from_reader(path, BufReader::new(file))
+    }
+}
+
+impl<R: std::io::Read> WavSource<R> {
+    /// A WAV read from `reader`; `path` names it in errors.
+    pub fn from_reader(path: &Path, reader: R) -> Result<Self, WavError> {
+        let reader = hound::WavReader::new(reader).map_err(|e| classify(path, e))?;
         let spec = reader.spec();
         let info = WavInfo {
             sample_rate: spec.sample_rate,
@@ -198,9 +206,21 @@ fn classify(path: &Path, e: hound::Error) -> WavError {
 
 /// Reads a whole WAV file as mono `f32` (for short clips: tests, benchmarks, evaluation).
 pub fn read_mono(path: &Path) -> Result<(Vec<f32>, u32), WavError> {
-    let mut src = WavSource::open(path)?;
+    read_all(WavSource::open(path)?)
+}
+
+/// Decodes a whole WAV held in memory (an upload) as mono `f32`; `name` labels it in errors.
+pub fn decode_mono(name: &str, bytes: &[u8]) -> Result<(Vec<f32>, u32), WavError> {
+    read_all(WavSource::from_reader(
+        Path::new(name),
+        std::io::Cursor::new(bytes),
+    )?)
+}
+
+fn read_all<R: std::io::Read>(mut src: WavSource<R>) -> Result<(Vec<f32>, u32), WavError> {
     let rate = src.info().sample_rate;
-    let mut all = Vec::with_capacity(src.info().frames as usize);
+    // The header's frame count is only a claim: reserve no more than a minute at 48 kHz.
+    let mut all = Vec::with_capacity((src.info().frames as usize).min(48_000 * 60));
     while let Some(chunk) = src.read_chunk(16_384)? {
         all.extend_from_slice(&chunk);
     }

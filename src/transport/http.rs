@@ -1,7 +1,8 @@
 //! The daemon's HTTP listener (`server.http_listen`): `GET /healthz` for load balancers,
 //! `GET /metrics` (Prometheus text), the telephony providers' WebSocket media streams under
-//! `/telephony/{provider}`, and browser calls: the web page at `/` and WHIP signalling at
-//! `/whip`. One axum router; each transport adds its routes here.
+//! `/telephony/{provider}`, browser calls (the web page at `/` and WHIP signalling at `/whip`),
+//! and the OpenAI-compatible speech endpoints under `/v1`. One axum router; each transport adds
+//! its routes here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::session::service::SessionService;
-use crate::transport::{telephony, webrtc};
+use crate::transport::{openai, telephony, webrtc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -37,6 +38,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&svc))
         .merge(telephony::routes(Arc::clone(&svc)))
+        .merge(openai::routes(Arc::clone(&svc)))
         .merge(webrtc::routes(svc));
     axum::serve(
         listener,

@@ -2,11 +2,15 @@
 //! protocol onto [`crate::session::service::SessionService`] (limits, tenants, resume) and a
 //! session's pipeline: gRPC, and telephony (Twilio, Exotel, Plivo, Asterisk AudioSocket) on
 //! the HTTP listener and a TCP one; WebRTC browser calls (signalling on the HTTP listener, the
-//! web page at `/`); the kiosk's own microphone and speaker.
+//! web page at `/`); the OpenAI-compatible speech endpoints on the HTTP listener (one-off
+//! recognition and synthesis, `oneoff.rs`, shared with gRPC's unary calls); the kiosk's own
+//! microphone and speaker.
 
 pub mod grpc;
 pub mod http;
 pub mod kiosk;
+pub mod oneoff;
+pub mod openai;
 pub mod telephony;
 pub mod webrtc;
 

@@ -12,6 +12,7 @@ mod grpc_api;
 mod kiosk;
 mod languages;
 mod live_turns;
+mod openai_api;
 mod remote_asr;
 mod remote_llm;
 mod scheduling;

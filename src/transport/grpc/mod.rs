@@ -14,24 +14,18 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::backend::asr::{AsrError, LanguageHint};
-use crate::backend::tts::{requested_speed, MAX_SPEED, MIN_SPEED};
 use crate::proto;
 use crate::proto::vaak_server::{Vaak, VaakServer};
-use crate::scheduler::Priority;
 use crate::session::service::{OpenError, SessionService};
 use crate::text::script::language_name;
+use crate::transport::oneoff::{self, OneOffError, MAX_TRANSCRIBE_S};
 use audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
 use auth::{tenant_of, ApiKeys};
 
 /// File descriptor set of `proto/vaak/v1/vaak.proto`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vaak_descriptor");
 
-/// Longest text `Synthesize` accepts.
-pub const MAX_SYNTH_CHARS: usize = 2_000;
-/// Longest audio `Transcribe` accepts (Whisper's window).
-pub const MAX_TRANSCRIBE_S: u64 = 30;
-/// The largest unary request: 30 s of 48 kHz PCM16 plus framing.
+/// The largest unary request: the longest `Transcribe` audio as 48 kHz PCM16, plus framing.
 pub const MAX_UNARY_BYTES: usize = (MAX_TRANSCRIBE_S as usize) * 48_000 * 2 + 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,15 +67,12 @@ pub fn open_error_status(e: OpenError) -> Status {
 }
 
 /// INVALID_ARGUMENT unless the daemon serves `language`.
-fn check_served(served: &[String], language: &str) -> Result<(), Status> {
-    if served.iter().any(|l| l == language) {
-        return Ok(());
+/// A one-off call's error as a gRPC status.
+fn oneoff_status(e: OneOffError) -> Status {
+    match e {
+        OneOffError::Invalid(m) => Status::invalid_argument(m),
+        OneOffError::Internal(m) => Status::internal(m),
     }
-    Err(Status::invalid_argument(format!(
-        "language `{}` is not served here; served: {}",
-        crate::text::input::echo(language),
-        served.join(", ")
-    )))
 }
 
 pub struct VaakService {
@@ -129,36 +120,12 @@ impl Vaak for VaakService {
         for chunk in req.audio.chunks(format.rate as usize * bps / 2) {
             pcm.extend(decoder.decode(chunk)?);
         }
-        let served = &self.svc.backends.config.pipeline.languages;
-        let languages = if req.languages.is_empty() {
-            served.clone()
-        } else {
-            for l in &req.languages {
-                check_served(served, l)?;
-            }
-            req.languages.clone()
-        };
-        let hint = match languages.as_slice() {
-            [one] => LanguageHint::Fixed(one.clone()),
-            many => LanguageHint::DetectAmong(many.to_vec()),
-        };
-        let asr = Arc::clone(&self.svc.backends.asr);
-        // Abandoned with the call: a client that goes away stops the decoder.
-        let cancel = CancellationToken::new();
-        let guard = cancel.clone().drop_guard();
-        let job_cancel = cancel.clone();
-        let job = move || asr.transcribe(&pcm, &hint, &job_cancel);
-        let (result, _) = (self.svc.backends.cpu)
-            .run(Priority::Transcript, &cancel, job)
+        let backends = &self.svc.backends;
+        let languages = oneoff::languages(&backends.config.pipeline.languages, &req.languages)
+            .map_err(oneoff_status)?;
+        let t = oneoff::transcribe(backends, pcm, languages)
             .await
-            .map_err(|e| Status::internal(format!("ASR task failed: {e}")))?;
-        drop(guard);
-        let t = result.map_err(|e| match e {
-            AsrError::TooShort(_) | AsrError::UnsupportedLanguage(_) => {
-                Status::invalid_argument(e.to_string())
-            }
-            other => Status::internal(other.to_string()),
-        })?;
+            .map_err(oneoff_status)?;
         Ok(Response::new(proto::TranscribeResponse {
             text: t.text,
             language: t.language,
@@ -181,70 +148,32 @@ impl Vaak for VaakService {
         request: Request<proto::SynthesizeRequest>,
     ) -> Result<Response<proto::SynthesizeResponse>, Status> {
         let req = request.into_inner();
-        let text = req.text.trim().to_string();
-        if text.is_empty() {
-            return Err(Status::invalid_argument(
-                "nothing to synthesize: text is empty",
-            ));
-        }
-        if text.chars().count() > MAX_SYNTH_CHARS {
-            return Err(Status::invalid_argument(format!(
-                "text longer than {MAX_SYNTH_CHARS} characters"
-            )));
-        }
-        check_served(&self.svc.backends.config.pipeline.languages, &req.language)?;
-        let bank = Arc::clone(&self.svc.backends.tts);
-        let (voice, language) = (req.voice.clone(), req.language.clone());
-        let speed = requested_speed(req.speech_rate, self.svc.backends.config.tts.default_speed)
-            .map_err(|asked| {
-                Status::invalid_argument(format!(
-                    "speech rate {asked} is outside {MIN_SPEED}..={MAX_SPEED}"
-                ))
-            })?;
-        // A unary synthesis waits behind the live conversations' clauses.
-        let cancel = CancellationToken::new();
-        let guard = cancel.clone().drop_guard();
-        let synth = self
-            .svc
-            .backends
-            .cpu
-            .run(Priority::LaterClause, &cancel, move || {
-                let engine = if voice.is_empty() {
-                    bank.for_language(&language)
-                } else {
-                    bank.named(&voice, &language)
-                }?;
-                let audio = engine.synthesize(&text, speed)?;
-                Ok::<_, crate::backend::tts::TtsError>((
-                    audio,
-                    engine.sample_rate(),
-                    engine.name().to_string(),
-                ))
-            })
+        let backends = &self.svc.backends;
+        let mut ask = oneoff::SpeechRequest {
+            text: req.text,
+            language: req.language,
+            voice: Some(req.voice).filter(|v| !v.is_empty()),
+            speed: req.speech_rate,
+        };
+        let speed = ask.check(backends).map_err(oneoff_status)?;
+        let speech = oneoff::synthesize(backends, ask.text, ask.language, ask.voice, speed)
             .await
-            .map(|(synth, _)| synth)
-            .map_err(|e| Status::internal(format!("TTS task failed: {e}")))?;
-        drop(guard);
-        let (audio, rate, voice) = synth.map_err(|e| match e {
-            crate::backend::tts::TtsError::UnknownVoice { .. }
-            | crate::backend::tts::TtsError::UnknownLanguage { .. }
-            | crate::backend::tts::TtsError::EmptyText => Status::invalid_argument(e.to_string()),
-            other => Status::internal(other.to_string()),
-        })?;
+            .map_err(oneoff_status)?;
+        let rate = speech.sample_rate;
         let default = WireFormat {
             encoding: audio::Encoding::Pcm16,
             rate,
         };
         let format = WireFormat::parse(req.output_format.as_ref(), default)?;
         let mut enc = OutputEncoder::new(format);
-        let (mut bytes, mut n) = enc.encode(&audio, rate)?;
+        let (mut bytes, mut n) = enc.encode(&speech.audio, rate)?;
         let (tail, m) = enc.flush()?;
         bytes.extend(tail);
         n += m;
         Ok(Response::new(proto::SynthesizeResponse {
             audio: bytes,
             sample_rate: format.rate,
-            voice,
+            voice: speech.voice,
             audio_s: n as f32 / format.rate as f32,
         }))
     }
