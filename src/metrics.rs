@@ -63,6 +63,8 @@ pub struct Metrics {
     latencies: Mutex<BTreeMap<&'static str, Series>>,
     /// Conversations refused at admission, by (transport, reason).
     refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Requests to the OpenAI-compatible endpoints, by (endpoint, HTTP status).
+    api_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
 }
 
 #[derive(Default)]
@@ -96,6 +98,12 @@ impl Metrics {
     pub fn refused(&self, transport: &'static str, reason: &'static str) {
         let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         *r.entry((transport, reason)).or_default() += 1;
+    }
+
+    /// Counts a request to an OpenAI-compatible endpoint and the status it was answered with.
+    pub fn api_request(&self, endpoint: &'static str, status: u16) {
+        let mut r = self.api_requests.lock().unwrap_or_else(|p| p.into_inner());
+        *r.entry((endpoint, status)).or_default() += 1;
     }
 
     /// Refusals so far of `transport` for `reason`.
@@ -317,6 +325,25 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "{name}{{transport=\"{transport}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        let api = self
+            .api_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !api.is_empty() {
+            let name = "vaak_api_requests_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Requests to the OpenAI-compatible endpoints, by answer."
+            );
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for ((endpoint, status), n) in api {
+                let _ = writeln!(
+                    out,
+                    "{name}{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
                 );
             }
         }

@@ -16,6 +16,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -176,8 +178,20 @@ fn check_model(model: &str, ours: &str, aliases: &[&str]) -> Result<(), ApiError
     })
 }
 
-async fn models(State(st): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authenticate(&st, &headers)?;
+/// The response of an endpoint, counted in `/metrics` by its status.
+fn counted(st: &ApiState, endpoint: &'static str, r: Result<Response, ApiError>) -> Response {
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
+    st.svc.metrics.api_request(endpoint, resp.status().as_u16());
+    resp
+}
+
+async fn models(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    let r = list_models(&st, &headers);
+    counted(&st, "models", r)
+}
+
+fn list_models(st: &ApiState, headers: &HeaderMap) -> Result<Response, ApiError> {
+    authenticate(st, headers)?;
     let entry = |id: &str| serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": "vaak" });
     let data: Vec<_> = [ASR_MODEL, TTS_MODEL]
         .iter()
@@ -227,9 +241,26 @@ async fn read_form(mut form: Multipart) -> Result<TranscriptionForm, ApiError> {
 async fn transcriptions(
     State(st): State<ApiState>,
     headers: HeaderMap,
-    form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let started = std::time::Instant::now();
+    let r = transcribe_form(&st, &headers, form).await;
+    if r.is_ok() {
+        st.svc
+            .metrics
+            .observe("api_transcription", started.elapsed());
+    }
+    counted(&st, "transcriptions", r)
+}
+
+async fn transcribe_form(
+    st: &ApiState,
+    headers: &HeaderMap,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(&st, &headers)?;
+    authenticate(st, headers)?;
+    // Not a multipart form (a JSON body, no boundary): OpenAI's shape, not axum's text.
+    let form = form.map_err(|e| ApiError::invalid(None, e.body_text()))?;
     let form = read_form(form).await?;
     check_model(form.model.as_deref().unwrap_or(""), ASR_MODEL, ASR_ALIASES)?;
     let format = form.response_format.as_deref().unwrap_or("json");
@@ -358,9 +389,25 @@ fn voice_and_language(
 async fn speech(
     State(st): State<ApiState>,
     headers: HeaderMap,
-    body: Result<Json<SpeechBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SpeechBody>, JsonRejection>,
+) -> Response {
+    let started = std::time::Instant::now();
+    let r = start_speech(&st, &headers, body).await;
+    if r.is_ok() {
+        // The first clause is synthesised before the response starts: its first byte is ready.
+        st.svc
+            .metrics
+            .observe("api_speech_first_byte", started.elapsed());
+    }
+    counted(&st, "speech", r)
+}
+
+async fn start_speech(
+    st: &ApiState,
+    headers: &HeaderMap,
+    body: Result<Json<SpeechBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(&st, &headers)?;
+    authenticate(st, headers)?;
     let Json(body) = body.map_err(|e| ApiError::invalid(None, e.body_text()))?;
     check_model(&body.model, TTS_MODEL, TTS_ALIASES)?;
     let wav_out = match body.response_format.as_deref().unwrap_or("wav") {
@@ -382,7 +429,7 @@ async fn speech(
             "only stream_format `audio` is served",
         ));
     }
-    let (language, voice) = voice_and_language(&st, &body)?;
+    let (language, voice) = voice_and_language(st, &body)?;
     let backends = Arc::clone(&st.svc.backends);
     let mut ask = SpeechRequest {
         text: body.input,

@@ -133,6 +133,23 @@ fn write_pcm_wav(path: &Path, pcm: &[u8]) {
     w.finalize().unwrap();
 }
 
+/// Every answer counted in `/metrics` by endpoint and status.
+fn counted(d: &Daemon) -> Outcome {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("http://{}/metrics", d.http)])
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "vaak_api_requests_total{endpoint=\"speech\",status=\"200\"} 2",
+        "vaak_api_requests_total{endpoint=\"transcriptions\",status=\"413\"} 1",
+        "vaak_api_requests_total{endpoint=\"models\",status=\"401\"} 1",
+    ] {
+        check!(text.contains(line), "no `{line}` in /metrics:\n{text}");
+    }
+    Ok(())
+}
+
 fn errors(run: &Run) -> Outcome {
     for (step, status, says) in [
         ("bad_key", 401, ""),
@@ -141,6 +158,10 @@ fn errors(run: &Run) -> Outcome {
         ("bad_voice", 400, "no-such-voice"),
         ("bad_language", 400, "xx"),
         ("not_wav", 400, "WAV"),
+        ("empty_file", 400, "WAV"),
+        ("too_large", 413, ""),
+        ("not_multipart", 400, "multipart"),
+        ("too_long", 400, "2000"),
     ] {
         let (got, message) = error_status(run, step);
         check!(
@@ -187,6 +208,7 @@ fn openai_clients_transcribe_and_speak() {
         ("transcriptions and models", transcripts(&run)),
         ("speech heard back", speech(&run, dir.path())),
         ("errors in OpenAI's shape", errors(&run)),
+        ("counted in /metrics", counted(&d)),
     ];
     d.finish(results);
 }

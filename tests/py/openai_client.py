@@ -84,6 +84,16 @@ def main() -> int:
             model="whisper-1", file=f, language="xx").text})
     step("not_wav", lambda: {"text": c.audio.transcriptions.create(
         model="whisper-1", file=("note.txt", b"this is not audio", "text/plain")).text})
+    step("empty_file", lambda: {"text": c.audio.transcriptions.create(
+        model="whisper-1", file=("empty.wav", b"", "audio/wav")).text})
+    # An hour of 16 kHz audio: past the upload limit (413), refused before it is read whole.
+    hour = b"RIFF" + b"\0" * (16_000 * 2 * 3600)
+    step("too_large", lambda: {"text": c.audio.transcriptions.create(
+        model="whisper-1", file=("hour.wav", hour, "audio/wav")).text})
+    # The client's generic POST sends JSON: the wrong content type for a transcription.
+    step("not_multipart", lambda: {"body": str(c.post(
+        "/audio/transcriptions", body={"model": "whisper-1"}, cast_to=object))})
+    step("too_long", lambda: said(model="tts-1", voice="alloy", input="a" * 2001))
     out["ok"] = True
     print(json.dumps(out, ensure_ascii=False))
     return 0
