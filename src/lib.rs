@@ -12,6 +12,7 @@
 //!
 //!  transport::openai (/v1/audio/transcriptions, /v1/audio/speech: one-off, no session;
 //!    transport::oneoff, shared with gRPC's unary calls) ─► admission, CPU scheduler, ASR/TTS
+//!  transport::wyoming (Home Assistant: transcribe, synthesize, one agent turn) ─► the same
 //!  transport::grpc ─────────┐
 //!  transport::webrtc ───────┤
 //!  transport::telephony ────┴─► session::service (admission, tenant, resume from the SQLite store)
@@ -62,8 +63,8 @@
 //! events · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores · [`session`] conversation history, the SQLite store, the
 //! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
 //! reflection, auth, TLS), WebRTC browser calls (WHIP, Opus, data-channel events, the web
-//! page), telephony (provider WebSockets, AudioSocket), the OpenAI-compatible speech endpoints
-//! and the offline kiosk (cpal microphone and speaker) · [`converse`] a file
+//! page), telephony (provider WebSockets, AudioSocket), the OpenAI-compatible speech endpoints,
+//! Wyoming for Home Assistant and the offline kiosk (cpal microphone and speaker) · [`converse`] a file
 //! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency, TTS,
 //! ASR accuracy and reply quality benchmarks · [`metrics`] counters and latencies.
 

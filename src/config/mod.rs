@@ -16,6 +16,7 @@ mod pipeline;
 mod server;
 mod telephony;
 mod webrtc;
+mod wyoming;
 
 pub use asr::*;
 pub use kiosk::*;
@@ -24,6 +25,7 @@ pub use pipeline::*;
 pub use server::*;
 pub use telephony::*;
 pub use webrtc::*;
+pub use wyoming::*;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -40,6 +42,7 @@ pub struct Config {
     pub telephony: TelephonyConfig,
     pub kiosk: KioskConfig,
     pub webrtc: WebrtcConfig,
+    pub wyoming: WyomingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +129,7 @@ impl Config {
         self.telephony.validate(served)?;
         self.webrtc.validate(served)?;
         self.kiosk.validate(served)?;
+        self.wyoming.validate()?;
         self.sessions.validate()?;
         self.turn.validate(&self.vad)?;
         self.tts

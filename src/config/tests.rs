@@ -37,6 +37,10 @@ fn invalid_values_are_rejected() {
         let e = Config::parse(bad).unwrap_err();
         assert!(e.to_string().contains(names), "{bad}: {e}");
     }
+    let e = Config::parse("[wyoming]\nbind = \"nowhere\"\n").unwrap_err();
+    assert!(e.to_string().contains("wyoming.bind"), "{e}");
+    let e = Config::parse("[wyoming]\nallow = [\"10.0.0.300\"]\n").unwrap_err();
+    assert!(e.to_string().contains("wyoming.allow"), "{e}");
     let e = Config::parse("[asr]\nswitch_confidence = 2.0\n").unwrap_err();
     assert!(e.to_string().contains("switch_confidence"), "{e}");
     let c = Config::parse("[kiosk]\nwake = \"push-to-talk\"\nduplex = \"echo-suppression\"\n")

@@ -3,8 +3,8 @@
 //! session's pipeline: gRPC, and telephony (Twilio, Exotel, Plivo, Asterisk AudioSocket) on
 //! the HTTP listener and a TCP one; WebRTC browser calls (signalling on the HTTP listener, the
 //! web page at `/`); the OpenAI-compatible speech endpoints on the HTTP listener (one-off
-//! recognition and synthesis, `oneoff.rs`, shared with gRPC's unary calls); the kiosk's own
-//! microphone and speaker.
+//! recognition and synthesis, `oneoff.rs`, shared with gRPC's unary calls); the Wyoming
+//! protocol for Home Assistant (its own TCP listener); the kiosk's own microphone and speaker.
 
 pub mod grpc;
 pub mod http;
@@ -13,6 +13,7 @@ pub mod oneoff;
 pub mod openai;
 pub mod telephony;
 pub mod webrtc;
+pub mod wyoming;
 
 /// Sleeps until `at`, or forever when there is no deadline (a `select!` branch that is off).
 pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {

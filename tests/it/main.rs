@@ -22,3 +22,4 @@ mod telephony;
 mod turn_taking;
 mod webrtc;
 mod worker_restart;
+mod wyoming;

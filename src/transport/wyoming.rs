@@ -1,0 +1,677 @@
+//! The Wyoming protocol (Home Assistant's voice protocol) over TCP, off by default
+//! (`[wyoming] bind`): a Home Assistant install, or a voice satellite, uses vaak as its speech
+//! to text, its text to speech and its conversation agent.
+//!
+//! Each event is a JSON header line (`type`, optional `data`, `data_length`, `payload_length`),
+//! then that many bytes of JSON data and of binary payload. Served:
+//! - `describe` → `info`: vaak's recogniser (the served languages), its voices and its agent;
+//! - `transcribe`, then `audio-start` / `audio-chunk`… / `audio-stop` (16-bit PCM, any rate and
+//!   channels, ≤ 30 s) → `transcript` with the language heard;
+//! - `synthesize` (a voice by name or a language, else the text's script) → `audio-start`,
+//!   `audio-chunk` per clause as it is synthesised, `audio-stop`;
+//! - `transcript` to the agent (a whole turn) → `handled` with vaak's answer from its LLM,
+//!   checked as a live reply is, then that answer spoken as `audio-start`/`audio-chunk`/`audio-stop`;
+//! - `ping` → `pong`. Other events are dropped, as the protocol asks.
+//!
+//! A malformed or oversized event is answered with an `error` event and the connection closed;
+//! a client that goes away mid-audio loses only its own request. Each request takes a
+//! conversation slot (the same admission as every other way in) and waits for the cores behind
+//! live conversations' replies.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::oneoff::{self, OneOffError, SpeechRequest, MAX_TRANSCRIBE_S};
+use crate::audio::resample::{resample_all, ToRate};
+use crate::audio::{pcm, PIPELINE_RATE};
+use crate::backend::llm::spoken::{speak, ClauseSink, ReplySpec};
+use crate::backend::llm::ChatRequest;
+use crate::scheduler::Priority;
+use crate::session::service::SessionService;
+use crate::session::Conversation;
+use crate::text::clauses::ClauseSplitter;
+use crate::text::input::{echo, typed_turn};
+use crate::text::script::language_of_text;
+
+/// Longest header line, JSON data section and payload of one event.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_DATA_BYTES: usize = 256 * 1024;
+const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// A client that sends nothing for this long (mid-event or between events) is closed.
+const IDLE: Duration = Duration::from_secs(60);
+/// The protocol version written in each header.
+const VERSION: &str = "1.8.0";
+/// Spoken audio is sent in chunks of at most this long.
+const CHUNK_MS: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+enum WireError {
+    #[error("the connection closed")]
+    Closed,
+    #[error("no event for {0:?}")]
+    Idle(Duration),
+    #[error("bad event: {0}")]
+    Bad(String),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One event as read or written.
+#[derive(Debug, Default)]
+struct Event {
+    kind: String,
+    data: Value,
+    payload: Vec<u8>,
+}
+
+/// Accepts Wyoming clients until `stop`; each connection is a task of the session service.
+pub async fn serve(svc: Arc<SessionService>, listener: TcpListener, stop: CancellationToken) {
+    let allow: Vec<IpAddr> = svc
+        .backends
+        .config
+        .wyoming
+        .allow
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "Wyoming accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if !allow.is_empty() && !allow.contains(&peer.ip()) {
+            warn!(%peer, "Wyoming connection from a peer not in wyoming.allow");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let span = info_span!("wyoming", %peer);
+        let conn = Connection::new(Arc::clone(&svc), stream, stop.clone());
+        svc.tracker().spawn(conn.run().instrument(span));
+    }
+}
+
+/// Audio a client is sending for a transcription.
+struct AudioIn {
+    rate: u32,
+    channels: usize,
+    samples: Vec<f32>,
+}
+
+struct Connection {
+    svc: Arc<SessionService>,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    stop: CancellationToken,
+    /// `transcribe` was asked: the language it named, if any.
+    transcribe: Option<Option<String>>,
+    /// The request being served, as `/metrics` names it.
+    request: &'static str,
+    audio: Option<AudioIn>,
+}
+
+impl Connection {
+    fn new(svc: Arc<SessionService>, stream: TcpStream, stop: CancellationToken) -> Self {
+        let (read, writer) = stream.into_split();
+        Self {
+            svc,
+            reader: BufReader::new(read),
+            writer,
+            stop,
+            transcribe: None,
+            audio: None,
+            request: "wyoming",
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let ev = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                ev = tokio::time::timeout(IDLE, read_event(&mut self.reader)) => {
+                    ev.unwrap_or(Err(WireError::Idle(IDLE)))
+                }
+            };
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(WireError::Closed) => break,
+                Err(e) => {
+                    warn!(error = %e, "Wyoming client dropped");
+                    let _ = self.error("bad-event", &e.to_string()).await;
+                    break;
+                }
+            };
+            if let Err(e) = self.handle(ev).await {
+                debug!(error = %e, "Wyoming client gone");
+                break;
+            }
+        }
+        let _ = self.writer.shutdown().await;
+    }
+
+    async fn handle(&mut self, ev: Event) -> Result<(), WireError> {
+        match ev.kind.as_str() {
+            "describe" => self.send("info", self.info(), &[]).await,
+            "ping" => {
+                let text = ev.data.get("text").cloned().unwrap_or(Value::Null);
+                self.send("pong", json!({ "text": text }), &[]).await
+            }
+            "transcribe" => {
+                self.request = "wyoming_transcribe";
+                let language = ev.data.get("language").and_then(Value::as_str);
+                self.transcribe = Some(language.map(str::to_string));
+                Ok(())
+            }
+            "audio-start" => {
+                let (rate, channels) = match audio_format(&ev.data) {
+                    Ok(f) => f,
+                    Err(why) => return self.error("bad-audio", &why).await,
+                };
+                self.audio = Some(AudioIn {
+                    rate,
+                    channels,
+                    samples: Vec::new(),
+                });
+                Ok(())
+            }
+            "audio-chunk" => self.audio_chunk(&ev).await,
+            "audio-stop" => self.audio_stop().await,
+            "synthesize" => {
+                self.request = "wyoming_synthesize";
+                self.synthesize(&ev.data).await
+            }
+            "transcript" => {
+                self.request = "wyoming_handle";
+                self.answer(&ev.data).await
+            }
+            // The protocol asks servers to drop what they do not serve.
+            _ => Ok(()),
+        }
+    }
+
+    async fn audio_chunk(&mut self, ev: &Event) -> Result<(), WireError> {
+        let Some(audio) = self.audio.as_mut() else {
+            return self
+                .error("bad-audio", "audio-chunk before audio-start")
+                .await;
+        };
+        let limit = MAX_TRANSCRIBE_S as usize * audio.rate as usize;
+        let samples: Vec<f32> = ev
+            .payload
+            .chunks_exact(2)
+            .map(|b| pcm::i16_to_f32(i16::from_le_bytes([b[0], b[1]])))
+            .collect();
+        audio.samples.extend(pcm::downmix(&samples, audio.channels));
+        if audio.samples.len() > limit {
+            self.audio = None;
+            self.transcribe = None;
+            return self
+                .error(
+                    "too-long",
+                    &format!("audio longer than {MAX_TRANSCRIBE_S} s; use a conversation"),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn audio_stop(&mut self) -> Result<(), WireError> {
+        let (Some(audio), Some(language)) = (self.audio.take(), self.transcribe.take()) else {
+            // Audio nobody asked to transcribe (a satellite's stream): dropped.
+            return Ok(());
+        };
+        let backends = Arc::clone(&self.svc.backends);
+        let served = &backends.config.pipeline.languages;
+        let asked: Vec<String> = language.into_iter().collect();
+        let languages = match oneoff::languages(served, &asked) {
+            Ok(l) => l,
+            Err(e) => return self.error("bad-language", &e.to_string()).await,
+        };
+        let pcm = match resample_all(&audio.samples, audio.rate, PIPELINE_RATE) {
+            Ok(p) => p,
+            Err(e) => return self.error("bad-audio", &e.to_string()).await,
+        };
+        let Ok(_slot) = self.svc.admit("wyoming") else {
+            return self.error("busy", "vaak is at capacity; retry").await;
+        };
+        match oneoff::transcribe(&backends, pcm, languages).await {
+            Ok(t) => {
+                self.count(200);
+                self.send(
+                    "transcript",
+                    json!({ "text": t.text, "language": t.language }),
+                    &[],
+                )
+                .await
+            }
+            Err(e) => self.oneoff_error(e).await,
+        }
+    }
+
+    async fn synthesize(&mut self, data: &Value) -> Result<(), WireError> {
+        let text = data.get("text").and_then(Value::as_str).unwrap_or_default();
+        let voice = data.get("voice");
+        let name = voice
+            .and_then(|v| v.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let language = voice
+            .and_then(|v| v.get("language"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let language = match self.language_for(text, name.as_deref(), language) {
+            Ok(l) => l,
+            Err(why) => return self.error("bad-voice", &why).await,
+        };
+        let Ok(_slot) = self.svc.admit("wyoming") else {
+            return self.error("busy", "vaak is at capacity; retry").await;
+        };
+        self.say(text, language, name).await
+    }
+
+    /// The language to speak `text` in: the one asked for, the named voice's, or the text's
+    /// script (the first served language when the script says nothing).
+    fn language_for(
+        &self,
+        text: &str,
+        voice: Option<&str>,
+        asked: Option<String>,
+    ) -> Result<String, String> {
+        let served = &self.svc.backends.config.pipeline.languages;
+        if let Some(l) = asked.filter(|l| !l.is_empty()) {
+            return Ok(l);
+        }
+        if let Some(name) = voice {
+            return self
+                .svc
+                .backends
+                .tts
+                .voices()
+                .into_iter()
+                .find(|c| c.name == name)
+                .map(|c| c.language)
+                .ok_or_else(|| format!("no voice is named `{}`", echo(name)));
+        }
+        Ok(language_of_text(text, served)
+            .map(|(l, _)| l)
+            .or_else(|| served.first().cloned())
+            .unwrap_or_default())
+    }
+
+    /// Speaks `text` clause by clause: `audio-start`, the chunks of each clause as it is
+    /// synthesised, `audio-stop`.
+    async fn say(
+        &mut self,
+        text: &str,
+        language: String,
+        voice: Option<String>,
+    ) -> Result<(), WireError> {
+        let backends = Arc::clone(&self.svc.backends);
+        let mut ask = SpeechRequest {
+            text: text.to_string(),
+            language,
+            voice,
+            speed: 0.0,
+        };
+        let speed = match ask.check(&backends) {
+            Ok(s) => s,
+            Err(e) => return self.oneoff_error(e).await,
+        };
+        let mut splitter = ClauseSplitter::new();
+        let mut clauses = splitter.push(&ask.text);
+        clauses.extend(splitter.finish());
+        let mut rate: Option<u32> = None;
+        let mut to_rate: Option<ToRate> = None;
+        for clause in clauses.into_iter().filter(|c| !c.trim().is_empty()) {
+            let lang = ask.language.clone();
+            let speech =
+                match oneoff::synthesize(&backends, clause, lang, ask.voice.clone(), speed).await {
+                    Ok(s) => s,
+                    Err(e) if rate.is_none() => return self.oneoff_error(e).await,
+                    Err(e) => {
+                        // Mid-reply: end the audio cleanly with what was said.
+                        warn!(error = %e, "Wyoming synthesis ended early");
+                        break;
+                    }
+                };
+            let out_rate = *rate.get_or_insert(speech.sample_rate);
+            if to_rate.is_none() {
+                to_rate = Some(ToRate::new(out_rate));
+                let format = json!({ "rate": out_rate, "width": 2, "channels": 1 });
+                self.send("audio-start", format, &[]).await?;
+            }
+            let audio = to_rate
+                .as_mut()
+                .and_then(|r| r.convert(&speech.audio, speech.sample_rate).ok())
+                .unwrap_or_default();
+            let per_chunk = (out_rate * CHUNK_MS / 1000) as usize;
+            for part in audio.chunks(per_chunk.max(1)) {
+                let bytes: Vec<u8> = part
+                    .iter()
+                    .flat_map(|&s| pcm::f32_to_i16(s).to_le_bytes())
+                    .collect();
+                let format = json!({ "rate": out_rate, "width": 2, "channels": 1 });
+                self.send("audio-chunk", format, &bytes).await?;
+            }
+        }
+        if rate.is_some() {
+            self.send("audio-stop", json!({}), &[]).await?;
+            self.count(200);
+        }
+        Ok(())
+    }
+
+    /// A whole turn for the agent: vaak's answer to the transcript, as `handled`, then spoken.
+    async fn answer(&mut self, data: &Value) -> Result<(), WireError> {
+        let raw = data.get("text").and_then(Value::as_str).unwrap_or_default();
+        let text = match typed_turn(raw) {
+            Ok(Some(t)) => t,
+            Ok(None) => return self.error("empty", "the transcript is empty").await,
+            Err(e) => return self.error("too-long", &e.to_string()).await,
+        };
+        let served = self.svc.backends.config.pipeline.languages.clone();
+        let language = match data.get("language").and_then(Value::as_str) {
+            Some(l) if !l.is_empty() => match oneoff::languages(&served, &[l.to_string()]) {
+                Ok(mut l) => l.pop().unwrap_or_default(),
+                Err(e) => return self.error("bad-language", &e.to_string()).await,
+            },
+            _ => language_of_text(&text, &served)
+                .map(|(l, _)| l)
+                .or_else(|| served.first().cloned())
+                .unwrap_or_default(),
+        };
+        let Ok(_slot) = self.svc.admit("wyoming") else {
+            return self.error("busy", "vaak is at capacity; retry").await;
+        };
+        let reply = match self.reply(&text, &language).await {
+            Ok(r) => r,
+            Err(why) => {
+                self.count(500);
+                return self.send("not-handled", json!({ "text": why }), &[]).await;
+            }
+        };
+        self.send(
+            "handled",
+            json!({ "text": reply, "language": language }),
+            &[],
+        )
+        .await?;
+        self.say(&reply, language, None).await
+    }
+
+    /// The LLM's checked reply to one turn (no history: each connection's turn stands alone).
+    async fn reply(&self, text: &str, language: &str) -> Result<String, String> {
+        let backends = &self.svc.backends;
+        let cfg = &backends.config.llm;
+        let conversation = Conversation::new(cfg.system_prompt.clone(), cfg.history_turns);
+        let req = ChatRequest {
+            messages: conversation.messages_for(text, language, false),
+            max_tokens: cfg.max_tokens,
+            temperature: cfg.temperature,
+            session_key: Some("wyoming".into()),
+        };
+        let spec = ReplySpec {
+            user_text: text,
+            language,
+            mixed: false,
+            first_token_timeout: Duration::from_millis(cfg.first_token_timeout_ms),
+            idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
+        };
+        let cancel = self.stop.child_token();
+        // The prompt waits for the cores like a live turn's first clause.
+        let _cores = backends
+            .cpu
+            .acquire(Priority::FirstClause, &cancel)
+            .await
+            .map_err(|e| e.to_string())?;
+        let spoken = speak(backends.llm.as_ref(), req, &spec, &cancel, &mut Discard).await;
+        match spoken.failure {
+            Some(e) if spoken.text.is_empty() => Err(format!("the language model failed: {e}")),
+            _ => Ok(spoken.text),
+        }
+    }
+
+    fn info(&self) -> Value {
+        let cfg = &self.svc.backends.config;
+        let languages = &cfg.pipeline.languages;
+        let attribution = json!({ "name": "vaak", "url": "https://github.com/vaak" });
+        let artifact = |name: &str, description: &str, languages: Value| {
+            json!({
+                "name": name, "attribution": attribution, "installed": true,
+                "description": description, "version": env!("CARGO_PKG_VERSION"),
+                "languages": languages,
+            })
+        };
+        let voices: Vec<Value> = self
+            .svc
+            .backends
+            .tts
+            .voices()
+            .into_iter()
+            .map(|v| artifact(&v.name, "vaak voice", json!([v.language])))
+            .collect();
+        let mut asr = artifact("vaak-asr", "vaak speech recognition", json!(languages));
+        asr["models"] = json!([artifact(
+            "vaak-asr",
+            "Whisper with language detection",
+            json!(languages)
+        )]);
+        let mut tts = artifact("vaak-tts", "vaak voices", json!(languages));
+        tts["voices"] = json!(voices);
+        let mut handle = artifact("vaak", "vaak's assistant", json!(languages));
+        handle["models"] = json!([artifact("vaak", "vaak's assistant", json!(languages))]);
+        json!({ "asr": [asr], "tts": [tts], "handle": [handle] })
+    }
+
+    async fn oneoff_error(&mut self, e: OneOffError) -> Result<(), WireError> {
+        let code = match e {
+            OneOffError::Invalid(_) => "bad-request",
+            OneOffError::Internal(_) => "internal",
+        };
+        self.error(code, &e.to_string()).await
+    }
+
+    /// Counts the current request's outcome in `/metrics` (with HTTP's status numbers: 200
+    /// served, 400 the client's mistake, 503 busy, 500 vaak's failure).
+    fn count(&self, status: u16) {
+        self.svc.metrics.api_request(self.request, status);
+    }
+
+    async fn error(&mut self, code: &str, text: &str) -> Result<(), WireError> {
+        self.count(match code {
+            "busy" => 503,
+            "internal" => 500,
+            _ => 400,
+        });
+        self.send("error", json!({ "text": text, "code": code }), &[])
+            .await
+    }
+
+    async fn send(&mut self, kind: &str, data: Value, payload: &[u8]) -> Result<(), WireError> {
+        let bytes = encode(kind, &data, payload);
+        self.writer.write_all(&bytes).await?;
+        Ok(())
+    }
+}
+
+/// Keeps nothing: the agent's reply is collected as text by [`speak`] itself.
+struct Discard;
+
+impl ClauseSink for Discard {
+    fn first_token(&mut self) {}
+    async fn clause(&mut self, _text: String) -> bool {
+        true
+    }
+}
+
+/// (rate, channels) of an `audio-start` or `audio-chunk`: 16-bit samples only.
+fn audio_format(data: &Value) -> Result<(u32, usize), String> {
+    let field = |k: &str| data.get(k).and_then(Value::as_u64);
+    let (Some(rate), Some(width), Some(channels)) =
+        (field("rate"), field("width"), field("channels"))
+    else {
+        return Err("audio-start needs rate, width and channels".into());
+    };
+    if width != 2 {
+        return Err(format!("{width}-byte samples: vaak reads 16-bit audio"));
+    }
+    if !(4_000..=192_000).contains(&rate) || !(1..=8).contains(&channels) {
+        return Err(format!(
+            "{rate} Hz, {channels} channels is not audio vaak reads"
+        ));
+    }
+    Ok((rate as u32, channels as usize))
+}
+
+/// One event's bytes: the header line, the JSON data, the payload.
+fn encode(kind: &str, data: &Value, payload: &[u8]) -> Vec<u8> {
+    let data_bytes = if data.as_object().is_some_and(|o| !o.is_empty()) {
+        data.to_string().into_bytes()
+    } else {
+        Vec::new()
+    };
+    let mut header = json!({ "type": kind, "version": VERSION });
+    if !data_bytes.is_empty() {
+        header["data_length"] = json!(data_bytes.len());
+    }
+    if !payload.is_empty() {
+        header["payload_length"] = json!(payload.len());
+    }
+    let mut out = header.to_string().into_bytes();
+    out.push(b'\n');
+    out.extend(data_bytes);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads one event; [`WireError::Closed`] at a clean end of the stream.
+async fn read_event<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+) -> Result<Event, WireError> {
+    let mut line = Vec::new();
+    let n = (&mut *reader)
+        .take(MAX_HEADER_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Err(WireError::Closed);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(if line.len() > MAX_HEADER_BYTES {
+            WireError::Bad(format!("header longer than {MAX_HEADER_BYTES} bytes"))
+        } else {
+            WireError::Closed
+        });
+    }
+    let header: Value = serde_json::from_slice(&line)
+        .map_err(|e| WireError::Bad(format!("the header is not JSON: {e}")))?;
+    let kind = header
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| WireError::Bad("the header has no type".into()))?
+        .to_string();
+    let length = |k: &str, max: usize| -> Result<usize, WireError> {
+        match header.get(k) {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => match v.as_u64() {
+                Some(n) if n as usize <= max => Ok(n as usize),
+                _ => Err(WireError::Bad(format!("{k} {v} is past {max} bytes"))),
+            },
+        }
+    };
+    let (data_len, payload_len) = (
+        length("data_length", MAX_DATA_BYTES)?,
+        length("payload_length", MAX_PAYLOAD_BYTES)?,
+    );
+    let mut data = header.get("data").cloned().unwrap_or_else(|| json!({}));
+    if data_len > 0 {
+        let mut bytes = vec![0; data_len];
+        reader.read_exact(&mut bytes).await?;
+        let more: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| WireError::Bad(format!("the data is not JSON: {e}")))?;
+        if let (Some(d), Some(m)) = (data.as_object_mut(), more.as_object()) {
+            d.extend(m.clone());
+        } else {
+            data = more;
+        }
+    }
+    let mut payload = vec![0; payload_len];
+    reader.read_exact(&mut payload).await?;
+    Ok(Event {
+        kind,
+        data,
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parse(bytes: &[u8]) -> Result<Event, WireError> {
+        read_event(&mut BufReader::new(bytes)).await
+    }
+
+    #[tokio::test]
+    async fn events_round_trip_with_data_and_payload() {
+        let bytes = encode("audio-chunk", &json!({ "rate": 16000 }), &[1, 2, 3, 4]);
+        let ev = parse(&bytes).await.unwrap();
+        assert_eq!(ev.kind, "audio-chunk");
+        assert_eq!(ev.data["rate"], 16000);
+        assert_eq!(ev.payload, [1, 2, 3, 4]);
+        // Data inline in the header (older clients) merges with the data section.
+        let ev = parse(b"{\"type\":\"transcribe\",\"data\":{\"language\":\"hi\"}}\n")
+            .await
+            .unwrap();
+        assert_eq!(ev.data["language"], "hi");
+    }
+
+    #[tokio::test]
+    async fn bad_events_are_errors_not_panics() {
+        for bad in [
+            &b"not json\n"[..],
+            b"{\"data\":{}}\n",
+            b"{\"type\":\"x\",\"payload_length\":99999999999}\n",
+            b"{\"type\":\"x\",\"data_length\":-1}\n",
+        ] {
+            assert!(
+                matches!(parse(bad).await, Err(WireError::Bad(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = vec![b'x'; MAX_HEADER_BYTES + 10];
+        assert!(matches!(parse(&long).await, Err(WireError::Bad(_))));
+        // Cut inside the payload: the client went away.
+        assert!(parse(b"{\"type\":\"x\",\"payload_length\":10}\nabc")
+            .await
+            .is_err());
+        assert!(matches!(parse(b"").await, Err(WireError::Closed)));
+    }
+
+    #[test]
+    fn audio_formats() {
+        assert_eq!(
+            audio_format(&json!({"rate": 16000, "width": 2, "channels": 1})),
+            Ok((16000, 1))
+        );
+        assert!(audio_format(&json!({"rate": 16000, "width": 4, "channels": 1})).is_err());
+        assert!(audio_format(&json!({"rate": 16000})).is_err());
+    }
+}
