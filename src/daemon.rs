@@ -186,8 +186,7 @@ pub async fn serve(
         }
         r = http_server => {
             let detail = match r {
-                Ok(Ok(())) => "HTTP server stopped".to_string(),
-                Ok(Err(e)) => e.to_string(),
+                Ok(()) => "HTTP server stopped".to_string(),
                 Err(e) => e.to_string(),
             };
             return Err(stop_all(&shutdown, &sessions_stop, &tracker, bound, detail).await);

@@ -155,6 +155,7 @@ fn start_worker(
         threads: config.llm.worker.threads,
         ctx_size: config.llm.worker.ctx_size,
         max_slots: config.llm.worker.max_slots,
+        hung_after: std::time::Duration::from_millis(config.llm.worker.hung_after_ms),
     };
     let handle = worker::supervise(spec, tracker, shutdown)?;
     // A restarting worker may take a while: wait up to the start-up timeout.

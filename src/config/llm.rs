@@ -22,6 +22,8 @@ pub const DEFAULT_LLM_THREADS: usize = 2;
 pub const DEFAULT_LLM_CTX: u32 = 4_096;
 
 pub const DEFAULT_LLM_SLOTS: u32 = 4;
+/// A worker silent on `/health` this long is restarted (a long prefill still answers it).
+pub const DEFAULT_LLM_HUNG_AFTER_MS: u64 = 20_000;
 
 pub const DEFAULT_HISTORY_TURNS: usize = 8;
 
@@ -94,6 +96,9 @@ pub struct LlmWorkerConfig {
     pub threads: usize,
     pub ctx_size: u32,
     pub max_slots: u32,
+    /// A worker that has not answered its `/health` for this long (stopped, deadlocked) is
+    /// killed and restarted, so one wedged process does not take every session's replies.
+    pub hung_after_ms: u64,
 }
 
 impl Default for LlmWorkerConfig {
@@ -104,6 +109,7 @@ impl Default for LlmWorkerConfig {
             threads: DEFAULT_LLM_THREADS,
             ctx_size: DEFAULT_LLM_CTX,
             max_slots: DEFAULT_LLM_SLOTS,
+            hung_after_ms: DEFAULT_LLM_HUNG_AFTER_MS,
         }
     }
 }
@@ -140,6 +146,9 @@ impl LlmConfig {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.worker.threads == 0 {
             return bad("thread counts must be at least 1".into());
+        }
+        if self.worker.hung_after_ms < 1_000 {
+            return bad("llm.worker.hung_after_ms must be at least 1000".into());
         }
         if self.max_tokens == 0 || !(0.0..=2.0).contains(&self.temperature) {
             return bad("llm.max_tokens must be > 0 and llm.temperature within 0..2".into());

@@ -6,33 +6,35 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+use tracing::{debug, warn};
 
 use crate::session::service::SessionService;
 use crate::transport::{openai, telephony, webrtc};
 
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    #[error("cannot serve HTTP on {addr}: {detail}")]
-    Serve { addr: SocketAddr, detail: String },
-}
+/// A client must send a request's whole header within this long (slow-loris: a connection
+/// that dribbles its header is closed; it never reaches a handler nor holds a session slot).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// On shutdown, open connections get this long to finish their requests.
+const DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves the router on `listener` until `stop`.
-pub async fn serve(
-    svc: Arc<SessionService>,
-    listener: TcpListener,
-    stop: CancellationToken,
-) -> Result<(), HttpError> {
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+/// Serves the router on `listener` until `stop`: one task per connection, HTTP/1.1 with
+/// upgrades (the telephony WebSockets) and a header read deadline.
+pub async fn serve(svc: Arc<SessionService>, listener: TcpListener, stop: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -40,16 +42,57 @@ pub async fn serve(
         .merge(telephony::routes(Arc::clone(&svc)))
         .merge(openai::routes(Arc::clone(&svc)))
         .merge(webrtc::routes(svc));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await
-    .map_err(|e| HttpError::Serve {
-        addr,
-        detail: e.to_string(),
-    })
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        connections.spawn(connection(app.clone(), stream, peer, stop.clone()));
+    }
+    connections.close();
+    if tokio::time::timeout(DRAIN, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!("HTTP connections still open at the drain deadline");
+    }
+}
+
+/// One HTTP connection: requests carry the peer's address (`ConnectInfo`) like axum's own
+/// server gives it; on `stop` the connection finishes its request and closes.
+async fn connection(app: Router, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let mut app = app.clone();
+        async move { app.call(req.map(Body::new)).await }
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 async fn healthz(State(svc): State<Arc<SessionService>>) -> Response {

@@ -46,7 +46,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_DATA_BYTES: usize = 256 * 1024;
 const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// A client that sends nothing for this long (mid-event or between events) is closed.
-const IDLE: Duration = Duration::from_secs(60);
+const IDLE: Duration = Duration::from_secs(20);
 /// The protocol version written in each header.
 const VERSION: &str = "1.8.0";
 /// Spoken audio is sent in chunks of at most this long.

@@ -17,6 +17,7 @@ mod remote_asr;
 mod remote_llm;
 mod scheduling;
 mod serve;
+mod slow_clients;
 mod streaming;
 mod telephony;
 mod turn_taking;

@@ -31,6 +31,8 @@ pub struct WorkerSpec {
     pub threads: usize,
     pub ctx_size: u32,
     pub max_slots: u32,
+    /// Silent on `/health` this long: hung, killed, restarted.
+    pub hung_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,10 +192,11 @@ async fn run_once(
         _ = shutdown.cancelled() => { stop(&mut child).await; return RunEnd::Shutdown; }
         r = tokio::time::timeout(STARTUP_TIMEOUT, ready) => r,
     };
-    match addr {
+    let addr = match addr {
         Ok(Some(addr)) => {
             info!(%addr, pid = child.id().unwrap_or(0), "LLM worker ready");
             let _ = tx.send(Some(format!("http://{addr}")));
+            addr
         }
         Ok(None) => {
             let status = child.wait().await.ok();
@@ -212,16 +215,61 @@ async fn run_once(
                 ran_for: started.elapsed(),
             };
         }
-    }
+    };
     // Drain stdout so the worker never blocks on a full pipe.
     let drain = async { while let Ok(Some(_)) = lines.next_line().await {} };
-    tokio::select! {
+    let health = format!("http://{addr}/health");
+    let end = tokio::select! {
         biased;
-        _ = shutdown.cancelled() => { stop(&mut child).await; RunEnd::Shutdown }
-        status = async { drain.await; child.wait().await } => {
-            error!(?status, "LLM worker exited");
-            RunEnd::Exited { ran_for: started.elapsed() }
+        _ = shutdown.cancelled() => None,
+        status = async { drain.await; child.wait().await } => Some(Ok(status)),
+        () = hung(&health, spec.hung_after) => Some(Err(())),
+    };
+    match end {
+        None => {
+            stop(&mut child).await;
+            RunEnd::Shutdown
         }
+        Some(Ok(status)) => {
+            error!(?status, "LLM worker exited");
+            RunEnd::Exited {
+                ran_for: started.elapsed(),
+            }
+        }
+        Some(Err(())) => {
+            error!(
+                hung_after_ms = spec.hung_after.as_millis() as u64,
+                "LLM worker stopped answering its health check; killing it"
+            );
+            // SIGKILL works on a stopped (SIGSTOP) or deadlocked process alike.
+            let _ = child.kill().await;
+            RunEnd::Exited {
+                ran_for: started.elapsed(),
+            }
+        }
+    }
+}
+
+/// Resolves once the worker at `url` (its `/health`) has left every probe unanswered for
+/// `after`: probed every quarter of it, each probe given a quarter to answer.
+async fn hung(url: &str, after: Duration) {
+    let every = after / 4;
+    let client = reqwest::Client::new();
+    let mut silent_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let answered = tokio::time::timeout(every, client.get(url).send())
+            .await
+            .is_ok_and(|r| r.is_ok_and(|r| r.status().is_success()));
+        if answered {
+            silent_since = None;
+            continue;
+        }
+        let since = *silent_since.get_or_insert_with(|| tokio::time::Instant::now() - every);
+        if since.elapsed() >= after {
+            return;
+        }
+        warn!(url, "LLM worker did not answer its health check");
     }
 }
 

@@ -1,4 +1,4 @@
-//! One phone call = one session, whatever the provider: admission, the stream's start, the
+//! One phone call = one session, whatever the provider: the stream's start, admission, the
 //! session, then the call loop, which feeds the pipeline what the reader (`reader.rs`) decoded
 //! and turns the pipeline's events into audio and control for the writer (`writer.rs`); the
 //! call's [`End`] (`end.rs`) says how it finished.
@@ -75,8 +75,8 @@ fn wire_format(f: MediaFormat) -> WireFormat {
     }
 }
 
-/// One call from connection to goodbye, whatever the provider: admission, the stream's
-/// start, the session, the call loop, then the log line and the close (a close frame, or
+/// One call from connection to goodbye, whatever the provider: the stream's start,
+/// admission, the session, the call loop, then the log line and the close (a close frame, or
 /// AudioSocket's error frame).
 pub async fn serve(
     svc: Arc<SessionService>,
@@ -84,13 +84,15 @@ pub async fn serve(
     mut reader: Reader,
     conn: Connection,
 ) {
-    let slot = match svc.admit("telephony") {
-        Ok(s) => s,
-        Err(e) => return refuse(&svc, conn, &mut reader, End::Busy(e.to_string())).await,
-    };
+    // The call says who it is before it is given a slot: a caller that dribbles its start
+    // (or never sends one) is cut off at START_TIMEOUT without holding a conversation.
     let start = match await_start(&mut reader).await {
         Ok(s) => s,
         Err(end) => return refuse(&svc, conn, &mut reader, end).await,
+    };
+    let slot = match svc.admit("telephony") {
+        Ok(s) => s,
+        Err(e) => return refuse(&svc, conn, &mut reader, End::Busy(e.to_string())).await,
     };
     let cfg = &svc.backends.config;
     let default_languages = if cfg.telephony.languages.is_empty() {
