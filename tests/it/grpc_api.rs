@@ -397,7 +397,7 @@ impl Daemon {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    fn client(&self, sub: &str, args: &[&str], timeout_s: u64) -> Run {
+    pub(crate) fn client(&self, sub: &str, args: &[&str], timeout_s: u64) -> Run {
         client(&self.addr, sub, args, timeout_s)
     }
 

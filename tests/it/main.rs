@@ -7,6 +7,7 @@ mod config_cli;
 mod converse_real;
 mod eval_replies;
 mod fakes;
+mod faults;
 #[macro_use]
 mod grpc_api;
 mod kiosk;
