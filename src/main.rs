@@ -208,6 +208,23 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Mostly-listening sessions held at once: N gRPC sessions stream quiet room noise while
+    /// one more asks eval questions; CPU and memory per session, latency of the questions.
+    Soak {
+        /// Listener counts to measure, e.g. `8,32,64`.
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        sessions: Vec<usize>,
+        /// Length of each level's window, seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Eval manifests the questions come from.
+        #[arg(long)]
+        manifest: Vec<PathBuf>,
+        /// Questions asked per level (one after another, each answered first); 0: listeners
+        /// only.
+        #[arg(long, default_value_t = 3)]
+        questions: usize,
+    },
     /// Synthesis time of each configured voice for phrases from two words to a long sentence.
     Tts {
         /// Languages whose voices to measure.
@@ -387,6 +404,12 @@ fn run(cli: Cli) -> Result<()> {
                 repeats,
                 threads,
             } => bench_tts_cmd(config, &languages, repeats, threads),
+            BenchCmd::Soak {
+                sessions,
+                seconds,
+                manifest,
+                questions,
+            } => bench_soak_cmd(config, &sessions, seconds, &manifest, questions),
         },
     }
 }
@@ -922,6 +945,40 @@ fn bench_latency_cmd(
             }
             d.stop().await;
         }
+        Ok(())
+    })
+}
+
+fn bench_soak_cmd(
+    mut config: Config,
+    sessions: &[usize],
+    seconds: u64,
+    manifests: &[PathBuf],
+    questions: usize,
+) -> Result<()> {
+    use vaak::bench::{latency, soak};
+    let clips = if questions == 0 {
+        Vec::new()
+    } else {
+        interleave(manifests, questions)?
+    };
+    // Room for the largest level and its asking session; admission stays load-aware.
+    let most = sessions.iter().copied().max().unwrap_or(1);
+    config.server.max_sessions = config.server.max_sessions.max(most as u32 + 1);
+    let rt = runtime()?;
+    rt.block_on(async {
+        eprintln!("starting vaak serve for the benchmark …");
+        let d = latency::ChildDaemon::start(&config).await?;
+        for &n in sessions {
+            eprintln!(
+                "{n} listening sessions for {seconds} s, {} questions …",
+                clips.len()
+            );
+            let window = std::time::Duration::from_secs(seconds);
+            let level = soak::run_level(&d, n, window, &clips).await?;
+            print!("{}", level.render());
+        }
+        d.stop().await;
         Ok(())
     })
 }

@@ -669,6 +669,11 @@ impl ChildDaemon {
         })
     }
 
+    /// The daemon's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Peak resident memory so far of the daemon and of its LLM worker (its child), MiB.
     pub fn peak_rss_mib(&self) -> Option<(f64, Option<f64>)> {
         let pid = self.child.id()?;

@@ -5,11 +5,13 @@
 //! [`latency`] is `vaak bench latency`: voice-to-voice latency at a gRPC or phone client;
 //! [`eval`] is `vaak eval asr`: recognition accuracy per language; [`replies`] is `vaak eval
 //! replies`: whether the model answers typed questions rightly, in the right script; [`tts`] is
-//! `vaak bench tts`: synthesis time per voice and phrase length.
+//! `vaak bench tts`: synthesis time per voice and phrase length; [`soak`] is `vaak bench soak`:
+//! how many mostly-listening sessions the box holds, CPU and memory per session.
 
 pub mod eval;
 pub mod latency;
 pub mod replies;
+pub mod soak;
 pub mod tts;
 
 use std::path::{Path, PathBuf};
