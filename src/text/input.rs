@@ -41,9 +41,10 @@ fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
-/// `value` for an error message: at most [`MAX_ECHO_CHARS`] characters, control characters
-/// shown escaped, and a note of how long it really was when cut.
+/// `value` for an error message: personal numbers masked, at most [`MAX_ECHO_CHARS`]
+/// characters, control characters shown escaped, and a note of how long it really was when cut.
 pub fn echo(value: &str) -> String {
+    let value = &super::redact::redact(value);
     let n = value.chars().count();
     let shown: String = value
         .chars()
@@ -87,6 +88,7 @@ mod tests {
     fn echoes_are_short() {
         assert_eq!(echo("abc"), "abc");
         assert_eq!(echo("a\u{0}b"), "a\\u{0}b");
+        assert_eq!(echo("id 98765 43210"), "id [redacted]");
         let long = echo(&"x".repeat(10_000));
         assert!(long.starts_with(&"x".repeat(MAX_ECHO_CHARS)));
         assert!(long.ends_with("(10000 characters)"), "{long}");

@@ -14,6 +14,7 @@ mod kiosk;
 mod languages;
 mod live_turns;
 mod openai_api;
+mod privacy;
 mod remote_asr;
 mod remote_llm;
 mod scheduling;
