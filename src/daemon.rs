@@ -36,6 +36,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("session store: {0}")]
     Store(String),
+    #[error("HTTP listener: {0}")]
+    Http(http::HttpError),
 }
 
 /// How often expired sessions are deleted from the store.
@@ -121,8 +123,15 @@ pub async fn serve(
     ));
     let http = bind_optional(&config.server.http_listen).await?;
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-    let http_server =
-        http.map(|l| tracker.spawn(http::serve(Arc::clone(&svc), l, listener_stop.clone())));
+    let http_tls = http::tls_acceptor(&config.server).map_err(DaemonError::Http)?;
+    let http_server = http.map(|l| {
+        tracker.spawn(http::serve(
+            Arc::clone(&svc),
+            l,
+            http_tls,
+            listener_stop.clone(),
+        ))
+    });
     let http_server = async move {
         match http_server {
             Some(h) => h.await,

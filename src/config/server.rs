@@ -56,7 +56,8 @@ pub struct ServerConfig {
     /// API keys, each named by the environment variable that holds it. Empty = no auth
     /// (bind to loopback then).
     pub api_keys: Vec<ApiKeyConfig>,
-    /// Serve TLS (rustls) with this certificate chain and key (PEM files).
+    /// Serve TLS (rustls) with this certificate chain and key (PEM files), on the gRPC and
+    /// the HTTP listener.
     pub tls: Option<TlsConfig>,
 }
 

@@ -17,14 +17,63 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use tokio::net::{TcpListener, TcpStream};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 use tracing::{debug, warn};
 
+use crate::config::ServerConfig;
 use crate::session::service::SessionService;
 use crate::transport::{openai, telephony, webrtc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("server.tls: cannot read the {what} {path}: {detail}")]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("server.tls: {0}")]
+    Tls(String),
+}
+
+/// The HTTP listener's TLS (the `[server.tls]` certificate and key the gRPC listener uses),
+/// or `None` without `[server.tls]`.
+pub fn tls_acceptor(cfg: &ServerConfig) -> Result<Option<TlsAcceptor>, HttpError> {
+    let Some(tls) = &cfg.tls else {
+        return Ok(None);
+    };
+    let file_err = |what, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |e: rustls::pki_types::pem::Error| HttpError::TlsFile {
+            what,
+            path,
+            detail: e.to_string(),
+        }
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .map_err(file_err("certificate", &tls.cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(file_err("certificate", &tls.cert))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(file_err("key", &tls.key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
+/// A TLS handshake must be done within this long (a slow one holds nothing else).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client must send a request's whole header within this long (slow-loris: a connection
 /// that dribbles its header is closed; it never reaches a handler nor holds a session slot).
@@ -33,8 +82,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves the router on `listener` until `stop`: one task per connection, HTTP/1.1 with
-/// upgrades (the telephony WebSockets) and a header read deadline.
-pub async fn serve(svc: Arc<SessionService>, listener: TcpListener, stop: CancellationToken) {
+/// upgrades (the telephony WebSockets) and a header read deadline; over TLS when `tls` is set
+/// (`https://`, `wss://` for the telephony providers).
+pub async fn serve(
+    svc: Arc<SessionService>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    stop: CancellationToken,
+) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -56,7 +111,19 @@ pub async fn serve(svc: Arc<SessionService>, listener: TcpListener, stop: Cancel
                 }
             },
         };
-        connections.spawn(connection(app.clone(), stream, peer, stop.clone()));
+        let (app, stop) = (app.clone(), stop.clone());
+        match tls.clone() {
+            None => connections.spawn(connection(app, stream, peer, stop)),
+            Some(acceptor) => connections.spawn(async move {
+                let handshake =
+                    tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                match handshake.await {
+                    Ok(Ok(tls)) => connection(app, tls, peer, stop).await,
+                    Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                }
+            }),
+        };
     }
     connections.close();
     if tokio::time::timeout(DRAIN, connections.wait())
@@ -69,7 +136,10 @@ pub async fn serve(svc: Arc<SessionService>, listener: TcpListener, stop: Cancel
 
 /// One HTTP connection: requests carry the peer's address (`ConnectInfo`) like axum's own
 /// server gives it; on `stop` the connection finishes its request and closes.
-async fn connection(app: Router, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
+async fn connection<S>(app: Router, stream: S, peer: SocketAddr, stop: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();

@@ -1451,5 +1451,48 @@ fn grpc_api_keys_over_tls() {
         );
         Ok(())
     };
-    d.finish(vec![("auth and TLS", scenario())]);
+    // The HTTP listener speaks TLS with the same certificate (https://, wss:// for the phone
+    // providers), with the same keys; plain HTTP gets no answer from it.
+    let https = || -> Outcome {
+        let port = d.http.rsplit(':').next().unwrap_or_default();
+        let curl = |args: &[&str]| -> (String, String) {
+            let o = Command::new("curl")
+                .args(["-s", "-m", "10", "-w", "\n%{http_code}", "--cacert", ca])
+                .args(args)
+                .output()
+                .expect("curl");
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+            (body.trim().to_string(), code.to_string())
+        };
+        let base = format!("https://localhost:{port}");
+        let resolve = format!("localhost:{port}:127.0.0.1");
+        let health = curl(&["--resolve", &resolve, &format!("{base}/healthz")]);
+        if health != ("ok".to_string(), "200".to_string()) {
+            return Err(format!("/healthz over TLS: {health:?}"));
+        }
+        let bearer = format!("authorization: Bearer {acme}");
+        let models = curl(&[
+            "--resolve",
+            &resolve,
+            "-H",
+            &bearer,
+            &format!("{base}/v1/models"),
+        ]);
+        if models.1 != "200" || !models.0.contains("vaak-asr") {
+            return Err(format!("/v1/models over TLS with a key: {models:?}"));
+        }
+        let anon = curl(&["--resolve", &resolve, &format!("{base}/v1/models")]);
+        if anon.1 != "401" {
+            return Err(format!("/v1/models over TLS without a key: {anon:?}"));
+        }
+        let plain = curl(&[&format!("http://127.0.0.1:{port}/healthz")]);
+        if plain.1 == "200" {
+            return Err(format!(
+                "plain HTTP was answered on the TLS port: {plain:?}"
+            ));
+        }
+        Ok(())
+    };
+    d.finish(vec![("auth and TLS", scenario()), ("HTTPS", https())]);
 }
