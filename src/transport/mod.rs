@@ -6,6 +6,8 @@
 //! recognition and synthesis, `oneoff.rs`, shared with gRPC's unary calls); the Wyoming
 //! protocol for Home Assistant (its own TCP listener); the kiosk's own microphone and speaker.
 
+pub mod auth;
+pub mod codec;
 pub mod grpc;
 pub mod http;
 pub mod kiosk;

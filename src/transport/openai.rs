@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
-use super::grpc::auth::ApiKeys;
+use super::auth::ApiKeys;
 use super::oneoff::{self, OneOffError, SpeechRequest, MAX_TRANSCRIBE_S};
 use crate::audio::resample::{resample_all, ToRate};
 use crate::audio::{pcm, wav, PIPELINE_RATE};

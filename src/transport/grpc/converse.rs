@@ -12,13 +12,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
 use super::open_error_status;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent};
 use crate::proto::{self, client_message::Msg, control::Kind, server_event::Event};
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
 use crate::text::input::typed_turn;
+use crate::transport::codec::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
 
 /// Server events buffered towards one client; backpressure (a client that stops reading stalls
 /// its own session's output, nothing else).
@@ -396,7 +396,7 @@ async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
                 Ok(r) => r,
                 Err(e) => {
                     warn!(error = %e, "cannot encode reply audio");
-                    return send_error(s, "audio_encoding", e.message(), turn.0).await;
+                    return send_error(s, "audio_encoding", &e.to_string(), turn.0).await;
                 }
             };
             if n == 0 {

@@ -2,7 +2,6 @@
 //! standard health and server reflection, API-key authentication, message-size limits and
 //! optional TLS, all on one listener.
 
-pub mod audio;
 pub mod auth;
 pub mod converse;
 
@@ -18,9 +17,12 @@ use crate::proto;
 use crate::proto::vaak_server::{Vaak, VaakServer};
 use crate::session::service::{OpenError, SessionService};
 use crate::text::script::language_name;
+use crate::transport::auth::ApiKeys;
+use crate::transport::codec::{
+    self, CodecError, InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT,
+};
 use crate::transport::oneoff::{self, OneOffError, MAX_TRANSCRIBE_S};
-use audio::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
-use auth::{tenant_of, ApiKeys};
+use auth::tenant_of;
 
 /// File descriptor set of `proto/vaak/v1/vaak.proto`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vaak_descriptor");
@@ -67,6 +69,16 @@ pub fn open_error_status(e: OpenError) -> Status {
 }
 
 /// INVALID_ARGUMENT unless the daemon serves `language`.
+/// Wire audio errors as gRPC statuses.
+impl From<CodecError> for Status {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::Invalid(m) => Status::invalid_argument(m),
+            CodecError::Internal(m) => Status::internal(m),
+        }
+    }
+}
+
 /// A one-off call's error as a gRPC status.
 fn oneoff_status(e: OneOffError) -> Status {
     match e {
@@ -161,7 +173,7 @@ impl Vaak for VaakService {
             .map_err(oneoff_status)?;
         let rate = speech.sample_rate;
         let default = WireFormat {
-            encoding: audio::Encoding::Pcm16,
+            encoding: codec::Encoding::Pcm16,
             rate,
         };
         let format = WireFormat::parse(req.output_format.as_ref(), default)?;
@@ -265,7 +277,9 @@ pub async fn serve(
     let api = VaakServer::new(VaakService::new(Arc::clone(&svc)))
         .max_decoding_message_size(cfg.max_message_bytes.max(MAX_UNARY_BYTES))
         .max_encoding_message_size(4 * 1024 * 1024);
-    let api = tonic::service::interceptor::InterceptedService::new(api, move |req| keys.check(req));
+    let api = tonic::service::interceptor::InterceptedService::new(api, move |req| {
+        auth::check(&keys, req)
+    });
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -15,7 +15,7 @@ use super::Provider;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent, TurnId};
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
-use crate::transport::grpc::audio::{Encoding, InputDecoder, OutputEncoder, WireFormat};
+use crate::transport::codec::{Encoding, InputDecoder, OutputEncoder, WireFormat};
 use crate::transport::{language_list, sleep_until_opt};
 
 use super::end::End;
@@ -103,15 +103,7 @@ pub async fn serve(
     let req = open_request(&setup, &start, &default_languages);
     let mut decoder = match InputDecoder::new(wire_format(start.format)) {
         Ok(d) => d,
-        Err(s) => {
-            return refuse(
-                &svc,
-                conn,
-                &mut reader,
-                End::Internal(s.message().to_string()),
-            )
-            .await
-        }
+        Err(s) => return refuse(&svc, conn, &mut reader, End::Internal(s.to_string())).await,
     };
     let mut session = match svc.open(slot, req).await {
         Ok(s) => s,
@@ -211,7 +203,7 @@ async fn call_loop(
                         match decoder.decode(&bytes) {
                             Ok(pcm) if pcm.is_empty() => {}
                             Ok(pcm) => pending = Some(Ingest::Audio(pcm)),
-                            Err(s) => return End::Protocol(s.message().to_string()),
+                            Err(s) => return End::Protocol(s.to_string()),
                         }
                     }
                     Ok(Some(Inbound::Dtmf(d))) => {
@@ -283,7 +275,7 @@ async fn forward(ev: PipelineEvent, writer: &Writer, encoder: &mut OutputEncoder
                     .is_ok(),
                 Ok(_) => true,
                 Err(s) => {
-                    warn!(error = %s.message(), "cannot encode reply audio");
+                    warn!(error = %s, "cannot encode reply audio");
                     true
                 }
             }

@@ -39,7 +39,7 @@ use tracing::{info_span, warn, Instrument};
 
 use crate::config::ProviderConfig;
 use crate::session::service::SessionService;
-use crate::transport::grpc::auth::constant_time_eq;
+use crate::transport::auth::constant_time_eq;
 use call::CallSetup;
 use frames::{Inbound, WireError};
 use reader::Reader;

@@ -30,7 +30,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::metrics::Metrics;
 use crate::session::service::{OpenError, OpenRequest, SessionService};
-use crate::transport::grpc::auth::ApiKeys;
+use crate::transport::auth::ApiKeys;
 use crate::transport::language_list;
 
 /// Largest offer accepted (a browser's audio + data-channel offer is 2–6 kB).

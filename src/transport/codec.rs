@@ -1,8 +1,8 @@
-//! The wire formats of the gRPC API: client audio (PCM16 at 8/16/24/48 kHz, or G.711 μ-law at
-//! 8 kHz) decoded and resampled to the pipeline rate, and reply audio resampled and encoded in
-//! the format the session asked for.
-
-use tonic::Status;
+//! Wire audio for every transport: a caller's audio (PCM16 at 8/16/24/48 kHz, or G.711 μ-law
+//! at 8 kHz) decoded and resampled to the pipeline rate, and reply audio resampled and encoded
+//! in the format the session asked for (gRPC's `AudioFormat`, a phone line's μ-law or slin).
+//! Errors are [`CodecError`]: each transport says them its own way (a gRPC status, a close
+//! frame).
 
 use crate::audio::resample::{StreamResampler, ToRate};
 use crate::audio::{g711, pcm, PIPELINE_RATE};
@@ -12,6 +12,22 @@ use crate::proto::{AudioEncoding, AudioFormat};
 pub const PCM_RATES: [u32; 4] = [8_000, 16_000, 24_000, 48_000];
 /// At most this much audio per message.
 pub const MAX_CHUNK_MS: u64 = 1_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The caller's format or audio is wrong (its to fix).
+    #[error("{0}")]
+    Invalid(String),
+    /// The converter failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CodecError {
+    fn resampler(e: impl std::fmt::Display) -> Self {
+        CodecError::Internal(format!("resampler: {e}"))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -27,13 +43,13 @@ pub struct WireFormat {
 
 impl WireFormat {
     /// Validates a format from the API; `None` means `default`.
-    pub fn parse(f: Option<&AudioFormat>, default: WireFormat) -> Result<Self, Status> {
+    pub fn parse(f: Option<&AudioFormat>, default: WireFormat) -> Result<Self, CodecError> {
         let Some(f) = f else { return Ok(default) };
         let encoding = match AudioEncoding::try_from(f.encoding) {
             Ok(AudioEncoding::Pcm16) | Ok(AudioEncoding::Unspecified) => Encoding::Pcm16,
             Ok(AudioEncoding::Mulaw) => Encoding::Mulaw,
             Err(_) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(CodecError::Invalid(format!(
                     "unknown audio encoding {}; use PCM16 or MULAW",
                     f.encoding
                 )))
@@ -42,14 +58,14 @@ impl WireFormat {
         let rate = match (encoding, f.sample_rate) {
             (Encoding::Mulaw, 0 | 8_000) => 8_000,
             (Encoding::Mulaw, r) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(CodecError::Invalid(format!(
                     "MULAW audio must be 8000 Hz, not {r}"
                 )))
             }
             (Encoding::Pcm16, 0) => default.rate,
             (Encoding::Pcm16, r) if PCM_RATES.contains(&r) => r,
             (Encoding::Pcm16, r) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(CodecError::Invalid(format!(
                     "unsupported sample rate {r} Hz; PCM16 takes 8000, 16000, 24000 or 48000"
                 )))
             }
@@ -87,30 +103,27 @@ pub struct InputDecoder {
 }
 
 impl InputDecoder {
-    pub fn new(format: WireFormat) -> Result<Self, Status> {
+    pub fn new(format: WireFormat) -> Result<Self, CodecError> {
         let resampler = if format.rate == PIPELINE_RATE {
             None
         } else {
-            Some(
-                StreamResampler::new(format.rate, PIPELINE_RATE)
-                    .map_err(|e| Status::internal(format!("resampler: {e}")))?,
-            )
+            Some(StreamResampler::new(format.rate, PIPELINE_RATE).map_err(CodecError::resampler)?)
         };
         Ok(Self { format, resampler })
     }
 
     /// Decodes one chunk. Errors are the client's: odd PCM16 byte counts, over-long chunks.
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<f32>, Status> {
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<f32>, CodecError> {
         let bps = self.format.bytes_per_sample();
         if bytes.len() % bps != 0 {
-            return Err(Status::invalid_argument(format!(
+            return Err(CodecError::Invalid(format!(
                 "audio chunk of {} bytes is not whole 16-bit samples",
                 bytes.len()
             )));
         }
         let samples = (bytes.len() / bps) as u64;
         if samples * 1000 > MAX_CHUNK_MS * u64::from(self.format.rate) {
-            return Err(Status::invalid_argument(format!(
+            return Err(CodecError::Invalid(format!(
                 "audio chunk of {} ms is longer than {MAX_CHUNK_MS} ms; send 20-200 ms chunks",
                 samples * 1000 / u64::from(self.format.rate)
             )));
@@ -128,8 +141,7 @@ impl InputDecoder {
                 let mut out = Vec::with_capacity(
                     decoded.len() * PIPELINE_RATE as usize / self.format.rate as usize + 64,
                 );
-                r.push(&decoded, &mut out)
-                    .map_err(|e| Status::internal(format!("resampler: {e}")))?;
+                r.push(&decoded, &mut out).map_err(CodecError::resampler)?;
                 Ok(out)
             }
         }
@@ -155,20 +167,20 @@ impl OutputEncoder {
     }
 
     /// Encodes a chunk at `rate`; returns the bytes and the number of samples they hold.
-    pub fn encode(&mut self, samples: &[f32], rate: u32) -> Result<(Vec<u8>, usize), Status> {
+    pub fn encode(&mut self, samples: &[f32], rate: u32) -> Result<(Vec<u8>, usize), CodecError> {
         let mut out = Vec::new();
         self.resampler
             .push(samples, rate, &mut out)
-            .map_err(|e| Status::internal(format!("resampler: {e}")))?;
+            .map_err(CodecError::resampler)?;
         Ok((self.pack(&out), out.len()))
     }
 
     /// End of a turn's audio: what the resampler still holds (empty if none).
-    pub fn flush(&mut self) -> Result<(Vec<u8>, usize), Status> {
+    pub fn flush(&mut self) -> Result<(Vec<u8>, usize), CodecError> {
         let mut out = Vec::new();
         self.resampler
             .finish(&mut out)
-            .map_err(|e| Status::internal(format!("resampler: {e}")))?;
+            .map_err(CodecError::resampler)?;
         Ok((self.pack(&out), out.len()))
     }
 
@@ -213,7 +225,7 @@ mod tests {
             },
         ] {
             let e = WireFormat::parse(Some(&bad), DEFAULT_INPUT).unwrap_err();
-            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(matches!(e, CodecError::Invalid(_)), "{bad:?}");
         }
     }
 
@@ -233,15 +245,15 @@ mod tests {
         }
         // 1 s at 48 kHz → about 1 s at 16 kHz (minus the resampler's latency).
         assert!((14_000..=16_000).contains(&total), "{total}");
-        assert_eq!(
-            d.decode(&[1, 2, 3]).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
+        assert!(matches!(
+            d.decode(&[1, 2, 3]).unwrap_err(),
+            CodecError::Invalid(_)
+        ));
         let too_long = vec![0u8; 2 * 48_000 * 2];
-        assert_eq!(
-            d.decode(&too_long).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
+        assert!(matches!(
+            d.decode(&too_long).unwrap_err(),
+            CodecError::Invalid(_)
+        ));
     }
 
     #[test]
