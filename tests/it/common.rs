@@ -169,3 +169,35 @@ pub fn busiest_processes() -> String {
         })
         .unwrap_or_else(|e| format!("(ps failed: {e})"))
 }
+
+/// `Err(message)` unless `cond` (a scenario's check in the daemon tests).
+#[allow(unused_macros)]
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+/// `Err` with the client's output unless `cond`.
+#[allow(unused_macros)]
+macro_rules! ensure {
+    ($cond:expr, $run:expr, $($fmt:tt)+) => {
+        let holds: bool = $cond;
+        if !holds {
+            return Err(format!("{}\n{}", format!($($fmt)+), $run.show()));
+        }
+    };
+}
+
+/// The first clip (by name) of a language's eval set.
+pub fn first_clip(lang: &str) -> String {
+    let mut wavs: Vec<_> = std::fs::read_dir(eval_dir().join(lang))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .collect();
+    wavs.sort();
+    wavs[0].to_string_lossy().into_owned()
+}

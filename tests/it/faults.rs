@@ -10,14 +10,6 @@ use std::time::Duration;
 
 use super::grpc_api::{Daemon, Outcome, Run};
 
-macro_rules! check {
-    ($cond:expr, $run:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!("{}\n{}", format!($($fmt)+), $run.show()));
-        }
-    };
-}
-
 fn talk(d: &Daemon, id: &str, text: &str) -> Run {
     d.client(
         "converse",
@@ -51,8 +43,8 @@ fn disk_full(d: &Daemon, store_dir: &str) -> Outcome {
     eprintln!("[disk] filled the store's tmpfs with {n} bytes");
     let id = format!("disk-full-{}", std::process::id());
     let a = talk(d, &id, "My name is Ravi and I live in Pune.");
-    check!(answered(&a), a, "a turn on a full disk was not answered");
-    check!(
+    ensure!(answered(&a), a, "a turn on a full disk was not answered");
+    ensure!(
         d.wait_for(
             "cannot persist the session history",
             1,
@@ -61,12 +53,8 @@ fn disk_full(d: &Daemon, store_dir: &str) -> Outcome {
         a,
         "the lost save was not logged"
     );
-    let health = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{}/healthz", d.http)])
-        .output()
-        .map_err(|e| format!("curl: {e}"))?;
-    check!(
-        String::from_utf8_lossy(&health.stdout).trim() == "ok",
+    ensure!(
+        d.get("/healthz").trim() == "ok",
         a,
         "health went down with the disk"
     );
@@ -75,13 +63,13 @@ fn disk_full(d: &Daemon, store_dir: &str) -> Outcome {
     std::fs::remove_file(&filler).map_err(|e| format!("remove the filler: {e}"))?;
     let id = format!("disk-back-{}", std::process::id());
     let b = talk(d, &id, "My name is Ravi and I live in Pune.");
-    check!(
+    ensure!(
         answered(&b),
         b,
         "a turn after the disk was freed was not answered"
     );
     let c = talk(d, &id, "What is my name?");
-    check!(
+    ensure!(
         answered(&c) && c.b("/resumed") == Some(true) && c.f("/history_turns") >= 1.0,
         c,
         "history was not kept once space was back"

@@ -216,17 +216,6 @@ pub(crate) fn run_json(cmd: &mut Command, argv: &str, limit: Duration) -> Run {
     }
 }
 
-/// `Err` with the client's output unless `cond`.
-#[allow(unused_macros)]
-macro_rules! ensure {
-    ($cond:expr, $run:expr, $($fmt:tt)+) => {
-        let holds: bool = $cond;
-        if !holds {
-            return Err(format!("{}\n{}", format!($($fmt)+), $run.show()));
-        }
-    };
-}
-
 pub(crate) type Outcome = Result<(), String>;
 
 // ------------------------------------------------------------------------------------------
@@ -361,6 +350,15 @@ impl Daemon {
             started.elapsed().as_secs_f64()
         );
         d
+    }
+
+    /// The body of `GET http://<http listener><path>` (curl; empty if it failed).
+    pub(crate) fn get(&self, path: &str) -> String {
+        Command::new("curl")
+            .args(["-s", "-m", "10", &format!("http://{}{path}", self.http)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     pub(crate) fn pid(&self) -> u32 {

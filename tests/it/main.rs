@@ -2,13 +2,13 @@
 //! so one binary keeps links and disk small). Themes are modules.
 
 mod bad_input;
+#[macro_use]
 mod common;
 mod config_cli;
 mod converse_real;
 mod eval_replies;
 mod fakes;
 mod faults;
-#[macro_use]
 mod grpc_api;
 mod kiosk;
 mod languages;

@@ -8,23 +8,12 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::common::{eval_dir, is_script, transcribe};
+use super::common::{first_clip, is_script, transcribe};
 use super::grpc_api::{run_python, Daemon, Outcome, Run};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/openai_client.py");
 const KEY_ENV: &str = "VAAK_TEST_OPENAI_KEY";
 const KEY: &str = "openai-key-0123456789abcdef";
-
-/// The first clip (by name) of a language's eval set.
-fn clip(lang: &str) -> String {
-    let mut wavs: Vec<_> = std::fs::read_dir(eval_dir().join(lang))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
-        .collect();
-    wavs.sort();
-    wavs[0].to_string_lossy().into_owned()
-}
 
 fn error_status(run: &Run, step: &str) -> (u64, String) {
     let s = &run.json[step];
@@ -36,14 +25,6 @@ fn error_status(run: &Run, step: &str) -> (u64, String) {
             .unwrap_or("")
             .to_string(),
     )
-}
-
-macro_rules! check {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
 }
 
 fn transcripts(run: &Run) -> Outcome {
@@ -135,11 +116,7 @@ fn write_pcm_wav(path: &Path, pcm: &[u8]) {
 
 /// Every answer counted in `/metrics` by endpoint and status.
 fn counted(d: &Daemon) -> Outcome {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{}/metrics", d.http)])
-        .output()
-        .map_err(|e| format!("curl: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = d.get("/metrics");
     for line in [
         "vaak_api_requests_total{endpoint=\"speech\",status=\"200\"} 2",
         "vaak_api_requests_total{endpoint=\"transcriptions\",status=\"413\"} 1",
@@ -191,9 +168,9 @@ fn openai_clients_transcribe_and_speak() {
             "--key",
             KEY,
             "--hi-clip",
-            &clip("hi"),
+            &first_clip("hi"),
             "--en-clip",
-            &clip("en"),
+            &first_clip("en"),
             "--out-dir",
             dir.path().to_str().unwrap(),
         ],

@@ -35,11 +35,7 @@ fn dribble(addr: &str, start: &'static [u8], limit: Duration) -> Option<Duration
 }
 
 fn metric(d: &Daemon, name: &str) -> Option<f64> {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-m", "5", &format!("http://{}/metrics", d.http)])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
+    d.get("/metrics")
         .lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.split_whitespace().last()?.parse().ok())

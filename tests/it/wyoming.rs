@@ -6,28 +6,10 @@
 
 use std::path::Path;
 
-use super::common::{eval_dir, is_script, log_field, transcribe};
+use super::common::{first_clip, is_script, log_field, transcribe};
 use super::grpc_api::{run_python, Daemon, Outcome, Run};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/wyoming_client.py");
-
-fn clip(lang: &str) -> String {
-    let mut wavs: Vec<_> = std::fs::read_dir(eval_dir().join(lang))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
-        .collect();
-    wavs.sort();
-    wavs[0].to_string_lossy().into_owned()
-}
-
-macro_rules! check {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
-}
 
 fn described_and_transcribed(run: &Run) -> Outcome {
     let info = &run.json["info"];
@@ -111,11 +93,7 @@ fn bad_input(run: &Run) -> Outcome {
 
 /// Every request counted in `/metrics` by kind and outcome.
 fn counted(d: &Daemon) -> Outcome {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{}/metrics", d.http)])
-        .output()
-        .map_err(|e| format!("curl: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = d.get("/metrics");
     for line in [
         "vaak_api_requests_total{endpoint=\"wyoming_transcribe\",status=\"200\"} 2",
         "vaak_api_requests_total{endpoint=\"wyoming_synthesize\",status=\"200\"} 2",
@@ -151,9 +129,9 @@ fn home_assistant_talks_to_vaak_over_wyoming() {
             "--port",
             &port,
             "--hi-clip",
-            &clip("hi"),
+            &first_clip("hi"),
             "--en-clip",
-            &clip("en"),
+            &first_clip("en"),
             "--out-dir",
             dir.path().to_str().unwrap(),
         ],
