@@ -366,7 +366,9 @@ fn browser_calls_over_webrtc() {
     );
     let reply = dir.path().join("reply-lossy.wav");
     let lossy = browser_call(&d, &url, &mic, &reply, &["--metrics"]);
-    let outcome = check_call(&lossy, "en", "americans", &reply).and_then(|()| {
+    // At 5 % loss Whisper hears "fellow American as not …" as often as "Americans ask not":
+    // the stem is what the lossy call must get through.
+    let outcome = check_call(&lossy, "en", "american", &reply).and_then(|()| {
         let m = lossy.s("/metrics");
         let repaired = counter(m, "vaak_webrtc_fec_recovered_total")
             + counter(m, "vaak_webrtc_concealed_total");
