@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use crate::config::ServerConfig;
 use crate::session::service::SessionService;
-use crate::transport::{openai, telephony, webrtc};
+use crate::transport::{accept_allowed, openai, telephony, webrtc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -98,19 +98,7 @@ pub async fn serve(
         .merge(openai::routes(Arc::clone(&svc)))
         .merge(webrtc::routes(svc));
     let connections = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, peer)) = accept_allowed(&listener, &[], &stop, "http", "").await {
         let (app, stop) = (app.clone(), stop.clone());
         match tls.clone() {
             None => connections.spawn(connection(app, stream, peer, stop)),

@@ -17,6 +17,43 @@ pub mod telephony;
 pub mod webrtc;
 pub mod wyoming;
 
+/// The TCP listeners' one accept loop step: the next connection from a peer in `allow` (any
+/// peer when it is empty), or `None` once `stop` fires. A failed accept (out of descriptors)
+/// is logged and retried after a pause; a peer not allowed is logged and closed. `what` and
+/// `allow_key` name the listener and its allow list in the log.
+pub(crate) async fn accept_allowed(
+    listener: &tokio::net::TcpListener,
+    allow: &[std::net::IpAddr],
+    stop: &tokio_util::sync::CancellationToken,
+    what: &'static str,
+    allow_key: &'static str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(listener = what, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if !allow.is_empty() && !allow.contains(&peer.ip()) {
+            tracing::warn!(listener = what, %peer, allow = allow_key, "connection from a peer not allowed");
+            continue;
+        }
+        return Some((stream, peer));
+    }
+}
+
+/// The addresses of an allow list (validated at start-up).
+pub(crate) fn allow_list(addresses: &[String]) -> Vec<std::net::IpAddr> {
+    addresses.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
 /// Sleeps until `at`, or forever when there is no deadline (a `select!` branch that is off).
 pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {

@@ -361,6 +361,15 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// `Err` naming the first of `lines` that `/metrics` does not hold.
+    pub(crate) fn metrics_hold(&self, lines: &[&str]) -> Outcome {
+        let text = self.get("/metrics");
+        match lines.iter().find(|l| !text.contains(*l)) {
+            Some(l) => Err(format!("no `{l}` in /metrics:\n{text}")),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -21,7 +21,7 @@ pub mod twilio;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
@@ -40,6 +40,7 @@ use tracing::{info_span, warn, Instrument};
 use crate::config::ProviderConfig;
 use crate::session::service::SessionService;
 use crate::transport::auth::constant_time_eq;
+use crate::transport::{accept_allowed, allow_list};
 use call::CallSetup;
 use frames::{Inbound, WireError};
 use reader::Reader;
@@ -267,31 +268,16 @@ pub async fn serve_audiosocket(
     listener: TcpListener,
     stop: CancellationToken,
 ) {
-    let allow: Vec<IpAddr> = svc
-        .backends
-        .config
-        .telephony
-        .audiosocket_allow
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "AudioSocket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        if !allow.is_empty() && !allow.contains(&peer.ip()) {
-            warn!(%peer, "AudioSocket connection from a peer not in telephony.audiosocket_allow");
-            continue;
-        }
+    let allow = allow_list(&svc.backends.config.telephony.audiosocket_allow);
+    while let Some((stream, peer)) = accept_allowed(
+        &listener,
+        &allow,
+        &stop,
+        "audiosocket",
+        "telephony.audiosocket_allow",
+    )
+    .await
+    {
         let _ = stream.set_nodelay(true);
         let span = info_span!("call", provider = "audiosocket", %peer);
         let owner = Arc::clone(&svc);

@@ -18,7 +18,6 @@
 //! conversation slot (the same admission as every other way in) and waits for the cores behind
 //! live conversations' replies.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::oneoff::{self, OneOffError, SpeechRequest, MAX_TRANSCRIBE_S};
+use super::{accept_allowed, allow_list};
 use crate::audio::resample::{resample_all, ToRate};
 use crate::audio::{pcm, PIPELINE_RATE};
 use crate::backend::llm::spoken::{speak, ClauseSink, ReplySpec};
@@ -52,31 +52,10 @@ const CHUNK_MS: u32 = 500;
 
 /// Accepts Wyoming clients until `stop`; each connection is a task of the session service.
 pub async fn serve(svc: Arc<SessionService>, listener: TcpListener, stop: CancellationToken) {
-    let allow: Vec<IpAddr> = svc
-        .backends
-        .config
-        .wyoming
-        .allow
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "Wyoming accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        if !allow.is_empty() && !allow.contains(&peer.ip()) {
-            warn!(%peer, "Wyoming connection from a peer not in wyoming.allow");
-            continue;
-        }
+    let allow = allow_list(&svc.backends.config.wyoming.allow);
+    while let Some((stream, peer)) =
+        accept_allowed(&listener, &allow, &stop, "wyoming", "wyoming.allow").await
+    {
         let _ = stream.set_nodelay(true);
         let span = info_span!("wyoming", %peer);
         let conn = Connection::new(Arc::clone(&svc), stream, stop.clone());
