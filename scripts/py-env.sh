@@ -2,7 +2,8 @@
 # Python side of vaak's tests: a virtualenv with pinned gRPC packages (grpcio, protoc for the
 # run-time stubs, health checking, reflection), websockets (the telephony providers' side), the
 # official openai client (for vaak's OpenAI-compatible endpoints), the wyoming package (Home
-# Assistant's protocol) and a static grpcurl binary.
+# Assistant's protocol), a static grpcurl binary, and vaak's own Python client package
+# (clients/python, reinstalled alone when its sources or the proto change).
 #
 #   eval "$(scripts/py-env.sh)"   # sets VAAK_PY and VAAK_GRPCURL
 #
@@ -20,6 +21,8 @@ set -euo pipefail
 VAAK_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vaak"
 VENV="$VAAK_CACHE/venv"
 STAMP="$VENV/.vaak-py-env.stamp"
+CLIENT_STAMP="$VENV/.vaak-client.stamp"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
 GRPCURL_SHA256="a2a7ca84fd6212cee61d3d399bb3e397eaf401848f6bd6a39a120fc355d7e41a"
 PINS=(
   grpcio==1.85.1
@@ -56,8 +59,27 @@ warm() {
     && [ -x "$(cat "$VENV/.vaak-grpcurl-path")" ] && [ "$(cat "$STAMP")" = "$(want_stamp)" ]
 }
 
+# The client package's identity: its sources and the proto its stubs come from.
+client_hash() {
+  (cd "$REPO" && cat proto/vaak/v1/vaak.proto clients/python/pyproject.toml clients/python/setup.py \
+    clients/python/src/vaak/*.py | sha256sum | cut -d' ' -f1)
+}
+client_warm() { [ -f "$CLIENT_STAMP" ] && [ "$(cat "$CLIENT_STAMP")" = "$(client_hash)" ]; }
+# Built from a copy (with the proto beside it), so the checkout gets no build litter.
+install_client() {
+  local src
+  src="$(mktemp -d)"
+  cp -r "$REPO/clients/python/." "$src/"
+  mkdir -p "$src/proto" && cp -r "$REPO/proto/vaak" "$src/proto/"
+  "$VENV/bin/python" -m pip --disable-pip-version-check --no-input -q install \
+    --no-build-isolation --no-deps --no-index --force-reinstall "$src" >&2
+  rm -rf "$src"
+  "$VENV/bin/python" -c 'import vaak.v1.vaak_pb2_grpc, vaak' >&2
+  client_hash >"$CLIENT_STAMP"
+}
+
 # Fast path: no lock, no Python start-up.
-if [ -n "$BASE_PY" ] && warm; then emit; exit 0; fi
+if [ -n "$BASE_PY" ] && warm && client_warm; then emit; exit 0; fi
 
 log() { echo "py-env: $*" >&2; }
 
@@ -65,7 +87,11 @@ mkdir -p "$VAAK_CACHE"
 exec 9>"$VAAK_CACHE/venv.lock"
 if ! flock -w 900 9; then log "timed out waiting for $VAAK_CACHE/venv.lock"; exit 1; fi
 # Someone else may have finished it while we waited.
-if [ -n "$BASE_PY" ] && warm; then emit; exit 0; fi
+if [ -n "$BASE_PY" ] && warm; then
+  client_warm || install_client
+  emit
+  exit 0
+fi
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 apt_install() {
@@ -113,5 +139,6 @@ fi
 
 echo "$grpcurl" >"$VENV/.vaak-grpcurl-path"
 want_stamp >"$STAMP"
+install_client
 log "ready in $(( $(date +%s) - t0 ))s"
 emit

@@ -695,7 +695,7 @@ fn grpcurl_check(d: &Daemon) -> Outcome {
 
 fn unary_calls(d: &Daemon) -> Outcome {
     let clip = eval_clip("hi", "0215_025.wav");
-    let r = d.client("unary", &["--wav", &clip], 90);
+    let r = d.client("unary", &["--wav", &clip], 150);
     ensure!(r.ok(), r, "unary calls failed");
     let langs: Vec<String> = r
         .arr("/list_languages/languages")
@@ -725,6 +725,33 @@ fn unary_calls(d: &Daemon) -> Outcome {
         r.s("/transcribe/language") == "hi" && devanagari(r.s("/transcribe/text")),
         r,
         "Transcribe of a Hindi clip: want language hi in Devanagari"
+    );
+    // The same clip as a conversation through the Python package's `VaakClient.converse`.
+    let kinds: Vec<String> = r
+        .arr("/converse/events")
+        .iter()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    ensure!(
+        [
+            "SessionStarted",
+            "SpeechStarted",
+            "Transcript",
+            "ReplyAudio",
+            "TurnCompleted"
+        ]
+        .iter()
+        .all(|k| kinds.iter().any(|have| have == k)),
+        r,
+        "VaakClient.converse: event kinds {kinds:?}"
+    );
+    ensure!(
+        r.s("/converse/transcript/language") == "hi"
+            && devanagari(r.s("/converse/transcript/text"))
+            && !r.s("/converse/reply/text").is_empty()
+            && r.f("/converse/reply_audio_s") > 0.3,
+        r,
+        "VaakClient.converse: want a Hindi transcript and a spoken reply"
     );
     Ok(())
 }

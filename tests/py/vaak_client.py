@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """A real gRPC client for `vaak serve`, used by the end-to-end tests.
 
-Stubs are generated at run time by grpc_tools.protoc from proto/vaak/v1/vaak.proto into a cache
-directory (never committed). Needs only grpcio, grpcio-tools, grpcio-health-checking,
-grpcio-reflection and the standard library: run it with the venv python of scripts/py-env.sh.
+The stubs and the one-shot calls come from vaak's Python client package (clients/python,
+installed into the venv of scripts/py-env.sh with grpcio, grpcio-health-checking and
+grpcio-reflection): run this with that venv's python.
 
 Every subcommand prints ONE JSON object on stdout. Exit status: 0 success, 1 failure (the JSON
 has "ok": false, "error" and, for an RPC failure, "code"/"details"), 2 usage, 3 the global
 --timeout-s watchdog fired.
 
   converse   one Converse stream: config, WAV / text turns, optional barge-in, reply analysis
-  unary      ListLanguages, ListVoices, Synthesize (hi, en), Transcribe (an eval clip)
+  unary      ListLanguages, ListVoices, Synthesize (hi, en), Transcribe (an eval clip), and one
+             turn through the package's VaakClient.converse
   delete     DeleteSession
   raw        bad-input probes; prints the gRPC status it got (exit 0 if one was received)
   health     grpc.health.v1 Check for "" and "vaak.v1.Vaak"
@@ -23,26 +24,23 @@ send time of the text. "cut_in" is true if reply audio arrived before that momen
 
 import argparse
 import array
-import hashlib
-import importlib
 import json
 import math
 import os
 import queue
 import sys
-import tempfile
 import threading
 import time
 
 import grpc
+import vaak
+from vaak.v1 import vaak_pb2, vaak_pb2_grpc
 
 from pcm_tools import (dbfs, mulaw_decode, mulaw_encode, pcm16_from_bytes, pcm16_to_bytes,
                        read_wav, rms, write_wav)
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-DEFAULT_PROTO_DIR = os.path.join(REPO_ROOT, "proto")
 DEFAULT_EVAL_DIR = os.path.abspath(os.path.join(REPO_ROOT, "..", "shared", "eval"))
-PROTO_FILE = "vaak/v1/vaak.proto"
 SERVICE = "vaak.v1.Vaak"
 
 EXIT_FAIL = 1
@@ -93,46 +91,6 @@ def start_watchdog(timeout_s, command):
     t.daemon = True
     t.start()
     return t
-
-
-# --------------------------------------------------------------------------------------------
-# Stubs, generated at run time
-# --------------------------------------------------------------------------------------------
-
-def load_stubs(proto_dir):
-    """Generate (or reuse) vaak_pb2 / vaak_pb2_grpc for the proto and import them."""
-    import grpc_tools
-    from grpc_tools import protoc
-    import google.protobuf
-
-    proto_path = os.path.join(proto_dir, PROTO_FILE)
-    with open(proto_path, "rb") as f:
-        src = f.read()
-    key = hashlib.sha256(src + b"\0" + grpc.__version__.encode() + b"\0"
-                         + google.protobuf.__version__.encode()).hexdigest()[:16]
-    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                         "vaak", "pystubs")
-    out = os.path.join(cache, key)
-    if not os.path.isfile(os.path.join(out, "vaak", "v1", "vaak_pb2_grpc.py")):
-        os.makedirs(cache, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix="gen-", dir=cache)
-        well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-        rc = protoc.main(["grpc_tools.protoc", "-I", proto_dir, "-I", well_known,
-                          "--python_out=" + tmp, "--grpc_python_out=" + tmp, PROTO_FILE])
-        if rc != 0:
-            raise Fail("protoc failed (exit %s) on %s" % (rc, proto_path))
-        for d in ("vaak", os.path.join("vaak", "v1")):
-            open(os.path.join(tmp, d, "__init__.py"), "a").close()
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            # Another process won the race; its output is identical.
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
-    sys.path.insert(0, out)
-    pb2 = importlib.import_module("vaak.v1.vaak_pb2")
-    pb2_grpc = importlib.import_module("vaak.v1.vaak_pb2_grpc")
-    return pb2, pb2_grpc
 
 
 # --------------------------------------------------------------------------------------------
@@ -819,9 +777,8 @@ def audio_summary(pb2, audio, rate, encoding=None):
 
 
 def cmd_unary(args, pb2, pb2_grpc):
-    ch = make_channel(args)
-    stub = pb2_grpc.VaakStub(ch)
-    md = metadata(args)
+    """The one-shot calls and one conversation, each through the client package's VaakClient."""
+    client = vaak.VaakClient(channel=make_channel(args), api_key=args.api_key)
     t_end = time.monotonic() + args.timeout_s - 2.0
     out = {"ok": False, "command": "unary", "addr": args.addr}
     failures = []
@@ -832,21 +789,19 @@ def cmd_unary(args, pb2, pb2_grpc):
             res = fn(max(1.0, t_end - time.monotonic()))
             res["ms"] = round((time.monotonic() - t0) * 1000.0, 1)
             return res
-        except grpc.RpcError as e:
+        except vaak.VaakError as e:
             failures.append(name)
-            return dict(rpc_error_info(e), ms=round((time.monotonic() - t0) * 1000.0, 1))
+            return {"code": e.code, "details": e.details,
+                    "ms": round((time.monotonic() - t0) * 1000.0, 1)}
 
     out["list_languages"] = call("ListLanguages", lambda to: {"languages": [
-        msg_fields(l) for l in stub.ListLanguages(pb2.ListLanguagesRequest(), metadata=md,
-                                                  timeout=to).languages]})
+        vars(l) for l in client.list_languages(timeout_s=to)]})
     out["list_voices"] = call("ListVoices", lambda to: {"voices": [
-        msg_fields(v) for v in stub.ListVoices(pb2.ListVoicesRequest(), metadata=md,
-                                               timeout=to).voices]})
+        vars(v) for v in client.list_voices(timeout_s=to)]})
     synth = {}
     for lang, text in (("hi", args.hi_text), ("en", args.en_text)):
         def do(to, lang=lang, text=text):
-            r = stub.Synthesize(pb2.SynthesizeRequest(text=text, language=lang), metadata=md,
-                                timeout=to)
+            r = client.synthesize(text, language=lang, timeout_s=to)
             s = audio_summary(pb2, r.audio, r.sample_rate)
             s.update({"voice": r.voice, "audio_s": round(r.audio_s, 3), "text": text})
             return s
@@ -855,22 +810,42 @@ def cmd_unary(args, pb2, pb2_grpc):
     wav = args.wav
     if wav is None:
         wav, _ = first_eval_clip(args.eval_dir, "hi")
-    samples, rate = read_wav(wav, Fail)
 
     def tr(to):
-        r = stub.Transcribe(pb2.TranscribeRequest(
-            audio=pcm16_to_bytes(samples), format=pb2.AudioFormat(encoding=pb2.PCM16, sample_rate=rate),
-            languages=args.language or []), metadata=md, timeout=to)
+        r = client.transcribe(wav, languages=args.language or [], timeout_s=to)
         d = {"wav": wav, "text": r.text, "language": r.language,
              "confidence": round(r.confidence, 3),
-             "candidates": [msg_fields(c) for c in r.candidates],
+             "candidates": [{"language": c.language, "probability": round(c.probability, 3)}
+                            for c in r.candidates],
              "audio_s": round(r.audio_s, 3), "compute_s": round(r.compute_s, 3)}
         ref = reference_for(wav)
         if ref:
             d["reference"] = {"text": ref.get("text"), "language": ref.get("language")}
         return d
     out["transcribe"] = call("Transcribe", tr)
-    ch.close()
+
+    def converse(to):
+        """The clip spoken in real time, then half-closed: every event kind that came, the
+        final transcript and the reply (its text and audio)."""
+        kinds, final, reply, audio, rate = [], None, None, 0, 0
+        for ev in client.converse(wav, languages=args.language or [], timeout_s=to):
+            name = type(ev).__name__
+            if not kinds or kinds[-1] != name:
+                kinds.append(name)
+            if isinstance(ev, vaak.Transcript) and ev.is_final:
+                final = {"text": ev.text, "language": ev.language}
+            elif isinstance(ev, vaak.ReplyAudio):
+                audio += len(ev.audio)
+                rate = ev.sample_rate
+            elif isinstance(ev, vaak.TurnCompleted):
+                reply = {"text": ev.reply_text, "language": ev.language,
+                         "end_to_first_audio_ms": round(ev.timings["end_to_first_audio_ms"])}
+            elif isinstance(ev, vaak.Error):
+                raise vaak.VaakError("EVENT_" + ev.code, ev.message)
+        return {"events": kinds, "transcript": final, "reply": reply,
+                "reply_audio_s": round(audio / 2.0 / rate, 2) if rate else 0.0}
+    out["converse"] = call("VaakClient.converse", converse)
+    client.close()
     if failures:
         out["error"] = "failed: " + ", ".join(failures)
         emit(out, EXIT_FAIL)
@@ -1082,7 +1057,6 @@ def build_parser():
     common.add_argument("--tls-ca", metavar="PEM",
                         help="connect over TLS, trusting this CA / self-signed certificate")
     common.add_argument("--tls-server-name", help="with --tls-ca: the name to verify")
-    common.add_argument("--proto-dir", default=os.environ.get("VAAK_PROTO_DIR", DEFAULT_PROTO_DIR))
 
     session = argparse.ArgumentParser(add_help=False)
     session.add_argument("--session-id")
@@ -1166,7 +1140,7 @@ def main(argv=None):
         args.timeout_s = 3.0
     start_watchdog(args.timeout_s, args.cmd)
     try:
-        pb2, pb2_grpc = load_stubs(args.proto_dir)
+        pb2, pb2_grpc = vaak_pb2, vaak_pb2_grpc
         fn = {"converse": cmd_converse, "unary": cmd_unary, "delete": cmd_delete, "raw": cmd_raw,
               "health": cmd_health, "reflection": cmd_reflection}[args.cmd]
         fn(args, pb2, pb2_grpc)
