@@ -9,3 +9,6 @@ export VAAK_BIN="$CARGO_TARGET_DIR/debug/vaak"
 # ONNX Runtime's own telemetry off for test binaries too (`vaak` sets it itself at start).
 export ORT_DISABLE_TELEMETRY=1
 export VAAK_LLM_BIN="$CARGO_TARGET_DIR/debug/vaak-llm"
+# Cargo tools the tests use (cargo-deb for the kiosk package), installed by setup.sh --test.
+export VAAK_TOOLS_DIR="${VAAK_TOOLS_DIR:-$VAAK_CACHE/tools}"
+export VAAK_CARGO_DEB="$VAAK_TOOLS_DIR/bin/cargo-deb"

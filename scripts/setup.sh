@@ -11,7 +11,7 @@ need_pkgs=(build-essential pkg-config cmake libclang-dev libasound2-dev espeak-n
 # for the kiosk test (ALSA reaches it through libasound2-plugins), strace, unshare, ip, pgrep;
 # Debian's chromium (driven by npm playwright-core) and nftables (packet loss) for WebRTC.
 if [ "${1:-}" = "--test" ]; then
-  need_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils strace iproute2 procps util-linux chromium nftables)
+  need_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils strace iproute2 procps util-linux chromium nftables systemd dpkg-dev adduser)
 fi
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
 command -v npm >/dev/null || need_pkgs+=(npm)
@@ -37,6 +37,17 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) and re-run" >&2
   exit 1
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  # cargo-deb packs the kiosk's Debian package in tests/it/packaging.rs (pinned: 3.x still
+  # accepts the dev profile the suite builds).
+  CARGO_DEB_VERSION=3.8.0
+  if [ "$("$VAAK_CARGO_DEB" --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
+    echo "setup: installing cargo-deb $CARGO_DEB_VERSION into $VAAK_TOOLS_DIR"
+    CARGO_TARGET_DIR="$VAAK_CACHE/tools-target" \
+      cargo install --locked --quiet --version "$CARGO_DEB_VERSION" --root "$VAAK_TOOLS_DIR" cargo-deb
+  fi
 fi
 
 echo "setup: building (target dir $CARGO_TARGET_DIR)"

