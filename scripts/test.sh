@@ -22,6 +22,9 @@ export VAAK_TEST_TTS_OUT="$(mktemp -d)"
 # The gRPC tests drive `vaak serve` with the Python client and grpcurl from this venv.
 eval "$(scripts/py-env.sh)"
 export VAAK_PY VAAK_GRPCURL
+# Pipecat and LiveKit Agents (their own venv: they pin another `openai`) for tests/it/frameworks.rs.
+eval "$(scripts/py-frameworks-env.sh)"
+export VAAK_FW_PY
 export VAAK_TEST_LLM_GGUF="$VAAK_MODELS_DIR/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -f "$VAAK_TEST_LLM_GGUF" ]; then
   "$VAAK_BIN" models fetch --set small
