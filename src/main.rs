@@ -644,7 +644,8 @@ fn transcribe_cmd(
     println!(
         "{}",
         serde_json::json!({
-            "text": t.text,
+            // As the recognition endpoints return it: a decoder loop cut to one phrase.
+            "text": vaak::text::reply_guard::without_loops(&t.text),
             "language": t.language,
             "language_prob": t.language_prob,
             "candidates": t.candidates,

@@ -25,6 +25,8 @@ const LOOP_MAX_DISTINCT: f32 = 0.3;
 const LOOP_RUN: usize = 4;
 const LOOP_PHRASE_WORDS: usize = 4;
 const LOOP_PHRASE_RUN: usize = 3;
+/// The longest looping phrase [`without_loops`] cuts ("And so my fellow Americans." is five).
+const COLLAPSE_PHRASE_WORDS: usize = 8;
 /// Letters outside the language's script and Latin: more than this share and the transcript is
 /// not the language; a reply clause with more is in the wrong script.
 const FOREIGN_MAX: f32 = 0.5;
@@ -34,16 +36,19 @@ const CLAUSE_FOREIGN_MAX: f32 = 0.05;
 const CLAUSE_NATIVE_MIN: f32 = 0.5;
 const CLAUSE_MIN_LETTERS: usize = 12;
 
+/// A word as loops are compared: its letters, digits and marks, lower-cased.
+fn bare(word: &str) -> String {
+    word.chars()
+        .filter(|c| c.is_alphanumeric() || is_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// Whether `text`, heard as `language`, is too broken to answer (`None`: answer it).
 pub fn unclear_transcript(text: &str, language: &str) -> Option<Unclear> {
     let words: Vec<String> = text
         .split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || is_mark(*c))
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
+        .map(bare)
         .filter(|w| !w.is_empty())
         .collect();
     if words.is_empty() {
@@ -76,6 +81,74 @@ fn repeats_a_phrase(words: &[String]) -> bool {
                     .all(|k| words.get(start + k * n..start + (k + 1) * n) == Some(phrase))
         })
     })
+}
+
+/// `text` with each recogniser loop cut to one copy of its phrase: a phrase of 2 to
+/// [`COLLAPSE_PHRASE_WORDS`] words said [`LOOP_PHRASE_RUN`] or more times running ("Ask not.
+/// Ask not. Ask not. …" from a short clip). For transcripts returned as they are (the one-off
+/// recognition calls); a live turn instead treats a loop as not heard ([`unclear_transcript`]).
+/// A copy cut short at the very end (the decoder's token budget ran out) goes too. Single
+/// repeated words are left alone (the recogniser's own cleaning bounds those).
+pub fn without_loops(text: &str) -> String {
+    // Cutting one loop can line up another ("A A A B A A A B …" → "A B A B …"): cut until none
+    // is left (each pass that changes anything drops words, so this ends).
+    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    loop {
+        let cut = cut_loops_once(&text);
+        if cut == text {
+            return text;
+        }
+        text = cut;
+    }
+}
+
+fn cut_loops_once(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let keys: Vec<String> = words.iter().map(|w| bare(w)).collect();
+    let mut kept: Vec<&str> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let run = (2..=COLLAPSE_PHRASE_WORDS).find_map(|n| {
+            let phrase = keys.get(i..i + n)?;
+            if phrase.iter().all(String::is_empty) {
+                return None;
+            }
+            let copies = (1..)
+                .take_while(|k| keys.get(i + k * n..i + (k + 1) * n) == Some(phrase))
+                .count()
+                + 1;
+            (copies >= LOOP_PHRASE_RUN).then_some((n, copies))
+        });
+        match run {
+            Some((n, copies)) => {
+                kept.extend_from_slice(&words[i..i + n]);
+                i += n * copies;
+            }
+            None => {
+                kept.push(words[i]);
+                i += 1;
+            }
+        }
+    }
+    without_cut_copy_at_end(&mut kept);
+    kept.join(" ")
+}
+
+/// A loop the decoder's token budget cut short ends in a copy of the phrase before it, cut
+/// off ("What your country can do for you? What your country can do for"): drops that copy.
+fn without_cut_copy_at_end(words: &mut Vec<&str>) {
+    let keys: Vec<String> = words.iter().map(|w| bare(w)).collect();
+    let len = keys.len();
+    let cut_copy = (3..=COLLAPSE_PHRASE_WORDS).find_map(|n| {
+        (2..n).rev().find(|&p| {
+            len >= n + p
+                && keys[len - p..] == keys[len - p - n..len - n]
+                && keys[len - p..].iter().any(|k| !k.is_empty())
+        })
+    });
+    if let Some(p) = cut_copy {
+        words.truncate(len - p);
+    }
 }
 
 /// Whether a reply clause may be spoken to a user of `language` (`mixed`: the user mixes it with
@@ -299,6 +372,34 @@ mod tests {
     }
 
     #[test]
+    fn loops_are_cut_to_one_phrase_and_speech_is_kept() {
+        assert_eq!(
+            without_loops("Ask not. Ask not. Ask not. Ask not. what your country"),
+            "Ask not. what your country"
+        );
+        assert_eq!(
+            without_loops("What your country can do for you? What your country can do for"),
+            "What your country can do for you?"
+        );
+        let jfk = "And so my fellow Americans.";
+        assert_eq!(without_loops(&[jfk; 9].join(" ")), jfk);
+        assert_eq!(
+            without_loops("मैं ठीक हूँ मैं ठीक हूँ मैं ठीक हूँ और आप"),
+            "मैं ठीक हूँ और आप"
+        );
+        for kept in [
+            "bahut bahut dhanyavaad",
+            "ask not, ask what",
+            "no no no, not that",
+            "one two one two",
+            "ask not what your country can do for you, ask what you can do for your country",
+            "",
+        ] {
+            assert_eq!(without_loops(kept), kept);
+        }
+    }
+
+    #[test]
     fn fixed_sentences_are_in_their_language() {
         for lang in [
             "hi", "mr", "bn", "ta", "te", "kn", "ml", "gu", "pa", "ur", "or", "en",
@@ -317,6 +418,26 @@ mod tests {
             let _ = unclear_transcript(&text, &lang);
             let _ = clause_fits(&text, &lang, false);
             let _ = clause_fits(&text, &lang, true);
+        }
+
+        #[test]
+        fn a_looping_phrase_is_kept_once(
+            before in "[a-m]{2,6}( [a-m]{2,6}){0,3}",
+            phrase in "[n-z]{2,6}( [n-z]{2,6}){1,7}",
+            after in "[a-m]{2,6}( [a-m]{2,6}){0,3}",
+            n in 3usize..20,
+        ) {
+            let looped = format!("{before} {} {after}", vec![format!("{phrase}."); n].join(" "));
+            prop_assert_eq!(without_loops(&looped), format!("{before} {phrase}. {after}"));
+        }
+
+        #[test]
+        fn loop_cutting_only_removes_and_settles(text in "((ab|cd|ef|\\PC{1,4})[ .,]{1,2}){0,40}") {
+            let once = without_loops(&text);
+            // Only whole words go, in order: what is left is a subsequence of the input.
+            let mut rest = text.split_whitespace();
+            prop_assert!(once.split_whitespace().all(|w| rest.any(|x| x == w)));
+            prop_assert_eq!(without_loops(&once), once.clone());
         }
 
         #[test]

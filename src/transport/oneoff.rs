@@ -13,6 +13,7 @@ use crate::backend::tts::{requested_speed, TtsError, MAX_SPEED, MIN_SPEED};
 use crate::backend::Backends;
 use crate::scheduler::Priority;
 use crate::text::input::echo;
+use crate::text::reply_guard::without_loops;
 
 /// Longest text one synthesis request may ask for, in characters.
 pub const MAX_SYNTH_CHARS: usize = 2_000;
@@ -82,12 +83,18 @@ pub async fn transcribe(
         .await
         .map_err(|e| OneOffError::Internal(format!("ASR task failed: {e}")))?;
     drop(guard);
-    result.map_err(|e| match e {
-        AsrError::TooShort(_) | AsrError::UnsupportedLanguage(_) => {
-            OneOffError::Invalid(e.to_string())
-        }
-        other => OneOffError::Internal(other.to_string()),
-    })
+    // A short clip can send the decoder round a loop; the caller gets the phrase once.
+    result
+        .map(|t| Transcription {
+            text: without_loops(&t.text),
+            ..t
+        })
+        .map_err(|e| match e {
+            AsrError::TooShort(_) | AsrError::UnsupportedLanguage(_) => {
+                OneOffError::Invalid(e.to_string())
+            }
+            other => OneOffError::Internal(other.to_string()),
+        })
 }
 
 /// Synthesised speech and the voice that spoke it.

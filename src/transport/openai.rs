@@ -18,11 +18,12 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -51,6 +52,8 @@ const OPENAI_VOICES: &[&str] = &[
 pub const SPEECH_RATE_HZ: u32 = 24_000;
 /// Largest upload: the longest audio at 48 kHz stereo 32-bit float, plus the form's framing.
 pub const MAX_UPLOAD_BYTES: usize = MAX_TRANSCRIBE_S as usize * 48_000 * 2 * 4 + 64 * 1024;
+/// How long a refused upload is read on (and thrown away) so that its sender sees the refusal.
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// Synthesised clauses buffered towards a slow reader (backpressure: synthesis waits).
 const SPEECH_EDGE: usize = 4;
 
@@ -238,13 +241,9 @@ async fn read_form(mut form: Multipart) -> Result<TranscriptionForm, ApiError> {
     Ok(out)
 }
 
-async fn transcriptions(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    form: Result<Multipart, MultipartRejection>,
-) -> Response {
+async fn transcriptions(State(st): State<ApiState>, req: Request) -> Response {
     let started = std::time::Instant::now();
-    let r = transcribe_form(&st, &headers, form).await;
+    let r = transcribe_request(&st, req).await;
     if r.is_ok() {
         st.svc
             .metrics
@@ -253,12 +252,38 @@ async fn transcriptions(
     counted(&st, "transcriptions", r)
 }
 
+/// Reads and throws away what is left of a refused request's body (at most
+/// [`MAX_UPLOAD_BYTES`], for at most [`DRAIN_WITHIN`]): a client still sending its upload then
+/// reads the refusal instead of a connection reset under it.
+async fn drain(body: Body) {
+    let mut chunks = body.into_data_stream();
+    let mut left = MAX_UPLOAD_BYTES;
+    let _ = tokio::time::timeout(DRAIN_WITHIN, async {
+        while let Some(Ok(chunk)) = chunks.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The caller is checked before the upload is read; a refused one's upload is drained.
+async fn transcribe_request(st: &ApiState, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    if let Err(refused) = authenticate(st, &parts.headers) {
+        drain(body).await;
+        return Err(refused);
+    }
+    let form = Multipart::from_request(Request::from_parts(parts, body), st).await;
+    transcribe_form(st, form).await
+}
+
 async fn transcribe_form(
     st: &ApiState,
-    headers: &HeaderMap,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(st, headers)?;
     // Not a multipart form (a JSON body, no boundary): OpenAI's shape, not axum's text.
     let form = form.map_err(|e| ApiError::invalid(None, e.body_text()))?;
     let form = read_form(form).await?;

@@ -117,6 +117,7 @@ fn write_pcm_wav(path: &Path, pcm: &[u8]) {
 fn errors(run: &Run) -> Outcome {
     for (step, status, says) in [
         ("bad_key", 401, ""),
+        ("bad_key_upload", 401, ""),
         ("bad_model", 404, "gpt-9"),
         ("bad_format", 400, "mp3"),
         ("bad_voice", 400, "no-such-voice"),

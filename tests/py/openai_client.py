@@ -4,6 +4,7 @@ streamed to a file), the model list, and the errors a client meets (bad key, unk
 unsupported format). Prints one JSON object with what each step saw."""
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -72,6 +73,16 @@ def main() -> int:
 
     bad = openai.OpenAI(base_url=a.base_url, api_key="not-the-key-0123456789", max_retries=0)
     step("bad_key", lambda: {"ids": [m.id for m in bad.models.list()]})
+    # A wrong key on an upload (the async client, as Pipecat uses it): a 401, not a reset
+    # connection, even though vaak refuses before it has read the file.
+    async def bad_key_upload():
+        async with openai.AsyncOpenAI(base_url=a.base_url, api_key="not-the-key-0123456789",
+                                      max_retries=0) as client:
+            with open(a.en_clip, "rb") as f:
+                return {"text": (await client.audio.transcriptions.create(
+                    model="whisper-1", file=f)).text}
+    step("bad_key_upload", lambda: asyncio.run(bad_key_upload()))
+
     def said(**kw):
         return {"bytes": len(c.audio.speech.create(**kw).read())}
 
