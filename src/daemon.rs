@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::models::ResolvedModels;
 use crate::session::service::SessionService;
-use crate::session::store::SessionStore;
+use crate::session::store::{self, Store};
 use crate::transport::{grpc, http, telephony, wyoming};
 
 /// How long open work gets to finish after a stop signal.
@@ -273,22 +273,14 @@ async fn bind_optional(addr: &str) -> Result<Option<tokio::net::TcpListener>, Da
         })
 }
 
-/// The session store: the configured SQLite file, or memory only.
-async fn open_store(config: &Config) -> Result<Option<Arc<SessionStore>>, DaemonError> {
-    let ttl = Duration::from_secs(config.sessions.ttl_s);
-    let path = config.sessions.store_path();
-    let in_memory = config.sessions.in_memory;
-    let store = tokio::task::spawn_blocking(move || {
-        if in_memory {
-            SessionStore::in_memory(ttl)
-        } else {
-            SessionStore::open(&path, ttl)
-        }
-    })
-    .await
-    .map_err(|e| DaemonError::Store(e.to_string()))?
-    .map_err(|e| DaemonError::Store(e.to_string()))?;
-    Ok(Some(Arc::new(store)))
+/// The session store: the configured SQLite file or PostgreSQL database, or memory only.
+async fn open_store(config: &Config) -> Result<Option<Arc<dyn Store>>, DaemonError> {
+    let sessions = config.sessions.clone();
+    let opened = tokio::task::spawn_blocking(move || store::open(&sessions))
+        .await
+        .map_err(|e| DaemonError::Store(e.to_string()))?
+        .map_err(|e| DaemonError::Store(e.to_string()))?;
+    Ok(Some(opened))
 }
 
 async fn wait_for_stop(stop: &CancellationToken) -> Result<(), DaemonError> {

@@ -117,7 +117,9 @@ impl Default for TurnConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
-    /// SQLite file; empty = `$XDG_STATE_HOME/vaak/sessions.sqlite` (`~/.local/state/…`).
+    /// SQLite file; empty = `$XDG_STATE_HOME/vaak/sessions.sqlite` (`~/.local/state/…`). Or a
+    /// PostgreSQL URL (`postgres://user@host:5432/db`) shared by replicas; its password comes
+    /// from the `PGPASSWORD` environment variable, never from this file.
     pub store: Option<PathBuf>,
     /// Keep nothing on disk (history lives only as long as the stream).
     pub in_memory: bool,
@@ -140,7 +142,31 @@ impl SessionsConfig {
         if self.ttl_s == 0 {
             return Err(ConfigError::Invalid("sessions.ttl_s must be > 0".into()));
         }
+        if let Some(url) = self.postgres_url() {
+            let parsed: postgres::Config = url.parse().map_err(|e| {
+                ConfigError::Invalid(format!("sessions.store is not a PostgreSQL URL: {e}"))
+            })?;
+            if parsed.get_password().is_some() {
+                return Err(ConfigError::Invalid(
+                    "sessions.store must not hold a password; set PGPASSWORD in the environment"
+                        .into(),
+                ));
+            }
+            if self.in_memory {
+                return Err(ConfigError::Invalid(
+                    "sessions.in_memory and a PostgreSQL sessions.store exclude each other".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The PostgreSQL URL, when `store` is one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.store
+            .as_deref()
+            .and_then(|p| p.to_str())
+            .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
     }
 
     pub fn store_path(&self) -> PathBuf {

@@ -57,3 +57,32 @@ fn partial_files_keep_other_defaults() {
     assert_eq!(cfg.vad.min_silence_ms, 700);
     assert_eq!(cfg.vad.threshold, DEFAULT_VAD_THRESHOLD);
 }
+
+#[test]
+fn a_postgres_store_takes_its_password_from_the_environment_only() {
+    let ok = Config::parse("[sessions]\nstore = \"postgres://vaak@db.internal:5432/vaak\"\n")
+        .expect("a PostgreSQL store");
+    assert_eq!(
+        ok.sessions.postgres_url(),
+        Some("postgres://vaak@db.internal:5432/vaak")
+    );
+    let with_password =
+        Config::parse("[sessions]\nstore = \"postgres://vaak:hunter2@db.internal/vaak\"\n")
+            .expect_err("a password in the file");
+    assert!(
+        with_password.to_string().contains("PGPASSWORD"),
+        "{with_password}"
+    );
+    assert!(
+        !with_password.to_string().contains("hunter2"),
+        "{with_password}"
+    );
+    assert!(Config::parse(
+        "[sessions]\nin_memory = true\nstore = \"postgres://vaak@db.internal/vaak\"\n"
+    )
+    .is_err());
+    assert!(Config::parse("[sessions]\nstore = \"postgres://vaak@db:notaport/vaak\"\n").is_err());
+    // A file path is still a SQLite file.
+    let file = Config::parse("[sessions]\nstore = \"/var/lib/vaak/sessions.sqlite\"\n").unwrap();
+    assert_eq!(file.sessions.postgres_url(), None);
+}

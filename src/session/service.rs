@@ -20,7 +20,7 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, HistorySink, SessionMemory, SessionPipeline, SessionSettings};
 use crate::scheduler::Load;
-use crate::session::store::SessionStore;
+use crate::session::store::Store;
 use crate::session::{Conversation, Exchange};
 use crate::text::input::{echo, MAX_ECHO_CHARS};
 
@@ -87,7 +87,7 @@ pub struct OpenSession {
 pub struct SessionService {
     pub backends: Arc<Backends>,
     pub metrics: Arc<Metrics>,
-    store: Option<Arc<SessionStore>>,
+    store: Option<Arc<dyn Store>>,
     slots: Arc<Semaphore>,
     live: Arc<LiveMap>,
     next_live: std::sync::atomic::AtomicU64,
@@ -120,7 +120,7 @@ impl SessionService {
     pub fn new(
         backends: Arc<Backends>,
         metrics: Arc<Metrics>,
-        store: Option<Arc<SessionStore>>,
+        store: Option<Arc<dyn Store>>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -431,7 +431,7 @@ impl Drop for LiveGuard {
 }
 
 struct StoreSink {
-    store: Arc<SessionStore>,
+    store: Arc<dyn Store>,
     tenant: String,
     id: String,
     /// Exchanges kept per session (the conversation's own turn limit).

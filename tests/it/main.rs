@@ -21,6 +21,7 @@ mod remote_asr;
 mod remote_llm;
 mod scheduling;
 mod serve;
+mod session_store;
 mod slow_clients;
 mod streaming;
 mod telephony;

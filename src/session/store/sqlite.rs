@@ -1,24 +1,21 @@
-//! The embedded session store: conversation histories kept in SQLite so a client that reconnects
-//! with its session id within the TTL continues where it left off.
+//! The embedded session store: conversation histories in a local SQLite file, so a client that
+//! reconnects with its session id within the TTL continues where it left off.
 //!
-//! The text of a conversation is personal data, so the store keeps as little as it can for as
-//! short as it can: a session past its TTL is never returned and is deleted when seen (and by
-//! [`SessionStore::purge_expired`]); a delete removes every row for real (`secure_delete`
+//! Beyond what every [`Store`] promises: a delete removes every row for real (`secure_delete`
 //! overwrites the freed pages, and the write-ahead log is checkpointed and truncated so no old
-//! copy lingers there); the file is readable by its owner only; a session is visible only to
-//! the tenant that created it; and phone, Aadhaar, PAN and other long numbers are masked
-//! ([`crate::text::redact`]) before a word is written, so the file never holds them in clear.
+//! copy lingers there) and the file is readable by its owner only.
 //!
 //! Calls block (callers use `spawn_blocking`) and hold one connection behind a mutex.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::Exchange;
+use super::{expired, now_ms, Store, StoreError, StoredSession};
+use crate::session::Exchange;
 use crate::text::codeswitch::mixed_with_english;
 use crate::text::redact::redact;
 
@@ -47,58 +44,22 @@ CREATE TABLE exchanges (
 /// Where the in-memory store says it lives in errors.
 const IN_MEMORY: &str = ":memory:";
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("session store {path}: cannot {action}: {source}")]
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: std::io::Error,
-    },
-    #[error("session store {path}: cannot open it as a SQLite database (corrupt or not a session store?): {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("session store {path} has schema version {found}, newer than this vaak understands ({SCHEMA_VERSION}); upgrade vaak or move the file away")]
-    NewerSchema { path: PathBuf, found: i64 },
-    #[error("session store {path}: {action} failed: {source}")]
-    Sql {
-        path: PathBuf,
-        action: &'static str,
-        source: rusqlite::Error,
-    },
-    /// The id is taken by a session of another tenant. The message names neither.
-    #[error(
-        "session store {path}: the session id is already in use by another tenant; choose a new id"
-    )]
-    IdTaken { path: PathBuf },
-}
-
-/// A session as loaded from the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredSession {
-    pub tenant: String,
-    pub exchanges: Vec<Exchange>,
-    pub updated_unix_ms: i64,
-}
-
-pub struct SessionStore {
+pub struct SqliteStore {
     conn: Mutex<Connection>,
     ttl: Duration,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for SessionStore {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionStore")
+        f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
 
-impl SessionStore {
+impl SqliteStore {
     /// Opens (creating the parent directory, the file with mode 0600, and the schema) a store at
     /// `path`. An existing file is narrowed to mode 0600 too. Expired sessions are purged.
     pub fn open(path: &Path, ttl: Duration) -> Result<Self, StoreError> {
@@ -172,7 +133,12 @@ impl SessionStore {
                     .map_err(open_err)?;
             }
             SCHEMA_VERSION => {}
-            found => return Err(StoreError::NewerSchema { path, found }),
+            found => {
+                return Err(StoreError::NewerSchema {
+                    at: path.display().to_string(),
+                    found,
+                })
+            }
         }
         let store = Self {
             conn: Mutex::new(conn),
@@ -181,10 +147,6 @@ impl SessionStore {
         };
         store.purge_expired()?;
         Ok(store)
-    }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     /// (owner tenant, updated ms, expires ms) of session `id`, if there is one.
@@ -202,10 +164,75 @@ impl SessionStore {
         .map_err(self.sql("read a session"))
     }
 
-    /// The session if it exists, belongs to `tenant`, and is within its TTL. An expired one is
-    /// deleted and reported as None. A session of another tenant is None (never reveal it
-    /// exists).
-    pub fn load(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>, StoreError> {
+    /// Makes session `id` `tenant`'s (or refreshes its expiry): an expired session under the id
+    /// is deleted first; an unexpired one of another tenant is [`StoreError::IdTaken`].
+    fn claim(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match self.session_row(tx, id)? {
+            Some((_, updated_ms, expires_ms)) if self.expired(updated_ms, expires_ms, now) => {
+                tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
+                    .map_err(self.sql("delete an expired session"))?;
+            }
+            Some((owner, _, _)) if owner != tenant => {
+                return Err(StoreError::IdTaken {
+                    at: self.path.display().to_string(),
+                });
+            }
+            _ => {}
+        }
+        tx.execute(
+            "INSERT INTO sessions (id, tenant, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms,
+                                            expires_ms = excluded.expires_ms",
+            params![id, tenant, now, now.saturating_add(self.ttl_ms())],
+        )
+        .map_err(self.sql("write a session"))?;
+        Ok(())
+    }
+
+    fn expired(&self, updated_ms: i64, expires_ms: i64, now: i64) -> bool {
+        expired(self.ttl, updated_ms, expires_ms, now)
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        super::ttl_ms(self.ttl)
+    }
+
+    /// Copies the write-ahead log into the database and truncates it, so deleted text does not
+    /// survive in old log frames. Best effort: the delete itself has committed, and the next
+    /// scrub or automatic checkpoint catches up.
+    fn scrub_wal(&self, conn: &Connection) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot checkpoint the session store's log");
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves at worst an open transaction, which rusqlite
+        // rolls back when it is dropped, so the connection is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn load(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>, StoreError> {
         let now = now_ms();
         let mut conn = self.lock();
         let tx = conn
@@ -258,18 +285,7 @@ impl SessionStore {
         }))
     }
 
-    /// Appends `exchange` to the history of session `id` (created if new, its expiry refreshed),
-    /// keeps only the newest `keep` exchanges, and returns the exchange's sequence number (for
-    /// [`SessionStore::amend`]). Personal numbers are masked before anything is written: the
-    /// live turn saw them, the file never holds them.
-    ///
-    /// Appending, not replacing the history, means two streams of one session (a reconnect
-    /// that took over while the old stream's last turn was still being saved) cannot overwrite
-    /// each other's turns: both are kept, in the order they were saved.
-    ///
-    /// Fails with [`StoreError::IdTaken`] if the id exists (unexpired) for another tenant; an
-    /// expired session of any tenant under that id is deleted first.
-    pub fn append(
+    fn append(
         &self,
         tenant: &str,
         id: &str,
@@ -313,10 +329,7 @@ impl SessionStore {
         Ok(seq)
     }
 
-    /// Replaces the reply of exchange `seq` with what the user heard of it before
-    /// interrupting (masked like [`SessionStore::append`]); false if there is no such exchange
-    /// for `tenant` (deleted, expired, or trimmed away meanwhile).
-    pub fn amend(&self, tenant: &str, id: &str, seq: i64, heard: &str) -> Result<bool, StoreError> {
+    fn amend(&self, tenant: &str, id: &str, seq: i64, heard: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut conn = self.lock();
         let tx = conn
@@ -345,39 +358,7 @@ impl SessionStore {
         Ok(changed > 0)
     }
 
-    /// Makes session `id` `tenant`'s (or refreshes its expiry): an expired session under the id
-    /// is deleted first; an unexpired one of another tenant is [`StoreError::IdTaken`].
-    fn claim(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        tenant: &str,
-        id: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        match self.session_row(tx, id)? {
-            Some((_, updated_ms, expires_ms)) if self.expired(updated_ms, expires_ms, now) => {
-                tx.execute("DELETE FROM sessions WHERE id = ?1", [id])
-                    .map_err(self.sql("delete an expired session"))?;
-            }
-            Some((owner, _, _)) if owner != tenant => {
-                return Err(StoreError::IdTaken {
-                    path: self.path.clone(),
-                });
-            }
-            _ => {}
-        }
-        tx.execute(
-            "INSERT INTO sessions (id, tenant, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms,
-                                            expires_ms = excluded.expires_ms",
-            params![id, tenant, now, now.saturating_add(self.ttl_ms())],
-        )
-        .map_err(self.sql("write a session"))?;
-        Ok(())
-    }
-
-    /// Deletes the session and everything stored for it; true if it existed (for that tenant).
-    pub fn delete(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+    fn delete(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let conn = self.lock();
         let deleted = conn
             .execute(
@@ -391,8 +372,7 @@ impl SessionStore {
         Ok(deleted > 0)
     }
 
-    /// Deletes every expired session; returns how many.
-    pub fn purge_expired(&self) -> Result<usize, StoreError> {
+    fn purge_expired(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         let conn = self.lock();
         let purged = conn
@@ -406,48 +386,8 @@ impl SessionStore {
         }
         Ok(purged)
     }
-
-    /// Expired by the TTL it was saved with or by the current one, whichever is shorter, so a
-    /// store reopened with a shorter TTL keeps nothing longer than it now promises.
-    fn expired(&self, updated_ms: i64, expires_ms: i64, now: i64) -> bool {
-        expires_ms <= now || updated_ms.saturating_add(self.ttl_ms()) <= now
-    }
-
-    fn ttl_ms(&self) -> i64 {
-        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// Copies the write-ahead log into the database and truncates it, so deleted text does not
-    /// survive in old log frames. Best effort: the delete itself has committed, and the next
-    /// scrub or automatic checkpoint catches up.
-    fn scrub_wal(&self, conn: &Connection) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot checkpoint the session store's log");
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves at worst an open transaction, which rusqlite
-        // rolls back when it is dropped, so the connection is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sql {
-            path: self.path.clone(),
-            action,
-            source,
-        }
-    }
-}
-
-/// Milliseconds since the Unix epoch; 0 if the clock is before it.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
+#[path = "sqlite_tests.rs"]
 mod tests;

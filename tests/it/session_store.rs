@@ -1,0 +1,284 @@
+//! The shared session store on a real PostgreSQL (Debian's server, started by the test in a
+//! temporary directory on a loopback port, never a mock): the conformance suite every store
+//! passes, two handles appending to one session at once, and two `vaak serve` replicas
+//! continuing, writing at once to, and deleting each other's sessions.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vaak::session::store::{conformance, PostgresStore, Store};
+
+use super::grpc_api::Daemon;
+
+const USER: &str = "vaak";
+
+/// A PostgreSQL server of its own: `initdb` in a temporary directory (as the `postgres` system
+/// user: the server refuses to run as root), listening on 127.0.0.1 only; stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    databases: AtomicUsize,
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Debian's server binaries (`/usr/lib/postgresql/<version>/bin`), the newest version.
+fn server_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's server is not installed (setup.sh --test installs `postgresql`)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("initdb").is_file())
+        .collect();
+    found.sort();
+    found.pop().expect("no initdb under /usr/lib/postgresql")
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = server_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("vaak-pg")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        run(
+            Command::new("chown").args(["-R", "postgres:postgres", dir.path().to_str().unwrap()]),
+            "chown the data directory",
+        );
+        let as_postgres = |tool: &str| {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+            c
+        };
+        run(
+            as_postgres("initdb").args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ]),
+            "initdb",
+        );
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off",
+            dir.path().display()
+        );
+        run(
+            as_postgres("pg_ctl").args([
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                dir.path().join("server.log").to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]),
+            "pg_ctl start",
+        );
+        Postgres {
+            dir,
+            bin,
+            port,
+            databases: AtomicUsize::new(0),
+        }
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A new, empty database; its name.
+    fn database(&self) -> String {
+        let name = format!("t{}", self.databases.fetch_add(1, Ordering::SeqCst));
+        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+            .expect("connect as the admin user");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create a database");
+        name
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", self.dir.path().join("data").to_str().unwrap_or("")])
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn store(url: &str, ttl: Duration) -> Arc<dyn Store> {
+    Arc::new(PostgresStore::connect(url, ttl).expect("connect the store"))
+}
+
+#[test]
+fn postgres_keeps_every_promise_of_a_store() {
+    let pg = Postgres::start();
+    conformance::run_all(&|ttl| store(&pg.url(&pg.database()), ttl));
+    // Two handles on one database, as two replicas: appending to one session at once.
+    let url = pg.url(&pg.database());
+    let hour = Duration::from_secs(3600);
+    conformance::concurrent_writers_lose_no_turn(store(&url, hour), store(&url, hour));
+
+    // Deleted rows are gone from the tables themselves, and the schema is made once.
+    let s = store(&url, hour);
+    conformance::save_all(&*s, "t1", "gone", &conformance::history());
+    assert!(s.delete("t1", "gone").unwrap());
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let left: i64 = c
+        .query_one(
+            "SELECT count(*) FROM vaak_exchanges WHERE session_id = 'gone'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let versions: i64 = c
+        .query_one("SELECT count(*) FROM vaak_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 1, "the schema version row is written once");
+    // A newer schema than this vaak knows is refused, by name.
+    c.batch_execute("INSERT INTO vaak_schema (version) VALUES (99)")
+        .unwrap();
+    let err = PostgresStore::connect(&url, hour).expect_err("newer schema");
+    assert!(
+        err.to_string().contains("schema version 99"),
+        "{err}\n{}",
+        pg.log()
+    );
+}
+
+#[test]
+fn a_stopped_database_fails_calls_clearly_and_they_recover() {
+    let pg = Postgres::start();
+    let url = pg.url(&pg.database());
+    let s = store(&url, Duration::from_secs(3600));
+    conformance::save_all(&*s, "t1", "s1", &conformance::history());
+    // Every connection cut (as a database restart or failover does): the next call fails with
+    // the store's name, the one after reconnects and finds the history.
+    let mut admin = postgres::Client::connect(&pg.url("postgres"), postgres::NoTls).unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'vaak'",
+            &[],
+        )
+        .unwrap();
+    let first = s.load("t1", "s1");
+    if let Err(e) = &first {
+        assert!(
+            e.to_string().contains(&format!("127.0.0.1:{}", pg.port)),
+            "{e}"
+        );
+    }
+    let again = s
+        .load("t1", "s1")
+        .expect("reconnected")
+        .expect("history kept");
+    assert_eq!(again.exchanges, conformance::history());
+}
+
+/// Two `vaak serve` replicas on one database: a session started on A resumes on B with its
+/// history; both replicas answering the same session at once keep both turns; a delete on B
+/// erases it for A too.
+#[test]
+fn replicas_share_sessions_through_postgres() {
+    let pg = Postgres::start();
+    let db = pg.database();
+    let rest = format!(
+        "[llm]\nmax_tokens = 24\n[asr]\nthreads = 1\n[sessions]\nstore = \"{}\"\n",
+        pg.url(&db)
+    );
+    let a = Daemon::start("replica-a", "", &rest, &[]);
+    let b = Daemon::start("replica-b", "", &rest, &[]);
+    let id = format!("replicas-{}", std::process::id());
+    let talk = |d: &Daemon, text: &str| {
+        d.client(
+            "converse",
+            &["--text-only", "--session-id", &id, "--text", text],
+            120,
+        )
+    };
+    let outcome = (|| -> Result<(), String> {
+        let first = talk(&a, "My name is Ravi and I live in Pune.");
+        ensure!(first.ok(), first, "the first turn on replica A failed");
+        ensure!(
+            first.b("/resumed") == Some(false),
+            first,
+            "a new id must start fresh"
+        );
+
+        let on_b = talk(&b, "Where do I live?");
+        ensure!(
+            on_b.ok() && on_b.b("/resumed") == Some(true) && on_b.f("/history_turns") >= 1.0,
+            on_b,
+            "replica B did not resume the session replica A started"
+        );
+
+        // Both replicas answer the same session at once: neither turn is lost.
+        let (x, y) = std::thread::scope(|s| {
+            let x = s.spawn(|| talk(&a, "What is the capital of India?"));
+            let y = s.spawn(|| talk(&b, "What is two plus two?"));
+            (x.join().unwrap(), y.join().unwrap())
+        });
+        ensure!(x.ok(), x, "the turn on replica A failed while B wrote");
+        ensure!(y.ok(), y, "the turn on replica B failed while A wrote");
+        let after = talk(&a, "Thank you.");
+        ensure!(
+            after.ok() && after.f("/history_turns") >= 4.0,
+            after,
+            "a turn written by one replica while the other wrote was lost"
+        );
+
+        let del = b.client("delete", &["--session-id", &id], 30);
+        ensure!(
+            del.ok() && del.b("/deleted") == Some(true),
+            del,
+            "DeleteSession on replica B failed"
+        );
+        let gone = talk(&a, "What is my name?");
+        ensure!(
+            gone.ok() && gone.b("/resumed") == Some(false) && gone.f("/history_turns") == 0.0,
+            gone,
+            "replica A still had the session replica B deleted"
+        );
+        Ok(())
+    })();
+    let db_log = pg.log();
+    if outcome.is_err() {
+        eprintln!("--- PostgreSQL's log:\n{db_log}");
+    }
+    b.finish(vec![]);
+    a.finish(vec![("replicas on one PostgreSQL", outcome)]);
+}
