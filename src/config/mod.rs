@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::tts::TtsConfig;
 
 mod asr;
 mod kiosk;
@@ -15,6 +14,7 @@ mod llm;
 mod pipeline;
 mod server;
 mod telephony;
+mod tts;
 mod webrtc;
 mod wyoming;
 
@@ -24,6 +24,7 @@ pub use llm::*;
 pub use pipeline::*;
 pub use server::*;
 pub use telephony::*;
+pub use tts::*;
 pub use webrtc::*;
 pub use wyoming::*;
 
@@ -132,9 +133,7 @@ impl Config {
         self.wyoming.validate()?;
         self.sessions.validate()?;
         self.turn.validate(&self.vad)?;
-        self.tts
-            .validate()
-            .map_err(|e| ConfigError::Invalid(format!("tts: {e}")))?;
+        self.tts.validate()?;
         Ok(())
     }
 

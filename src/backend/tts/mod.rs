@@ -8,10 +8,9 @@
 //! stage the engine for a turn. Every engine is blocking and CPU-bound: callers run
 //! [`TtsEngine::synthesize`] off the async runtime (`spawn_blocking` or a dedicated pool).
 //!
-//! Files: `config.rs` (serde config + validation), `espeak.rs` (libespeak-ng FFI: phonemizer for
+//! Files (the config is `crate::config::tts`): `espeak.rs` (libespeak-ng FFI: phonemizer for
 //! the neural voices and the fallback engine), `kokoro.rs`, `piper.rs` (ONNX Runtime engines).
 
-mod config;
 pub mod espeak;
 pub mod kokoro;
 pub mod piper;
@@ -20,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use config::{
+pub use crate::config::{
     default_voices, requested_speed, TtsConfig, VoiceSpec, DEFAULT_ENGLISH_ESPEAK_VOICE,
     DEFAULT_ENGLISH_KOKORO_VOICE, DEFAULT_ESPEAK_LANGUAGES, DEFAULT_HINDI_ESPEAK_VOICE,
     DEFAULT_HINDI_KOKORO_VOICE, DEFAULT_ONNX_THREADS, DEFAULT_SPEED, MAX_SPEED, MIN_SPEED,
@@ -176,7 +175,10 @@ impl Voices {
         assets: &TtsAssets,
         env: &ort::environment::Environment,
     ) -> Result<Voices, TtsError> {
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            crate::config::ConfigError::Invalid(m) => TtsError::Config(m),
+            other => TtsError::Config(other.to_string()),
+        })?;
         let threads = config.onnx_threads;
         let mut kokoro_model: Option<Arc<KokoroModel>> = None;
         let mut kokoro_voices: HashMap<(String, String), Arc<dyn TtsEngine>> = HashMap::new();
@@ -228,7 +230,7 @@ impl Voices {
                 } => {
                     let json = json
                         .clone()
-                        .unwrap_or_else(|| config::piper_config_path(model));
+                        .unwrap_or_else(|| crate::config::piper_config_path(model));
                     let shared = match piper_models.get(model) {
                         Some(m) => m.clone(),
                         None => {
@@ -496,7 +498,7 @@ pub(crate) mod test_support {
             env_path("VAAK_TEST_PIPER_MODEL", DEFAULT_PIPER_MODEL),
             "VAAK_TEST_PIPER_MODEL",
         );
-        must_exist(config::piper_config_path(&model), "VAAK_TEST_PIPER_MODEL");
+        must_exist(crate::config::piper_config_path(&model), "VAAK_TEST_PIPER_MODEL");
         model
     }
 

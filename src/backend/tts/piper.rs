@@ -377,7 +377,7 @@ impl TtsEngine for PiperVoice {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::piper_config_path;
+    use crate::config::piper_config_path;
     use super::super::test_support::*;
     use super::*;
 

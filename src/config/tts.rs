@@ -1,7 +1,7 @@
 //! TTS configuration: which engine and voice speaks each language, and how fast.
 //!
-//! Lives apart from the engines so the daemon's config file can be parsed and validated (serde,
-//! `deny_unknown_fields`) without loading any model. Defaults: Kokoro for Hindi and English,
+//! Part of the one config door (no engine is loaded to parse or validate it); the engines in
+//! `backend::tts` read it. Defaults: Kokoro for Hindi and English,
 //! espeak-ng for the other Indian languages (the only voices for them in any registry).
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::TtsError;
+use super::ConfigError;
 
 /// Default speaking speed multiplier.
 pub const DEFAULT_SPEED: f32 = 1.0;
@@ -172,8 +172,8 @@ fn is_plain_name(name: &str) -> bool {
 impl TtsConfig {
     /// Checks everything that can be checked without loading a model: language codes, speed,
     /// thread count, voice names, and that Piper files exist.
-    pub fn validate(&self) -> Result<(), TtsError> {
-        let bad = |msg: String| Err(TtsError::Config(msg));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(format!("tts: {msg}")));
         if self.voices.is_empty() {
             return bad("no voices configured".into());
         }
