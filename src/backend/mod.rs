@@ -37,9 +37,17 @@ pub trait VoiceBank: Send + Sync {
     fn named(&self, name: &str, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError>;
     /// Every voice that can be chosen: (name, language, sample rate, is the language's default).
     fn voices(&self) -> Vec<tts::VoiceChoice>;
+    /// Requests this backend's remote part failed and its embedded fallback answered (0 for a
+    /// backend with no fallback); served at `/metrics`.
+    fn fallbacks(&self) -> u64 {
+        0
+    }
 }
 
 impl VoiceBank for Voices {
+    fn fallbacks(&self) -> u64 {
+        self.remote_fallbacks()
+    }
     fn for_language(&self, lang: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
         Voices::for_language(self, lang)
     }

@@ -98,6 +98,103 @@ pub struct TtsConfig {
     pub default_speed: f32,
     /// ONNX Runtime intra-op threads for each Kokoro/Piper session.
     pub onnx_threads: usize,
+    /// Some languages spoken by a remote OpenAI-compatible speech server, the language's own
+    /// voice above answering when it fails or is late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteTtsConfig>,
+}
+
+/// Default remote speech model and voice (OpenAI's names; vaak's own endpoint takes them too).
+pub const DEFAULT_REMOTE_TTS_MODEL: &str = "tts-1";
+pub const DEFAULT_REMOTE_TTS_VOICE: &str = "alloy";
+/// A clause's audio must be back within this long, else the local voice says it.
+pub const DEFAULT_REMOTE_TTS_TIMEOUT_MS: u64 = 8_000;
+
+/// `[tts.remote]`: `POST <url>` as OpenAI's `/v1/audio/speech` (JSON in, audio out), for the
+/// listed languages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteTtsConfig {
+    /// The full endpoint URL, e.g. `https://tts.example.com/v1/audio/speech`.
+    pub url: String,
+    #[serde(default = "default_remote_tts_model")]
+    pub model: String,
+    /// The server's voice for every listed language, unless `voices` names one for it.
+    #[serde(default = "default_remote_tts_voice")]
+    pub voice: String,
+    #[serde(default)]
+    pub voices: BTreeMap<String, String>,
+    /// Environment variable holding the bearer token (never the token itself).
+    pub api_key_env: Option<String>,
+    /// The languages spoken there (each keeps its own voice in `voices` as the fallback).
+    pub languages: Vec<String>,
+    #[serde(default = "default_remote_tts_timeout_ms")]
+    pub timeout_ms: u64,
+    /// `pcm` (16-bit mono at 24 kHz, as OpenAI's) or `wav` (any rate; converted).
+    #[serde(default = "default_remote_tts_format")]
+    pub response_format: String,
+}
+
+fn default_remote_tts_model() -> String {
+    DEFAULT_REMOTE_TTS_MODEL.into()
+}
+
+fn default_remote_tts_voice() -> String {
+    DEFAULT_REMOTE_TTS_VOICE.into()
+}
+
+fn default_remote_tts_timeout_ms() -> u64 {
+    DEFAULT_REMOTE_TTS_TIMEOUT_MS
+}
+
+fn default_remote_tts_format() -> String {
+    "pcm".into()
+}
+
+impl RemoteTtsConfig {
+    /// The server's voice for `language`.
+    pub fn voice_for(&self, language: &str) -> &str {
+        self.voices.get(language).unwrap_or(&self.voice)
+    }
+
+    fn validate(&self, local: &BTreeMap<String, VoiceSpec>) -> Result<(), String> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!(
+                "remote.url must be an http(s) URL, not `{}`",
+                self.url
+            ));
+        }
+        if self.languages.is_empty() {
+            return Err("remote.languages is empty".into());
+        }
+        if let Some(l) = self.languages.iter().find(|l| !local.contains_key(*l)) {
+            return Err(format!(
+                "remote.languages: `{l}` has no voice of its own in tts.voices to fall back on"
+            ));
+        }
+        if let Some(l) = self.voices.keys().find(|l| !self.languages.contains(l)) {
+            return Err(format!("remote.voices: `{l}` is not in remote.languages"));
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            return Err(format!(
+                "remote.timeout_ms {} must be 1..=60000",
+                self.timeout_ms
+            ));
+        }
+        if !["pcm", "wav"].contains(&self.response_format.as_str()) {
+            return Err(format!(
+                "remote.response_format `{}` must be pcm or wav",
+                self.response_format
+            ));
+        }
+        if let Some(var) = &self.api_key_env {
+            super::server::check_secret("remote.api_key_env", var).map_err(|e| match e {
+                ConfigError::Invalid(m) => m,
+                other => other.to_string(),
+            })?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for TtsConfig {
@@ -106,6 +203,7 @@ impl Default for TtsConfig {
             voices: default_voices(),
             default_speed: DEFAULT_SPEED,
             onnx_threads: DEFAULT_ONNX_THREADS,
+            remote: None,
         }
     }
 }
@@ -235,6 +333,11 @@ impl TtsConfig {
                     return bad(format!("voices.{language}: bad espeak-ng voice name `{v}`"));
                 }
             }
+        }
+        if let Some(remote) = &self.remote {
+            remote
+                .validate(&self.voices)
+                .map_err(|m| ConfigError::Invalid(format!("tts.{m}")))?;
         }
         Ok(())
     }

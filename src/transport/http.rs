@@ -168,5 +168,19 @@ async fn metrics(State(svc): State<Arc<SessionService>>) -> Response {
          vaak_open_sessions {}\n",
         svc.open_sessions()
     ));
+    let b = &svc.backends;
+    body.push_str(
+        "# HELP vaak_backend_fallbacks_total Requests a remote backend failed that the embedded \
+         one answered.\n# TYPE vaak_backend_fallbacks_total counter\n",
+    );
+    for (backend, n) in [
+        ("asr", b.asr.fallbacks()),
+        ("llm", b.llm.fallbacks()),
+        ("tts", b.tts.fallbacks()),
+    ] {
+        body.push_str(&format!(
+            "vaak_backend_fallbacks_total{{backend=\"{backend}\"}} {n}\n"
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

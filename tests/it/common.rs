@@ -173,11 +173,12 @@ pub fn busiest_processes() -> String {
 /// `Err(message)` unless `cond` (a scenario's check in the daemon tests).
 #[allow(unused_macros)]
 macro_rules! check {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
+    ($cond:expr, $($fmt:tt)+) => {{
+        let holds: bool = $cond;
+        if !holds {
             return Err(format!($($fmt)+));
         }
-    };
+    }};
 }
 
 /// `Err` with the client's output unless `cond`.

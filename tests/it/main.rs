@@ -19,6 +19,7 @@ mod packaging;
 mod privacy;
 mod remote_asr;
 mod remote_llm;
+mod remote_tts;
 mod scheduling;
 mod serve;
 mod session_store;

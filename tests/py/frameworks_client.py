@@ -1,14 +1,16 @@
 """vaak under two voice frameworks, driven through the repository's own examples (so the
 examples are what the test runs): `pipecat` runs examples/pipecat_vaak.py's Pipecat pipeline
 (Silero VAD -> OpenAISTTService -> reply -> OpenAITTSService, by Pipecat's worker and runner)
-and `livekit` runs examples/livekit_vaak.py (livekit-plugins-openai STT and TTS through LiveKit
-Agents' VAD and TTS stream adapters, as an AgentSession uses them; no LiveKit server).
+and `livekit` runs examples/livekit_vaak.py (a LiveKit Agents `AgentSession` with Silero VAD,
+livekit-plugins-openai STT and TTS and a fixed reply for an LLM, its audio input a WAV file and
+its audio output a buffer: no LiveKit server, no room).
 
     frameworks_client.py pipecat|livekit --base-url http://127.0.0.1:PORT/v1 --api-key K \
         --wav CLIP.wav --language hi --say TEXT --out-dir DIR
 
-Prints one JSON object: ok, the transcript, the language vaak reported, the turns the VAD cut,
-the reply's audio (bytes, seconds, sample rate) and the WAV it was saved to (DIR/reply.wav).
+Prints one JSON object: ok, the transcript, the language vaak reported, the user's turns (the
+VAD's for Pipecat, the session's completed and answered ones for LiveKit), the reply's audio
+(bytes, seconds, sample rate) and the WAV it was saved to (DIR/reply.wav).
 Needs the venv of scripts/py-frameworks-env.sh."""
 
 import argparse

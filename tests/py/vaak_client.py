@@ -889,6 +889,7 @@ def cmd_raw(args, pb2, pb2_grpc):
                     req.output_format.CopyFrom(fmt)
                 r = stub.Synthesize(req, metadata=md, timeout=to)
                 out["response"] = audio_summary(pb2, r.audio, r.sample_rate)
+                out["response"]["voice"] = r.voice
                 if args.save_wav:
                     if args.output_mulaw:
                         raise Fail("--save-wav writes PCM16 only")

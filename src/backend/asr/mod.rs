@@ -133,6 +133,12 @@ pub trait Asr: Send + Sync {
         false
     }
 
+    /// Requests this backend's remote part failed and its embedded fallback answered (0 for a
+    /// backend with no fallback); served at `/metrics`.
+    fn fallbacks(&self) -> u64 {
+        0
+    }
+
     /// True if [`Self::transcribe_window`] really continues `prefix` after `context` (a pass
     /// costs the window, not the utterance): the streaming state then trims committed audio.
     /// Others are re-run over the whole utterance at each pass.

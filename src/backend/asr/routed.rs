@@ -89,6 +89,10 @@ impl RoutedAsr {
 }
 
 impl Asr for RoutedAsr {
+    fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
     fn transcribe(
         &self,
         pcm: &[f32],

@@ -204,6 +204,10 @@ impl FallbackLlm {
 }
 
 impl Llm for FallbackLlm {
+    fn fallbacks(&self) -> u64 {
+        FallbackLlm::fallbacks(self)
+    }
+
     fn stream_chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<LlmStream, LlmError>> {
         self.ask(req).boxed()
     }

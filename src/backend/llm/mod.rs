@@ -94,6 +94,12 @@ pub trait Llm: Send + Sync {
     fn on_local_cores(&self) -> bool {
         false
     }
+
+    /// Requests this backend's remote part failed and its embedded fallback answered (0 for a
+    /// backend with no fallback); served at `/metrics`.
+    fn fallbacks(&self) -> u64 {
+        0
+    }
 }
 
 /// Wraps a stream so the first event must come within `first` and each later one within `idle`.

@@ -14,9 +14,11 @@
 pub mod espeak;
 pub mod kokoro;
 pub mod piper;
+pub mod remote;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::config::{
@@ -27,6 +29,7 @@ pub use crate::config::{
 pub use espeak::{phonemize, EspeakEngine};
 pub use kokoro::{KokoroModel, KokoroVoice, KOKORO_SAMPLE_RATE};
 pub use piper::{PiperModel, PiperVoice};
+pub use remote::{FallbackTts, RemoteTts};
 
 /// A speech synthesiser for one voice.
 pub trait TtsEngine: Send + Sync {
@@ -145,6 +148,10 @@ pub struct VoiceChoice {
 /// pick by name are created on first use and kept.
 pub struct Voices {
     by_language: BTreeMap<String, Arc<dyn TtsEngine>>,
+    /// The local engines, each once: what [`Voices::warm_up`] runs (never a remote server).
+    local: Vec<Arc<dyn TtsEngine>>,
+    /// Clauses of `[tts.remote]` languages said by their local voice instead.
+    remote_fallbacks: Arc<AtomicU64>,
     default_speed: f32,
     /// The Kokoro model (when any language uses it) and its voice-pack folder.
     kokoro: Option<(Arc<KokoroModel>, PathBuf)>,
@@ -246,8 +253,30 @@ impl Voices {
             tracing::debug!(language, engine = engine.name(), "TTS voice ready");
             by_language.insert(language.clone(), engine);
         }
+        let mut local: Vec<Arc<dyn TtsEngine>> = Vec::new();
+        for engine in by_language.values() {
+            if !local.iter().any(|e| e.name() == engine.name()) {
+                local.push(Arc::clone(engine));
+            }
+        }
+        let remote_fallbacks = Arc::new(AtomicU64::new(0));
+        if let Some(remote) = &config.remote {
+            for language in &remote.languages {
+                // Validated above: every remote language has a voice of its own.
+                let Some(own) = by_language.get(language).cloned() else {
+                    continue;
+                };
+                let server: Arc<dyn TtsEngine> = Arc::new(RemoteTts::new(remote, language)?);
+                let wrapped: Arc<dyn TtsEngine> =
+                    Arc::new(FallbackTts::new(server, own, Arc::clone(&remote_fallbacks)));
+                tracing::debug!(language, engine = wrapped.name(), "remote TTS voice");
+                by_language.insert(language.clone(), wrapped);
+            }
+        }
         Ok(Voices {
             by_language,
+            local,
+            remote_fallbacks,
             default_speed: config.default_speed,
             kokoro: kokoro_model.map(|m| (m, assets.kokoro_voices_dir.clone())),
             chosen: std::sync::Mutex::new(HashMap::new()),
@@ -257,7 +286,8 @@ impl Voices {
     /// A voice chosen by name for `language`: a configured voice, a Kokoro voice pack that
     /// speaks the language (`kokoro:hf_beta`), or espeak-ng's voice for it (`espeak:ta`).
     pub fn named(&self, name: &str, language: &str) -> Result<Arc<dyn TtsEngine>, TtsError> {
-        if let Some(e) = self.by_language.values().find(|e| e.name() == name) {
+        let own = self.by_language.get(language).filter(|e| e.name() == name);
+        if let Some(e) = own.or_else(|| self.by_language.values().find(|e| e.name() == name)) {
             return Ok(Arc::clone(e));
         }
         let unknown = || TtsError::UnknownVoice {
@@ -378,13 +408,15 @@ impl Voices {
     /// pay ONNX Runtime's first-run cost (memory arenas, kernel selection: ~1 s for Kokoro here).
     /// Blocking; call it off the async runtime after [`Voices::build`].
     pub fn warm_up(&self) -> Result<(), TtsError> {
-        let mut seen = std::collections::BTreeSet::new();
-        for engine in self.by_language.values() {
-            if seen.insert(engine.name().to_string()) {
-                engine.synthesize("1", self.default_speed)?;
-            }
+        for engine in &self.local {
+            engine.synthesize("1", self.default_speed)?;
         }
         Ok(())
+    }
+
+    /// Clauses of `[tts.remote]` languages that their local voice said instead.
+    pub fn remote_fallbacks(&self) -> u64 {
+        self.remote_fallbacks.load(Ordering::Relaxed)
     }
 
     /// The configured speaking speed to pass to [`TtsEngine::synthesize`].
@@ -498,7 +530,10 @@ pub(crate) mod test_support {
             env_path("VAAK_TEST_PIPER_MODEL", DEFAULT_PIPER_MODEL),
             "VAAK_TEST_PIPER_MODEL",
         );
-        must_exist(crate::config::piper_config_path(&model), "VAAK_TEST_PIPER_MODEL");
+        must_exist(
+            crate::config::piper_config_path(&model),
+            "VAAK_TEST_PIPER_MODEL",
+        );
         model
     }
 

@@ -377,9 +377,9 @@ impl TtsEngine for PiperVoice {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::piper_config_path;
     use super::super::test_support::*;
     use super::*;
+    use crate::config::piper_config_path;
 
     fn joe() -> Arc<PiperModel> {
         let model = piper_model();
