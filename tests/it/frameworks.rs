@@ -1,8 +1,8 @@
 //! Voice frameworks on vaak: a real Pipecat pipeline (Silero VAD → its `OpenAISTTService` →
-//! a reply → its `OpenAITTSService`, run by Pipecat's own worker and runner) and LiveKit
-//! Agents' `livekit.plugins.openai` STT and TTS driven the way an `AgentSession` drives them
-//! (through the agents' VAD `StreamAdapter` and TTS `StreamAdapter`), both with `base_url`
-//! pointing at a real daemon's OpenAI-compatible endpoints. Each hears a Hindi eval clip (in
+//! a reply → its `OpenAITTSService`, run by Pipecat's own worker and runner) and a real LiveKit
+//! Agents `AgentSession` (no LiveKit server or room: the WAV as its audio input, a buffer as its
+//! output, `livekit.plugins.openai` STT and TTS, a fixed reply instead of an LLM), both with
+//! `base_url` pointing at a real daemon's OpenAI-compatible endpoints. Each hears a Hindi eval clip (in
 //! Devanagari) and the English one, and speaks a reply that vaak's recogniser hears back.
 //!
 //! The frameworks' packages live in their own venv (scripts/py-frameworks-env.sh), named by
