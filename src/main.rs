@@ -227,6 +227,16 @@ enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         questions: usize,
     },
+    /// Session store latency for the configured `[sessions] store` (SQLite file or
+    /// PostgreSQL URL): one turn's write and one session's resume, p50/p95.
+    Store {
+        /// Exchanges written in all.
+        #[arg(long, default_value_t = 500)]
+        turns: usize,
+        /// Sessions they are spread over (each loaded once afterwards).
+        #[arg(long, default_value_t = 50)]
+        sessions: usize,
+    },
     /// Synthesis time of each configured voice for phrases from two words to a long sentence.
     Tts {
         /// Languages whose voices to measure.
@@ -412,6 +422,18 @@ fn run(cli: Cli) -> Result<()> {
                 manifest,
                 questions,
             } => bench_soak_cmd(config, &sessions, seconds, &manifest, questions),
+            BenchCmd::Store { turns, sessions } => {
+                let r = vaak::bench::store::bench_store(&config.sessions, sessions, turns)?;
+                println!("{}", r.store);
+                println!("| call | n | p50 ms | p95 ms |\n|---|---|---|---|");
+                for (what, s) in [("turn write", &r.write), ("resume (load)", &r.resume)] {
+                    println!(
+                        "| {what} | {} | {:.2} | {:.2} |",
+                        s.count, s.p50_ms, s.p95_ms
+                    );
+                }
+                Ok(())
+            }
         },
     }
 }

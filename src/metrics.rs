@@ -47,6 +47,8 @@ pub struct Metrics {
     pub language_holds: AtomicU64,
     /// Turns in a language mixed with English (Hinglish and its kin).
     pub code_switched_turns: AtomicU64,
+    /// Exchanges the session store could not save when asked (kept in memory, saved later).
+    pub history_saves_failed: AtomicU64,
     pub sessions_opened: AtomicU64,
     pub sessions_refused: AtomicU64,
     /// Phone calls: keypad presses, hand-offs to the provider's next step (a human), calls
@@ -253,6 +255,11 @@ impl Metrics {
                 "code_switched_turns",
                 "Turns in a language mixed with English (Hinglish)",
                 c(&self.code_switched_turns),
+            ),
+            (
+                "history_saves_failed",
+                "Exchanges the session store could not save when asked (kept in memory, saved when it answers)",
+                c(&self.history_saves_failed),
             ),
             (
                 "sessions_opened",

@@ -6,12 +6,14 @@
 //! [`eval`] is `vaak eval asr`: recognition accuracy per language; [`replies`] is `vaak eval
 //! replies`: whether the model answers typed questions rightly, in the right script; [`tts`] is
 //! `vaak bench tts`: synthesis time per voice and phrase length; [`soak`] is `vaak bench soak`:
-//! how many mostly-listening sessions the box holds, CPU and memory per session.
+//! how many mostly-listening sessions the box holds, CPU and memory per session; [`store`] is
+//! `vaak bench store`: a turn's write and a resume's load on the configured session store.
 
 pub mod eval;
 pub mod latency;
 pub mod replies;
 pub mod soak;
+pub mod store;
 pub mod tts;
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::messages::{Turn, TurnId};
 use crate::backend::llm::ChatMessage;
@@ -23,9 +23,23 @@ pub trait HistorySink: Send + Sync {
 pub struct SessionMemory {
     inner: Mutex<Inner>,
     sink: Option<Arc<dyn HistorySink>>,
-    /// The turn and sink key of the newest exchange persisted. Held across a write, so an
-    /// interruption's amend waits for the append of the exchange it amends.
-    persisted: tokio::sync::Mutex<Option<(TurnId, i64)>>,
+    /// What the sink holds. Held across a write, so an interruption's amend waits for the
+    /// append of the exchange it amends.
+    persisted: tokio::sync::Mutex<Persisted>,
+}
+
+/// Exchanges a failing store could not take are kept, at most this many (the oldest go first).
+const MAX_UNSAVED: usize = 64;
+
+#[derive(Default)]
+struct Persisted {
+    /// The turn and sink key of the newest exchange persisted.
+    newest: Option<(TurnId, i64)>,
+    /// Exchanges not yet persisted (the store failed), oldest first: written, in order, at the
+    /// next save that reaches it.
+    unsaved: std::collections::VecDeque<(TurnId, Exchange)>,
+    /// The last write failed (logged once per outage, not per turn).
+    failing: bool,
 }
 
 struct Inner {
@@ -51,7 +65,7 @@ impl SessionMemory {
                 last_turn: None,
             }),
             sink,
-            persisted: tokio::sync::Mutex::new(None),
+            persisted: tokio::sync::Mutex::new(Persisted::default()),
         }
     }
 
@@ -110,10 +124,32 @@ impl SessionMemory {
             return;
         };
         let mut persisted = self.persisted.lock().await;
-        match tokio::task::spawn_blocking(move || sink.append(&exchange)).await {
-            Ok(Ok(key)) => *persisted = Some((turn.id, key)),
-            Ok(Err(e)) => warn!(error = %e, "cannot persist the session history"),
-            Err(e) => warn!(error = %e, "history persistence task failed"),
+        persisted.unsaved.push_back((turn.id, exchange));
+        while persisted.unsaved.len() > MAX_UNSAVED {
+            persisted.unsaved.pop_front();
+        }
+        // This exchange and any a failing store missed before it, in order.
+        while let Some((id, exchange)) = persisted.unsaved.front().cloned() {
+            let sink = Arc::clone(&sink);
+            let error = match tokio::task::spawn_blocking(move || sink.append(&exchange)).await {
+                Ok(Ok(key)) => {
+                    persisted.unsaved.pop_front();
+                    persisted.newest = Some((id, key));
+                    if std::mem::take(&mut persisted.failing) {
+                        info!(
+                            "the session store answers again: the history kept meanwhile is saved"
+                        );
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => e,
+                Err(e) => e.to_string(),
+            };
+            if !std::mem::replace(&mut persisted.failing, true) {
+                warn!(error = %error, unsaved = persisted.unsaved.len(),
+                    "cannot save the session history: kept in memory until the store answers");
+            }
+            break;
         }
     }
 
@@ -133,11 +169,17 @@ impl SessionMemory {
         let Some(sink) = self.sink.clone() else {
             return;
         };
-        let persisted = self.persisted.lock().await;
-        let Some((_, key)) = persisted.filter(|(t, _)| *t == turn.id) else {
+        let mut persisted = self.persisted.lock().await;
+        let heard = turn.heard_text();
+        if let Some((_, unsaved)) = persisted.unsaved.iter_mut().find(|(t, _)| *t == turn.id) {
+            // Not written yet: it will be, cut to what was heard.
+            unsaved.assistant = heard;
+            unsaved.interrupted = true;
+            return;
+        }
+        let Some((_, key)) = persisted.newest.filter(|(t, _)| *t == turn.id) else {
             return;
         };
-        let heard = turn.heard_text();
         match tokio::task::spawn_blocking(move || sink.amend(key, &heard)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "cannot persist the session history"),
@@ -177,6 +219,69 @@ mod tests {
         let ex = &m.exchanges()[0];
         assert!(ex.interrupted);
         assert_eq!(ex.assistant, "");
+    }
+
+    /// A store that fails while `down` is set and records what it was given.
+    #[derive(Default)]
+    struct FlakyStore {
+        down: std::sync::atomic::AtomicBool,
+        saved: Mutex<Vec<Exchange>>,
+    }
+
+    impl HistorySink for FlakyStore {
+        fn append(&self, exchange: &Exchange) -> Result<i64, String> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("connection refused".into());
+            }
+            let mut saved = self.saved.lock().unwrap();
+            saved.push(exchange.clone());
+            Ok(saved.len() as i64 - 1)
+        }
+        fn amend(&self, key: i64, heard: &str) -> Result<(), String> {
+            let mut saved = self.saved.lock().unwrap();
+            saved[key as usize].assistant = heard.to_string();
+            saved[key as usize].interrupted = true;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn turns_a_failing_store_missed_are_saved_in_order_when_it_answers() {
+        let store = Arc::new(FlakyStore::default());
+        let m = SessionMemory::new(Conversation::new("sys", 8), Some(store.clone()));
+        let answer = |id: u64, q: &str| {
+            let t = turn(id);
+            t.record_clause("An answer.", 0, 1_000);
+            (t, q.to_string())
+        };
+        let (t1, q1) = answer(1, "one");
+        m.record(&t1, q1, "An answer.".into(), "en".into(), false)
+            .await;
+        store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (t2, q2) = answer(2, "two");
+        m.record(&t2, q2, "An answer.".into(), "en".into(), false)
+            .await;
+        let (t3, q3) = answer(3, "three");
+        m.record(&t3, q3, "An answer. And more.".into(), "en".into(), false)
+            .await;
+        // Turn 3's reply is cut while the store is down: the kept copy is cut too.
+        assert!(t3.interrupt());
+        m.on_interrupted(&t3).await;
+        assert_eq!(
+            store.saved.lock().unwrap().len(),
+            1,
+            "only turn one reached the store"
+        );
+        // The conversation itself went on in memory.
+        assert_eq!(m.exchanges().len(), 3);
+        store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (t4, q4) = answer(4, "four");
+        m.record(&t4, q4, "An answer.".into(), "en".into(), false)
+            .await;
+        let saved = store.saved.lock().unwrap().clone();
+        let users: Vec<&str> = saved.iter().map(|e| e.user.as_str()).collect();
+        assert_eq!(users, ["one", "two", "three", "four"]);
+        assert!(saved[2].interrupted && saved[2].assistant.is_empty());
     }
 
     #[tokio::test]

@@ -250,6 +250,7 @@ impl SessionService {
                 tenant: req.tenant.clone(),
                 id: id.clone(),
                 keep: cfg.llm.history_turns,
+                metrics: Arc::clone(&self.metrics),
             }) as Arc<dyn HistorySink>
         });
         let memory = Arc::new(SessionMemory::new(conversation, sink));
@@ -436,13 +437,17 @@ struct StoreSink {
     id: String,
     /// Exchanges kept per session (the conversation's own turn limit).
     keep: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl HistorySink for StoreSink {
     fn append(&self, exchange: &Exchange) -> Result<i64, String> {
         self.store
             .append(&self.tenant, &self.id, exchange, self.keep)
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                Metrics::incr(&self.metrics.history_saves_failed);
+                e.to_string()
+            })
     }
 
     fn amend(&self, key: i64, heard: &str) -> Result<(), String> {

@@ -46,13 +46,14 @@ fn disk_full(d: &Daemon, store_dir: &str) -> Outcome {
     ensure!(answered(&a), a, "a turn on a full disk was not answered");
     ensure!(
         d.wait_for(
-            "cannot persist the session history",
+            "cannot save the session history",
             1,
             Duration::from_secs(10)
         ),
         a,
         "the lost save was not logged"
     );
+    d.metrics_hold(&["vaak_history_saves_failed_total 1"])?;
     ensure!(
         d.get("/healthz").trim() == "ok",
         a,

@@ -370,6 +370,18 @@ impl Daemon {
         }
     }
 
+    /// Whether `/metrics` holds `line` within `limit` (polled every 50 ms).
+    pub(crate) fn wait_for_metric(&self, line: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.get("/metrics").contains(line) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -408,12 +420,12 @@ impl Daemon {
         client(&self.addr, sub, args, timeout_s)
     }
 
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
     }
 
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {

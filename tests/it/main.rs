@@ -5,12 +5,14 @@ mod bad_input;
 #[macro_use]
 mod common;
 mod config_cli;
+mod container;
 mod converse_real;
 mod eval_replies;
 mod fakes;
 mod faults;
 mod frameworks;
 mod grpc_api;
+mod k8s;
 mod kiosk;
 mod languages;
 mod live_turns;

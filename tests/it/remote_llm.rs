@@ -58,14 +58,14 @@ fn free_port() -> u16 {
 }
 
 /// A running `llama-server` child; killed when dropped.
-struct LlamaServer {
+pub(crate) struct LlamaServer {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: tempfile::NamedTempFile,
 }
 
 impl LlamaServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let (bin, gguf) = (llama_server_bin(), small_gguf());
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("temp log file");

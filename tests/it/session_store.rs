@@ -13,6 +13,7 @@ use std::time::Duration;
 use vaak::session::store::{conformance, PostgresStore, Store};
 
 use super::grpc_api::Daemon;
+use super::remote_llm::LlamaServer;
 
 const USER: &str = "vaak";
 
@@ -209,18 +210,25 @@ fn a_stopped_database_fails_calls_clearly_and_they_recover() {
     assert_eq!(again.exchanges, conformance::history());
 }
 
-/// Two `vaak serve` replicas on one database: a session started on A resumes on B with its
-/// history; both replicas answering the same session at once keep both turns; a delete on B
-/// erases it for A too.
+/// The scale test on one box: two `vaak serve` replicas sharing one PostgreSQL and one
+/// llama.cpp server. A session started on replica A continues on replica B with its history;
+/// both replicas answering the same session at once keep both turns; replica A is sent SIGTERM
+/// during a turn and drains it (the turn is answered and saved, A exits 0); B continues the
+/// session with that turn in its history; a delete on B erases the session for every replica.
 #[test]
 fn replicas_share_sessions_through_postgres() {
     let pg = Postgres::start();
     let db = pg.database();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let llm = rt.block_on(LlamaServer::start());
     let rest = format!(
-        "[llm]\nmax_tokens = 24\n[asr]\nthreads = 1\n[sessions]\nstore = \"{}\"\n",
+        "[llm]\nkind = \"openai\"\nmax_tokens = 40\n[llm.openai]\nbase_url = \"{}\"\n\
+         model = \"smollm\"\nfallback_to_worker = false\n[asr]\nthreads = 1\n\
+         [sessions]\nstore = \"{}\"\n",
+        llm.url,
         pg.url(&db)
     );
-    let a = Daemon::start("replica-a", "", &rest, &[]);
+    let mut a = Daemon::start("replica-a", "", &rest, &[]);
     let b = Daemon::start("replica-b", "", &rest, &[]);
     let id = format!("replicas-{}", std::process::id());
     let talk = |d: &Daemon, text: &str| {
@@ -230,7 +238,7 @@ fn replicas_share_sessions_through_postgres() {
             120,
         )
     };
-    let outcome = (|| -> Result<(), String> {
+    let moved = (|| -> Result<(), String> {
         let first = talk(&a, "My name is Ravi and I live in Pune.");
         ensure!(first.ok(), first, "the first turn on replica A failed");
         ensure!(
@@ -260,25 +268,96 @@ fn replicas_share_sessions_through_postgres() {
             after,
             "a turn written by one replica while the other wrote was lost"
         );
+        Ok(())
+    })();
 
+    // Replica A is stopped during a turn: the turn is answered and saved, A exits cleanly.
+    let drained = std::thread::scope(|s| -> Result<(), String> {
+        let turn = s.spawn(|| talk(&a, "Tell me a short story about a tiger in a forest."));
+        let open = a.wait_for_metric("vaak_open_sessions 1", Duration::from_secs(30));
+        a.sigterm();
+        let run = turn.join().unwrap();
+        check!(open, "the turn never opened a session on replica A");
+        ensure!(
+            run.ok() && run.arr("/turns/0/turn_completed").len() == 1,
+            run,
+            "the turn in flight at SIGTERM was not answered"
+        );
+        check!(
+            a.count("draining open_sessions=1") == 1,
+            "replica A did not drain the open turn:\n{}",
+            a.tail(20)
+        );
+        Ok(())
+    });
+    let exit = a.wait_exit(Duration::from_secs(30));
+    let continued = (|| -> Result<(), String> {
+        check!(
+            exit.is_some_and(|e| e.success()),
+            "replica A's exit after SIGTERM: {exit:?}"
+        );
+        let next = talk(&b, "What did you just tell me about?");
+        ensure!(
+            next.ok() && next.b("/resumed") == Some(true) && next.f("/history_turns") >= 6.0,
+            next,
+            "replica B did not get the turn replica A drained"
+        );
         let del = b.client("delete", &["--session-id", &id], 30);
         ensure!(
             del.ok() && del.b("/deleted") == Some(true),
             del,
             "DeleteSession on replica B failed"
         );
-        let gone = talk(&a, "What is my name?");
+        let gone = talk(&b, "What is my name?");
         ensure!(
             gone.ok() && gone.b("/resumed") == Some(false) && gone.f("/history_turns") == 0.0,
             gone,
-            "replica A still had the session replica B deleted"
+            "the deleted session came back"
         );
         Ok(())
     })();
-    let db_log = pg.log();
-    if outcome.is_err() {
-        eprintln!("--- PostgreSQL's log:\n{db_log}");
+    let failed = moved.is_err() || drained.is_err() || continued.is_err();
+    if failed {
+        eprintln!("--- replica A's log:\n{}", a.tail(60));
+        eprintln!("--- PostgreSQL's log:\n{}", pg.log());
     }
-    b.finish(vec![]);
-    a.finish(vec![("replicas on one PostgreSQL", outcome)]);
+    b.finish(vec![
+        ("a session moves between replicas", moved),
+        ("replica A drains its turn on SIGTERM", drained),
+        ("replica B continues, then deletes", continued),
+    ]);
+    drop(llm);
+}
+
+/// No database at start: `vaak serve` refuses to start, naming the store without the password.
+#[test]
+fn an_unreachable_store_at_start_is_refused_by_name() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vaak.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             [telephony]\naudiosocket_listen = \"127.0.0.1:0\"\n\
+             [sessions]\nstore = \"postgres://vaak@127.0.0.1:{port}/vaak\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vaak"))
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .env("PGPASSWORD", "s3cret-never-printed")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without its store:\n{err}");
+    assert!(
+        err.contains(&format!("postgres 127.0.0.1:{port}/vaak")) && err.contains("connect"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "the password was printed:\n{err}");
 }

@@ -73,6 +73,22 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+impl Drop for PostgresStore {
+    /// The sync client closes its connection by blocking on its own runtime, which panics on
+    /// an async runtime's thread (the daemon drops the store there when it stops): close it on
+    /// a thread of its own.
+    fn drop(&mut self) {
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(client) = client {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connects to `url` (password from `PGPASSWORD`), creates the schema if it is missing and
     /// purges expired sessions.
