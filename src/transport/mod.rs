@@ -17,6 +17,23 @@ pub mod telephony;
 pub mod webrtc;
 pub mod wyoming;
 
+/// A peer that takes nothing we write for this long has stopped reading (its TCP or HTTP/2
+/// window is full): its session ends rather than hold a slot, and every stage behind it,
+/// indefinitely.
+pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `write`, unless it makes no progress for [`WRITE_STALL`] (`None`: the peer stopped reading).
+pub(crate) async fn unless_stalled<F: std::future::Future>(write: F) -> Option<F::Output> {
+    let out = tokio::time::timeout(WRITE_STALL, write).await.ok();
+    if out.is_none() {
+        tracing::info!(
+            stall_s = WRITE_STALL.as_secs(),
+            "the peer stopped reading: ending its session"
+        );
+    }
+    out
+}
+
 /// The TCP listeners' one accept loop step: the next connection from a peer in `allow` (any
 /// peer when it is empty), or `None` once `stop` fires. A failed accept (out of descriptors)
 /// is logged and retried after a pause; a peer not allowed is logged and closed. `what` and
@@ -68,4 +85,28 @@ pub(crate) fn language_list(s: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_let_go_after_the_stall() {
+        // A full edge to a reader that never reads (a client whose window is full).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(1);
+        tx.send(1).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(unless_stalled(tx.send(2)).await.is_none());
+        assert_eq!(started.elapsed(), WRITE_STALL);
+        // A slow reader that takes it within the stall: the write goes through.
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(WRITE_STALL / 2).await;
+            let first = rx.recv().await;
+            (first, rx.recv().await)
+        });
+        let sent = unless_stalled(tx.send(3)).await;
+        assert!(sent.as_ref().is_some_and(|r| r.is_ok()), "{sent:?}");
+        assert_eq!(reader.await.unwrap(), (Some(1), Some(3)));
+    }
 }

@@ -19,6 +19,7 @@ use crate::proto::{self, client_message::Msg, control::Kind, server_event::Event
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
 use crate::text::input::typed_turn;
 use crate::transport::codec::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
+use crate::transport::unless_stalled;
 
 /// Server events buffered towards one client; backpressure (a client that stops reading stalls
 /// its own session's output, nothing else).
@@ -218,7 +219,7 @@ async fn run(
         End::Done => info!("session ended"),
         End::Error(status) => {
             info!(code = ?status.code(), "session ended with status");
-            let _ = s.out.send(Err(status)).await;
+            let _ = unless_stalled(s.out.send(Err(status))).await;
         }
     }
 }
@@ -306,11 +307,12 @@ async fn on_client_message(
     }
 }
 
+/// False once the client is gone or has stopped reading (see [`unless_stalled`]).
 async fn send(s: &Stream, ev: Event) -> bool {
-    s.out
-        .send(Ok(proto::ServerEvent { event: Some(ev) }))
+    let event = Ok(proto::ServerEvent { event: Some(ev) });
+    unless_stalled(s.out.send(event))
         .await
-        .is_ok()
+        .is_some_and(|sent| sent.is_ok())
 }
 
 async fn send_error(s: &Stream, code: &str, message: &str, turn: u64) -> bool {

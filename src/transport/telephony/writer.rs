@@ -22,6 +22,7 @@ use super::frames::{Codec, MediaFormat, StartInfo};
 use super::{audiosocket, exotel, plivo, twilio, Provider};
 use crate::pipeline::{TurnControl, TurnId};
 use crate::session::service::SessionService;
+use crate::transport::unless_stalled;
 
 /// Reply audio queued towards the writer, in messages of `stages::tts::AUDIO_CHUNK_MS`
 /// (16 × 200 ms = 3.2 s); backpressure on the call loop when full.
@@ -90,18 +91,18 @@ pub(super) async fn close_ws(sink: &mut SplitSink<WebSocket, Message>, end: &End
         code,
         reason: reason.into(),
     };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-    let _ = sink.close().await;
+    let _ = unless_stalled(sink.send(Message::Close(Some(frame)))).await;
+    let _ = unless_stalled(sink.close()).await;
 }
 
 /// An AudioSocket error frame if the end is an error, then the socket closed.
 pub(super) async fn close_tcp(write: &mut OwnedWriteHalf, end: &End) {
     if let Some(code) = end.audiosocket_error() {
-        let _ = write
-            .write_all(&audiosocket::encode(audiosocket::KIND_ERROR, &[code]))
-            .await;
+        let _ =
+            unless_stalled(write.write_all(&audiosocket::encode(audiosocket::KIND_ERROR, &[code])))
+                .await;
     }
-    let _ = write.shutdown().await;
+    let _ = unless_stalled(write.shutdown()).await;
 }
 
 impl Writer {
@@ -175,7 +176,9 @@ pub(super) struct WsOut {
 
 impl WsOut {
     pub(super) async fn send(&mut self, text: String) -> bool {
-        self.sink.send(Message::Text(text.into())).await.is_ok()
+        unless_stalled(self.sink.send(Message::Text(text.into())))
+            .await
+            .is_some_and(|sent| sent.is_ok())
     }
 
     /// One media message and the mark after it.
@@ -340,11 +343,8 @@ pub(super) async fn audiosocket_writer(
                 if turn <= cleared.load(Ordering::Acquire) {
                     continue;
                 }
-                if write
-                    .write_all(&audiosocket::encode(audiosocket::KIND_AUDIO, &frame))
-                    .await
-                    .is_err()
-                {
+                let frame = audiosocket::encode(audiosocket::KIND_AUDIO, &frame);
+                if unless_stalled(write.write_all(&frame)).await.is_none_or(|w| w.is_err()) {
                     return;
                 }
                 if played.0 != turn {

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::oneoff::{self, OneOffError, SpeechRequest, MAX_TRANSCRIBE_S};
-use super::{accept_allowed, allow_list};
+use super::{accept_allowed, allow_list, unless_stalled};
 use crate::audio::resample::{resample_all, ToRate};
 use crate::audio::{pcm, PIPELINE_RATE};
 use crate::backend::llm::spoken::{speak, ClauseSink, ReplySpec};
@@ -462,8 +462,10 @@ impl Connection {
 
     async fn send(&mut self, kind: &str, data: Value, payload: &[u8]) -> Result<(), WireError> {
         let bytes = encode(kind, &data, payload);
-        self.writer.write_all(&bytes).await?;
-        Ok(())
+        match unless_stalled(self.writer.write_all(&bytes)).await {
+            Some(written) => Ok(written?),
+            None => Err(WireError::Stalled(super::WRITE_STALL)),
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub(super) enum WireError {
     Closed,
     #[error("no event for {0:?}")]
     Idle(Duration),
+    #[error("the client took nothing for {0:?}: it stopped reading")]
+    Stalled(Duration),
     #[error("bad event: {0}")]
     Bad(String),
     #[error("socket: {0}")]
