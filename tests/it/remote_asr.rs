@@ -1,8 +1,8 @@
 //! A remote OpenAI-compatible recogniser (`asr.remote`) for some languages, with the embedded
 //! model as fallback: `vaak transcribe` against a loopback `/v1/audio/transcriptions` server
 //! that checks the request (multipart fields, a 16 kHz WAV of the whole clip, the bearer token)
-//! and answers, fails with 503, or answers too late. Bad `[asr.remote]` settings are refused at
-//! start with the key named.
+//! and answers, fails with 503, answers too late, or sends half an answer and stalls. Bad
+//! `[asr.remote]` settings are refused at start with the key named.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use futures::StreamExt;
 
 use super::common::{eval_dir, run, stderr, vaak};
 
@@ -69,7 +70,7 @@ async fn serve(log: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
             wav_seconds,
         });
     };
-    let (r1, r2, r3) = (record.clone(), record.clone(), record);
+    let (r1, r2, r3, r4) = (record.clone(), record.clone(), record.clone(), record);
     let app = Router::new()
         .route(
             "/ok/v1/audio/transcriptions",
@@ -91,6 +92,21 @@ async fn serve(log: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
                 r3(h, b);
                 tokio::time::sleep(Duration::from_secs(300)).await;
                 (StatusCode::OK, "{\"text\": \"too late\"}".to_string())
+            }),
+        )
+        .route(
+            // Headers and half an answer at once, then nothing: a stalled body.
+            "/dribble/v1/audio/transcriptions",
+            post(move |h: HeaderMap, b: Bytes| async move {
+                r4(h, b);
+                let chunks = futures::stream::once(async {
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"{\"text\": \"half an ans"))
+                })
+                .chain(futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_secs(300)).await;
+                    Ok(Bytes::from_static(b"wer\"}"))
+                }));
+                (StatusCode::OK, axum::body::Body::from_stream(chunks))
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -204,7 +220,20 @@ async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
         took < down_took + Duration::from_secs(30),
         "took {took:?} (the 503 case {down_took:?})"
     );
-    assert_eq!(log.lock().unwrap().len(), 3);
+
+    // A stalled body: given up at the time limit too, never half a transcript.
+    let (json, log_text, took) = transcribe_via(dir.path(), addr, "dribble", 1_000).await;
+    assert!(
+        log_text.contains("answer not complete within 1000 ms"),
+        "{log_text}"
+    );
+    let text = json["text"].as_str().unwrap();
+    assert!(!text.is_empty() && !text.contains("half"), "{text}");
+    assert!(
+        took < down_took + Duration::from_secs(30),
+        "took {took:?} (the 503 case {down_took:?})"
+    );
+    assert_eq!(log.lock().unwrap().len(), 4);
 }
 
 #[test]

@@ -78,9 +78,19 @@ impl RemoteAsr {
             // The body may echo the audio's words: not logged, only the status.
             return Err(fail(format!("HTTP {status}")));
         }
-        let reply: Reply = resp
-            .json()
-            .await
+        // The time limit covers the body too: a server that sends its headers and then
+        // dribbles (or stalls) is given up on like one that never answers.
+        let body = resp.bytes().await.map_err(|e| {
+            fail(if e.is_timeout() {
+                format!(
+                    "answer not complete within {} ms",
+                    self.opts.timeout.as_millis()
+                )
+            } else {
+                format!("answer cut off ({e})")
+            })
+        })?;
+        let reply: Reply = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("answer is not {{\"text\": …}} JSON ({e})")))?;
         Ok(reply.text)
     }
