@@ -227,6 +227,22 @@ enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         questions: usize,
     },
+    /// Open-loop load: one-question conversations arriving at a fixed rate whatever happens to
+    /// earlier ones; admitted, refused (status, retry hint), answered, latency.
+    Overload {
+        #[arg(long, required = true)]
+        manifest: Vec<PathBuf>,
+        /// Conversations offered per second.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// A running daemon to load; default: start `vaak serve` with the config.
+        #[arg(long)]
+        addr: Option<String>,
+        #[arg(long, env = "VAAK_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+    },
     /// Session store latency for the configured `[sessions] store` (SQLite file or
     /// PostgreSQL URL): one turn's write and one session's resume, p50/p95.
     Store {
@@ -422,6 +438,33 @@ fn run(cli: Cli) -> Result<()> {
                 manifest,
                 questions,
             } => bench_soak_cmd(config, &sessions, seconds, &manifest, questions),
+            BenchCmd::Overload {
+                manifest,
+                rate,
+                seconds,
+                addr,
+                api_key,
+            } => {
+                anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be above 0");
+                let clips = interleave(&manifest, 64)?;
+                anyhow::ensure!(!clips.is_empty(), "the manifests list no clips");
+                runtime()?.block_on(async {
+                    let (addr, child) = match addr {
+                        Some(a) => (a, None),
+                        None => {
+                            eprintln!("starting vaak serve for the benchmark …");
+                            let d = vaak::bench::latency::ChildDaemon::start(&config).await?;
+                            (d.addr.clone(), Some(d))
+                        }
+                    };
+                    let r = vaak::bench::overload::run(&addr, api_key, &clips, rate, seconds).await;
+                    print!("{}", r.render());
+                    if let Some(d) = child {
+                        d.stop().await;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                })
+            }
             BenchCmd::Store { turns, sessions } => {
                 let r = vaak::bench::store::bench_store(&config.sessions, sessions, turns)?;
                 println!("{}", r.store);

@@ -40,6 +40,13 @@ pub enum LatencyError {
     Daemon(String),
     #[error("gRPC: {0}")]
     Grpc(String),
+    /// The daemon refused the session at admission: the status code and its retry hint.
+    #[error("refused ({code}): {message}")]
+    Refused {
+        code: String,
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
     #[error("AudioSocket: {0}")]
     AudioSocket(String),
 }
@@ -309,7 +316,18 @@ async fn run_session(
     let mut events = client
         .converse(request)
         .await
-        .map_err(|e| LatencyError::Grpc(e.to_string()))?
+        .map_err(|status| match status.code() {
+            tonic::Code::ResourceExhausted | tonic::Code::Unavailable => LatencyError::Refused {
+                code: format!("{:?}", status.code()),
+                message: status.message().to_string(),
+                retry_after_ms: status
+                    .metadata()
+                    .get("retry-after-ms")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+            },
+            _ => LatencyError::Grpc(status.to_string()),
+        })?
         .into_inner();
     let chunk_bytes = (PIPELINE_RATE as u64 * CHUNK_MS / 1000 * 2) as usize;
     let silence = vec![0u8; chunk_bytes];
@@ -538,6 +556,19 @@ async fn run_audiosocket_session(
     let _ = wr.write_all(&wire::encode(wire::KIND_HANGUP, &[])).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
     Ok(out)
+}
+
+/// One conversation of one question (`clip`) over gRPC: its turn, or why it had none.
+pub async fn one_question(
+    addr: &str,
+    api_key: Option<String>,
+    clip: &Clip,
+) -> Result<TurnSample, LatencyError> {
+    let prepared = prepare(clip, Transport::Grpc.rate())?;
+    let mut turns = run_session(addr.to_string(), api_key, vec![prepared]).await?;
+    turns
+        .pop()
+        .ok_or_else(|| LatencyError::Grpc("the session ended with no turn".into()))
 }
 
 /// Runs `sessions` concurrent conversations over `clips` (each session takes every

@@ -7,10 +7,12 @@
 //! replies`: whether the model answers typed questions rightly, in the right script; [`tts`] is
 //! `vaak bench tts`: synthesis time per voice and phrase length; [`soak`] is `vaak bench soak`:
 //! how many mostly-listening sessions the box holds, CPU and memory per session; [`store`] is
-//! `vaak bench store`: a turn's write and a resume's load on the configured session store.
+//! `vaak bench store`: a turn's write and a resume's load on the configured session store;
+//! [`overload`] is `vaak bench overload`: open-loop arrivals past capacity, what admission did.
 
 pub mod eval;
 pub mod latency;
+pub mod overload;
 pub mod replies;
 pub mod soak;
 pub mod store;
