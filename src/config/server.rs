@@ -86,6 +86,10 @@ pub struct ApiKeyConfig {
     pub tenant: String,
     /// Environment variable holding the key.
     pub key_env: String,
+    /// Conversations and one-off requests (transcriptions, syntheses) this tenant may start per
+    /// minute, in bursts of up to a sixth of that; none = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +131,12 @@ impl ServerConfig {
         for k in &self.api_keys {
             if k.tenant.trim().is_empty() {
                 return bad("server.api_keys: every key needs a tenant".into());
+            }
+            if k.requests_per_minute == Some(0) {
+                return bad(format!(
+                    "server.api_keys (tenant {}): requests_per_minute must be at least 1",
+                    k.tenant
+                ));
             }
             check_secret(
                 &format!("server.api_keys (tenant {})", k.tenant),

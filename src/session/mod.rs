@@ -3,6 +3,7 @@
 //! played, and marked as interrupted. [`store`] keeps that memory across reconnects;
 //! [`service`] opens sessions for every transport (limits, tenants, resume, delete).
 
+pub mod rate;
 pub mod service;
 pub mod store;
 

@@ -20,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, HistorySink, SessionMemory, SessionPipeline, SessionSettings};
 use crate::scheduler::Load;
+use crate::session::rate::RateLimits;
 use crate::session::store::Store;
 use crate::session::{Conversation, Exchange};
 use crate::text::input::{echo, MAX_ECHO_CHARS};
@@ -38,6 +39,9 @@ pub enum OpenError {
         detail: String,
         retry_after: Duration,
     },
+    /// The tenant's `requests_per_minute` is used up (the message names no tenant).
+    #[error("too many requests for this API key; retry in {retry_after:?}")]
+    RateLimited { retry_after: Duration },
     /// Holds the id as [`echo`] quotes it.
     #[error("session id must be 1..=64 characters of A-Z a-z 0-9 - _ (got {0:?})")]
     BadSessionId(String),
@@ -89,6 +93,7 @@ pub struct SessionService {
     pub metrics: Arc<Metrics>,
     store: Option<Arc<dyn Store>>,
     slots: Arc<Semaphore>,
+    rates: RateLimits,
     live: Arc<LiveMap>,
     next_live: std::sync::atomic::AtomicU64,
     draining: AtomicBool,
@@ -125,11 +130,13 @@ impl SessionService {
         shutdown: CancellationToken,
     ) -> Self {
         let limit = backends.config.server.max_sessions as usize;
+        let rates = RateLimits::from_config(&backends.config.server);
         Self {
             backends,
             metrics,
             store,
             slots: Arc::new(Semaphore::new(limit)),
+            rates,
             live: Arc::new(Mutex::new(HashMap::new())),
             next_live: std::sync::atomic::AtomicU64::new(1),
             draining: AtomicBool::new(false),
@@ -164,9 +171,18 @@ impl SessionService {
     /// queueing: a caller on a phone line is better served by a clear "busy" than by
     /// silence): at `max_sessions`, or while the open conversations already load the cores
     /// past the admission limits (a lone caller is never refused for load).
-    pub fn admit(&self, transport: &'static str) -> Result<OwnedSemaphorePermit, OpenError> {
+    pub fn admit(
+        &self,
+        transport: &'static str,
+        tenant: &str,
+    ) -> Result<OwnedSemaphorePermit, OpenError> {
         if self.is_draining() || self.shutdown.is_cancelled() {
             return Err(OpenError::Draining);
+        }
+        if let Err(retry_after) = self.rates.check(tenant) {
+            Metrics::incr(&self.metrics.sessions_refused);
+            self.metrics.refused(transport, "rate_limit");
+            return Err(OpenError::RateLimited { retry_after });
         }
         let cfg = &self.backends.config.server;
         let retry_after = Duration::from_millis(cfg.retry_after_ms);

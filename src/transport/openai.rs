@@ -112,6 +112,15 @@ impl ApiError {
             OpenError::Draining | OpenError::Full { .. } | OpenError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            OpenError::RateLimited { .. } => {
+                return Self {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    kind: "requests",
+                    code: Some("rate_limit_exceeded"),
+                    param: None,
+                    message: e.to_string(),
+                }
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
@@ -272,16 +281,20 @@ async fn drain(body: Body) {
 /// The caller is checked before the upload is read; a refused one's upload is drained.
 async fn transcribe_request(st: &ApiState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    if let Err(refused) = authenticate(st, &parts.headers) {
-        drain(body).await;
-        return Err(refused);
-    }
+    let tenant = match authenticate(st, &parts.headers) {
+        Ok(t) => t,
+        Err(refused) => {
+            drain(body).await;
+            return Err(refused);
+        }
+    };
     let form = Multipart::from_request(Request::from_parts(parts, body), st).await;
-    transcribe_form(st, form).await
+    transcribe_form(st, &tenant, form).await
 }
 
 async fn transcribe_form(
     st: &ApiState,
+    tenant: &str,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     // Not a multipart form (a JSON body, no boundary): OpenAI's shape, not axum's text.
@@ -319,7 +332,7 @@ async fn transcribe_form(
         .collect();
     let languages = oneoff::languages(&backends.config.pipeline.languages, &asked)
         .map_err(|e| ApiError::invalid(Some("language"), e.to_string()))?;
-    let _slot = st.svc.admit("openai").map_err(ApiError::refused)?;
+    let _slot = st.svc.admit("openai", tenant).map_err(ApiError::refused)?;
     let t = oneoff::transcribe(backends, pcm, languages)
         .await
         .map_err(ApiError::oneoff)?;
@@ -432,7 +445,7 @@ async fn start_speech(
     headers: &HeaderMap,
     body: Result<Json<SpeechBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(st, headers)?;
+    let tenant = authenticate(st, headers)?;
     let Json(body) = body.map_err(|e| ApiError::invalid(None, e.body_text()))?;
     check_model(&body.model, TTS_MODEL, TTS_ALIASES)?;
     let wav_out = match body.response_format.as_deref().unwrap_or("wav") {
@@ -463,7 +476,7 @@ async fn start_speech(
         speed: body.speed.unwrap_or(0.0),
     };
     let speed = ask.check(&backends).map_err(ApiError::oneoff)?;
-    let slot = st.svc.admit("openai").map_err(ApiError::refused)?;
+    let slot = st.svc.admit("openai", &tenant).map_err(ApiError::refused)?;
 
     // Clause by clause: the first is said before the response starts (so a bad voice is a
     // clear error, not an empty body); the rest stream as they are synthesised.

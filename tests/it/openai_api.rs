@@ -14,6 +14,9 @@ use super::grpc_api::{run_python, Daemon, Outcome, Run};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/openai_client.py");
 const KEY_ENV: &str = "VAAK_TEST_OPENAI_KEY";
 const KEY: &str = "openai-key-0123456789abcdef";
+/// A second tenant's key, limited to 6 requests a minute (a burst of one).
+const LIMITED_ENV: &str = "VAAK_TEST_OPENAI_LIMITED_KEY";
+const LIMITED: &str = "limited-key-0123456789abcdef";
 
 fn error_status(run: &Run, step: &str) -> (u64, String) {
     let s = &run.json[step];
@@ -115,6 +118,11 @@ fn write_pcm_wav(path: &Path, pcm: &[u8]) {
 }
 
 fn errors(run: &Run) -> Outcome {
+    check!(
+        run.json["rate_first"]["bytes"].as_u64().unwrap_or(0) > 0,
+        "the limited key's first request: {}",
+        run.json["rate_first"]
+    );
     for (step, status, says) in [
         ("bad_key", 401, ""),
         ("bad_key_upload", 401, ""),
@@ -127,6 +135,7 @@ fn errors(run: &Run) -> Outcome {
         ("too_large", 413, ""),
         ("not_multipart", 400, "multipart"),
         ("too_long", 400, "2000"),
+        ("rate_limited", 429, "too many requests"),
     ] {
         let (got, message) = error_status(run, step);
         check!(
@@ -142,9 +151,12 @@ fn errors(run: &Run) -> Outcome {
 fn openai_clients_transcribe_and_speak() {
     let d = Daemon::start(
         "openai",
-        &format!("api_keys = [{{ tenant = \"acme\", key_env = \"{KEY_ENV}\" }}]"),
+        &format!(
+            "api_keys = [{{ tenant = \"acme\", key_env = \"{KEY_ENV}\" }}, \
+             {{ tenant = \"small\", key_env = \"{LIMITED_ENV}\", requests_per_minute = 6 }}]"
+        ),
         "[pipeline]\nlanguages = [\"hi\", \"en\"]\n",
-        &[(KEY_ENV, KEY)],
+        &[(KEY_ENV, KEY), (LIMITED_ENV, LIMITED)],
     );
     let dir = tempfile::tempdir().unwrap();
     let base = format!("http://{}/v1", d.http);
@@ -155,6 +167,8 @@ fn openai_clients_transcribe_and_speak() {
             &base,
             "--key",
             KEY,
+            "--limited-key",
+            LIMITED,
             "--hi-clip",
             &first_clip("hi"),
             "--en-clip",
@@ -176,7 +190,10 @@ fn openai_clients_transcribe_and_speak() {
         (
             "counted in /metrics",
             d.metrics_hold(&[
-                "vaak_api_requests_total{endpoint=\"speech\",status=\"200\"} 2",
+                // Two in English and Hindi, and the limited tenant's first.
+                "vaak_api_requests_total{endpoint=\"speech\",status=\"200\"} 3",
+                "vaak_api_requests_total{endpoint=\"speech\",status=\"429\"} 1",
+                "vaak_sessions_refused_by_total{transport=\"openai\",reason=\"rate_limit\"} 1",
                 "vaak_api_requests_total{endpoint=\"transcriptions\",status=\"413\"} 1",
                 "vaak_api_requests_total{endpoint=\"models\",status=\"401\"} 1",
             ]),

@@ -115,9 +115,11 @@ async fn a_new_conversation_is_refused_while_the_cores_are_saturated() {
         .await
         .unwrap();
     tokio::time::sleep(3 * LOAD_WINDOW).await;
-    let first = svc.admit("grpc").expect("the first caller is admitted");
+    let first = svc
+        .admit("grpc", "default")
+        .expect("the first caller is admitted");
     // With one conversation open and the cores saturated for seconds, the next is refused.
-    match svc.admit("webrtc") {
+    match svc.admit("webrtc", "default") {
         Err(OpenError::Overloaded { retry_after, .. }) => {
             assert!(retry_after > Duration::ZERO)
         }
@@ -133,7 +135,7 @@ async fn a_new_conversation_is_refused_while_the_cores_are_saturated() {
     drop(held);
     tokio::time::sleep(3 * LOAD_WINDOW).await;
     let second = svc
-        .admit("webrtc")
+        .admit("webrtc", "default")
         .expect("admitted once the load has passed");
     drop((first, second));
 }

@@ -16,6 +16,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--base-url", required=True)
     p.add_argument("--key", required=True)
+    p.add_argument("--limited-key", required=True, help="a key limited to a burst of one")
     p.add_argument("--hi-clip", required=True)
     p.add_argument("--en-clip", required=True)
     p.add_argument("--out-dir", required=True)
@@ -105,6 +106,13 @@ def main() -> int:
     step("not_multipart", lambda: {"body": str(c.post(
         "/audio/transcriptions", body={"model": "whisper-1"}, cast_to=object))})
     step("too_long", lambda: said(model="tts-1", voice="alloy", input="a" * 2001))
+    # Another tenant's key with a per-minute limit: its burst, then 429 (the first tenant's
+    # requests above do not count against it).
+    small = openai.OpenAI(base_url=a.base_url, api_key=a.limited_key, max_retries=0)
+    step("rate_first", lambda: {"bytes": len(small.audio.speech.create(
+        model="tts-1", voice="alloy", input="hello").read())})
+    step("rate_limited", lambda: {"bytes": len(small.audio.speech.create(
+        model="tts-1", voice="alloy", input="hello again").read())})
     out["ok"] = True
     print(json.dumps(out, ensure_ascii=False))
     return 0

@@ -34,7 +34,7 @@ pub async fn start(
     mut inbound: Streaming<proto::ClientMessage>,
 ) -> Result<EventStream, Status> {
     // Refused before anything is read or allocated.
-    let slot = svc.admit("grpc").map_err(open_error_status)?;
+    let slot = svc.admit("grpc", &tenant).map_err(open_error_status)?;
     let cfg = &svc.backends.config.server;
     let idle = Duration::from_secs(cfg.idle_timeout_s);
     let first = match tokio::time::timeout(idle, inbound.message()).await {

@@ -51,7 +51,9 @@ pub enum GrpcError {
 pub fn open_error_status(e: OpenError) -> Status {
     match &e {
         OpenError::Draining => Status::unavailable(e.to_string()),
-        OpenError::Full { retry_after, .. } | OpenError::Overloaded { retry_after, .. } => {
+        OpenError::Full { retry_after, .. }
+        | OpenError::Overloaded { retry_after, .. }
+        | OpenError::RateLimited { retry_after } => {
             let mut s = Status::resource_exhausted(e.to_string());
             let ms = retry_after.as_millis().to_string();
             if let Ok(v) = ms.parse::<tonic::metadata::MetadataValue<_>>() {

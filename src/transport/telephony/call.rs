@@ -90,7 +90,7 @@ pub async fn serve(
         Ok(s) => s,
         Err(end) => return refuse(&svc, conn, &mut reader, end).await,
     };
-    let slot = match svc.admit("telephony") {
+    let slot = match svc.admit("telephony", &setup.tenant) {
         Ok(s) => s,
         Err(e) => return refuse(&svc, conn, &mut reader, End::Busy(e.to_string())).await,
     };

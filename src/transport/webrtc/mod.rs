@@ -189,6 +189,7 @@ fn open_error_status(e: &OpenError) -> StatusCode {
         OpenError::Full { .. } | OpenError::Overloaded { .. } | OpenError::Draining => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        OpenError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         OpenError::Store(_) | OpenError::Randomness(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -261,7 +262,7 @@ async fn offer(
         calls: Arc::clone(&st.calls),
         id: id.clone(),
     };
-    let slot = match svc.admit("webrtc") {
+    let slot = match svc.admit("webrtc", &tenant) {
         Ok(s) => s,
         Err(e) => return refuse(svc, open_error_status(&e), e.to_string()),
     };

@@ -204,7 +204,7 @@ impl Connection {
             Ok(p) => p,
             Err(e) => return self.error("bad-audio", &e.to_string()).await,
         };
-        let Ok(_slot) = self.svc.admit("wyoming") else {
+        let Ok(_slot) = self.svc.admit("wyoming", super::auth::OPEN_TENANT) else {
             return self.error("busy", "vaak is at capacity; retry").await;
         };
         match oneoff::transcribe(&backends, pcm, languages).await {
@@ -236,7 +236,7 @@ impl Connection {
             Ok(l) => l,
             Err(why) => return self.error("bad-voice", &why).await,
         };
-        let Ok(_slot) = self.svc.admit("wyoming") else {
+        let Ok(_slot) = self.svc.admit("wyoming", super::auth::OPEN_TENANT) else {
             return self.error("busy", "vaak is at capacity; retry").await;
         };
         self.say(text, language, name).await
@@ -353,7 +353,7 @@ impl Connection {
                 .or_else(|| served.first().cloned())
                 .unwrap_or_default(),
         };
-        let Ok(_slot) = self.svc.admit("wyoming") else {
+        let Ok(_slot) = self.svc.admit("wyoming", super::auth::OPEN_TENANT) else {
             return self.error("busy", "vaak is at capacity; retry").await;
         };
         let reply = match self.reply(&text, &language).await {
