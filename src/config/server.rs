@@ -28,6 +28,11 @@ pub const DEFAULT_ADMIT_MAX_BUSY: f64 = 0.85;
 /// …or while the work users wait for (transcripts, first clauses) typically queued this long.
 pub const DEFAULT_ADMIT_MAX_WAIT_MS: u64 = 400;
 
+/// …or while this many conversations are in a turn (their user speaking, or being answered);
+/// 0 = one per two cores. A new conversation's load comes seconds after it is admitted, when
+/// its user speaks: the turns in flight say what is coming, the CPU's recent use only what was.
+pub const DEFAULT_ADMIT_MAX_TALKING: u32 = 0;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -53,6 +58,8 @@ pub struct ServerConfig {
     /// … or when transcripts, first clauses and next audio typically waited longer than this
     /// for the CPU (ms).
     pub admit_max_wait_ms: u64,
+    /// … or when this many conversations are in a turn (0 = one per two cores).
+    pub admit_max_talking: u32,
     /// API keys, each named by the environment variable that holds it. Empty = no auth
     /// (bind to loopback then).
     pub api_keys: Vec<ApiKeyConfig>,
@@ -73,6 +80,7 @@ impl Default for ServerConfig {
             retry_after_ms: DEFAULT_RETRY_AFTER_MS,
             admit_max_busy: DEFAULT_ADMIT_MAX_BUSY,
             admit_max_wait_ms: DEFAULT_ADMIT_MAX_WAIT_MS,
+            admit_max_talking: DEFAULT_ADMIT_MAX_TALKING,
             api_keys: Vec::new(),
             tls: None,
         }

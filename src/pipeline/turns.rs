@@ -13,7 +13,13 @@ pub struct TurnControl {
     /// The transport reports what was played (see [`Turn::report_played`]).
     playback_acks: bool,
     inner: Mutex<Inner>,
+    /// When the user started speaking, while they speak (the VAD sets and clears it).
+    speaking_since: Mutex<Option<std::time::Instant>>,
 }
+
+/// Speech longer than this without an end is not counted as a turn in flight any more (a
+/// stuck microphone must not hold admission closed).
+const SPEAKING_COUNTS_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Inner {
     next_id: u64,
@@ -35,6 +41,7 @@ impl TurnControl {
                 next_id: 1,
                 active: None,
             }),
+            speaking_since: Mutex::new(None),
         }
     }
 
@@ -133,6 +140,26 @@ impl TurnControl {
         self.lock().active.clone()
     }
 
+    /// The user started (`true`) or stopped (`false`) speaking.
+    pub fn set_speaking(&self, speaking: bool) {
+        let mut since = self
+            .speaking_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *since = speaking.then(std::time::Instant::now);
+    }
+
+    /// In a turn: the user is speaking, or a turn is being answered (its reply prepared or
+    /// played). What admission counts across sessions.
+    pub fn in_turn(&self) -> bool {
+        let speaking = self
+            .speaking_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < SPEAKING_COUNTS_FOR);
+        speaking || self.lock().active.as_ref().is_some_and(|t| !t.is_stale())
+    }
+
     /// True while a confirmed reply is being prepared or played.
     pub fn replying(&self) -> bool {
         self.lock()
@@ -146,6 +173,22 @@ impl TurnControl {
 mod tests {
     use super::super::messages::TurnClock;
     use super::*;
+
+    #[test]
+    fn a_session_is_in_a_turn_while_its_user_speaks_and_while_it_is_answered() {
+        let t = TurnControl::new(CancellationToken::new());
+        assert!(!t.in_turn());
+        t.set_speaking(true);
+        assert!(t.in_turn());
+        t.set_speaking(false);
+        let turn = t.begin(true);
+        assert!(t.in_turn(), "being answered");
+        t.finish(turn.id);
+        assert!(!t.in_turn(), "answered");
+        let turn = t.begin(true);
+        t.abandon(&turn);
+        assert!(!t.in_turn(), "abandoned");
+    }
 
     #[test]
     fn superseding_cancels_the_previous_turn() {

@@ -18,7 +18,9 @@ use crate::backend::tts::{requested_speed, MAX_SPEED, MIN_SPEED};
 use crate::backend::Backends;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, HistorySink, SessionMemory, SessionPipeline, SessionSettings};
+use crate::pipeline::{
+    self, HistorySink, SessionMemory, SessionPipeline, SessionSettings, TurnControl,
+};
 use crate::scheduler::Load;
 use crate::session::rate::RateLimits;
 use crate::session::store::Store;
@@ -94,6 +96,8 @@ pub struct SessionService {
     store: Option<Arc<dyn Store>>,
     slots: Arc<Semaphore>,
     rates: RateLimits,
+    /// The turn control of every open conversation, to count those in a turn at admission.
+    talkers: Mutex<Vec<std::sync::Weak<TurnControl>>>,
     live: Arc<LiveMap>,
     next_live: std::sync::atomic::AtomicU64,
     draining: AtomicBool,
@@ -101,10 +105,27 @@ pub struct SessionService {
     shutdown: CancellationToken,
 }
 
-/// Why the cores cannot take another conversation now, if they cannot.
-fn overload(load: &Load, cfg: &ServerConfig) -> Option<String> {
+/// How many conversations may be in a turn before new ones are refused.
+fn talking_limit(cfg: &ServerConfig) -> usize {
+    match cfg.admit_max_talking {
+        // One turn per two cores: measured on 2 cores, one turn in flight keeps a new
+        // conversation's first reply at its unloaded time (p50 2.8 s vs 3.1 s unloaded);
+        // two let it grow to 5.4 s (`vaak bench overload`, README).
+        0 => std::thread::available_parallelism().map_or(1, |n| (usize::from(n) / 2).max(1)),
+        n => n as usize,
+    }
+}
+
+/// Why the cores cannot take another conversation now, if they cannot: recent CPU use, replies
+/// waiting for the CPU, or (`talking`: in a turn now, the limit) the turns in flight.
+fn overload(load: &Load, talking: (usize, usize), cfg: &ServerConfig) -> Option<String> {
     let max_wait = Duration::from_millis(cfg.admit_max_wait_ms);
-    if load.busy > cfg.admit_max_busy {
+    if talking.0 >= talking.1 {
+        Some(format!(
+            "{} conversations are in a turn, the most this box answers in time",
+            talking.0
+        ))
+    } else if load.busy > cfg.admit_max_busy {
         Some(format!(
             "the cores were saturated {:.0}% of the last seconds",
             100.0 * load.busy
@@ -137,6 +158,7 @@ impl SessionService {
             store,
             slots: Arc::new(Semaphore::new(limit)),
             rates,
+            talkers: Mutex::new(Vec::new()),
             live: Arc::new(Mutex::new(HashMap::new())),
             next_live: std::sync::atomic::AtomicU64::new(1),
             draining: AtomicBool::new(false),
@@ -160,6 +182,17 @@ impl SessionService {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Open conversations in a turn now (their user speaking, or being answered).
+    fn talking(&self) -> usize {
+        let mut talkers = self.talkers.lock().unwrap_or_else(|p| p.into_inner());
+        talkers.retain(|t| t.strong_count() > 0);
+        talkers
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|t| t.in_turn())
+            .count()
     }
 
     /// Conversations open now.
@@ -196,7 +229,8 @@ impl SessionService {
             }
         })?;
         if open > 0 {
-            if let Some(detail) = overload(&self.backends.cpu.load(), cfg) {
+            let talking = (self.talking(), talking_limit(cfg));
+            if let Some(detail) = overload(&self.backends.cpu.load(), talking, cfg) {
                 Metrics::incr(&self.metrics.sessions_refused);
                 self.metrics.refused(transport, "overload");
                 return Err(OpenError::Overloaded {
@@ -291,6 +325,10 @@ impl SessionService {
             &self.tracker,
             cancel.clone(),
         );
+        self.talkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&pipeline.turns));
         Metrics::incr(&self.metrics.sessions_opened);
         info!(session = %id, resumed, history_turns, "session opened");
         Ok(OpenSession {
@@ -497,6 +535,24 @@ fn new_session_id() -> Result<String, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversations_in_a_turn_close_admission_before_the_cpu_shows_it() {
+        let cfg = ServerConfig::default();
+        let idle = Load {
+            busy: 0.0,
+            urgent_wait: Duration::ZERO,
+        };
+        assert_eq!(overload(&idle, (0, 1), &cfg), None);
+        let why = overload(&idle, (1, 1), &cfg).expect("one in a turn already");
+        assert!(why.contains("1 conversations are in a turn"), "{why}");
+        let hot = Load {
+            busy: 0.95,
+            urgent_wait: Duration::ZERO,
+        };
+        assert!(overload(&hot, (0, 1), &cfg).is_some());
+        assert!(talking_limit(&cfg) >= 1);
+    }
 
     #[test]
     fn session_ids() {

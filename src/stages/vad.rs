@@ -492,6 +492,7 @@ impl TurnTaking {
                 if !ctx.forward(tx, SpeechInput::Start { resume }).await {
                     return false;
                 }
+                ctx.turns.set_speaking(true);
                 ctx.emit(PipelineEvent::SpeechStarted).await;
                 true
             }
@@ -515,6 +516,7 @@ impl TurnTaking {
                 true
             }
             Endpoint::Utterance(pcm) => {
+                ctx.turns.set_speaking(false);
                 self.heard_speech = true;
                 let audio = std::mem::take(&mut self.carried) + pcm.len();
                 let audio_s = audio as f32 / PIPELINE_RATE as f32;

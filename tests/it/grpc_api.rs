@@ -264,7 +264,7 @@ impl Daemon {
         let admission = if server.contains("admit_max") {
             ""
         } else {
-            "admit_max_busy = 1.0\nadmit_max_wait_ms = 600000\n"
+            "admit_max_busy = 1.0\nadmit_max_wait_ms = 600000\nadmit_max_talking = 1000\n"
         };
         std::fs::write(
             &cfg,
