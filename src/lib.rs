@@ -15,7 +15,8 @@
 //!  transport::wyoming (Home Assistant: transcribe, synthesize, one agent turn) ─► the same
 //!  transport::grpc ─────────┐
 //!  transport::webrtc ───────┤
-//!  transport::telephony ────┴─► session::service (admission, tenant, resume from the SQLite store)
+//!  transport::telephony ────┴─► session::service (admission, tenant, resume from the store:
+//!                               SQLite, or PostgreSQL shared by replicas)
 //!   (Twilio/Exotel/Plivo WS,     ──► pipeline::spawn(settings, memory) ──► the stages above
 //!    Asterisk AudioSocket;       telephony: marks/paced frames report what was played, 8 kHz
 //!    one writer task per call)   audio through G.711 + resampling, Silero's 8 kHz mode
@@ -60,18 +61,21 @@
 //! speech normalisation (numbers, money, dates in 12 languages)/reply checks · [`config`] the
 //! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
 //! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
-//! events · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores · [`session`] conversation history, the SQLite store, the
-//! session service (limits, tenants, resume) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
+//! events · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores ·
+//! [`conversation`] a session's history and its budgets · [`session`] the session service
+//! (admission, rates, tenants, resume) and the stores (SQLite, PostgreSQL) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
 //! reflection, auth, TLS), WebRTC browser calls (WHIP, Opus, data-channel events, the web
 //! page), telephony (provider WebSockets, AudioSocket), the OpenAI-compatible speech endpoints,
 //! Wyoming for Home Assistant and the offline kiosk (cpal microphone and speaker) · [`converse`] a file
 //! through the pipeline · [`daemon`] `vaak serve` · [`bench`] stage, voice-to-voice latency, TTS,
-//! ASR accuracy and reply quality benchmarks · [`metrics`] counters and latencies.
+//! ASR accuracy, reply quality, soak, overload and store benchmarks · [`metrics`] counters and
+//! latencies.
 
 pub mod audio;
 pub mod backend;
 pub mod bench;
 pub mod config;
+pub mod conversation;
 pub mod converse;
 pub mod daemon;
 pub mod metrics;

@@ -31,9 +31,9 @@ use crate::audio::PIPELINE_RATE;
 use crate::backend::asr::LanguageHint;
 use crate::backend::llm::{ChatRequest, LlmEvent};
 use crate::backend::Backends;
+use crate::conversation::Conversation;
 use crate::converse::{converse, ConverseRequest};
 use crate::metrics::{summarize, Metrics, Summary};
-use crate::session::Conversation;
 
 /// One row of a manifest (`path`, `language`, `duration_s`, `text`).
 #[derive(Debug, Clone)]
@@ -203,7 +203,7 @@ pub async fn bench_turn(
         if let Some(r) = rate {
             tok_per_s.push(r);
         }
-        memory.record(crate::session::Exchange {
+        memory.record(crate::conversation::Exchange {
             user,
             assistant: reply.clone(),
             language: clip.language.clone(),

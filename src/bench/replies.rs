@@ -18,8 +18,8 @@ use crate::backend::asr::LanguageHint;
 use crate::backend::llm::spoken::{speak, ClauseSink, ReplySpec};
 use crate::backend::llm::ChatRequest;
 use crate::backend::Backends;
+use crate::conversation::Conversation;
 use crate::metrics::summarize;
-use crate::session::Conversation;
 use crate::text::normalize::normalize_for_scoring;
 use crate::text::reply_guard::clause_fits;
 

@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use crate::config::SessionsConfig;
+use crate::conversation::Exchange;
 use crate::metrics::{summarize, Summary};
 use crate::session::store::{self, StoreError};
-use crate::session::Exchange;
 
 /// Latency of the two calls a conversation makes.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::messages::{Turn, TurnId};
 use crate::backend::llm::ChatMessage;
-use crate::session::{Conversation, Exchange};
+use crate::conversation::{Conversation, Exchange};
 
 /// Where a session's history is kept between streams. Both calls block (callers run them on
 /// the blocking pool).

@@ -163,7 +163,7 @@ pub fn spawn(
     let memory = settings.memory.clone().unwrap_or_else(|| {
         let llm = &backends.config.llm;
         let conversation =
-            crate::session::Conversation::new(llm.system_prompt.clone(), llm.history_turns)
+            crate::conversation::Conversation::new(llm.system_prompt.clone(), llm.history_turns)
                 .with_token_budget(llm.history_token_budget);
         Arc::new(SessionMemory::new(conversation, None))
     });

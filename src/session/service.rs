@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::backend::tts::{requested_speed, MAX_SPEED, MIN_SPEED};
 use crate::backend::Backends;
 use crate::config::ServerConfig;
+use crate::conversation::{Conversation, Exchange};
 use crate::metrics::Metrics;
 use crate::pipeline::{
     self, HistorySink, SessionMemory, SessionPipeline, SessionSettings, TurnControl,
@@ -24,7 +25,6 @@ use crate::pipeline::{
 use crate::scheduler::Load;
 use crate::session::rate::RateLimits;
 use crate::session::store::Store;
-use crate::session::{Conversation, Exchange};
 use crate::text::input::{echo, MAX_ECHO_CHARS};
 
 /// Longest session id a client may choose.

@@ -16,7 +16,7 @@ use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::llm::{ChatMessage, Role};
 use vaak::metrics::Metrics;
 use vaak::pipeline::{self, PipelineEvent, SessionSettings};
-use vaak::session::{example_exchange, mixed_example_exchange};
+use vaak::conversation::{example_exchange, mixed_example_exchange};
 
 /// The user line of the last greeting cue in `messages` (the register replies are shown in).
 fn cue_in_force(messages: &[ChatMessage]) -> Option<&str> {

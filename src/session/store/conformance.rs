@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Store, StoreError};
-use crate::session::Exchange;
+use crate::conversation::Exchange;
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// Long enough for a few calls on a loaded CI machine, short enough to wait out.

@@ -22,7 +22,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::SessionsConfig;
-use crate::session::Exchange;
+use crate::conversation::Exchange;
 
 /// A session as loaded from the store.
 #[derive(Debug, Clone, PartialEq)]

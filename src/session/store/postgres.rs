@@ -23,7 +23,7 @@ use std::time::Duration;
 use postgres::{Client, Config, NoTls, Transaction};
 
 use super::{expired, ttl_ms, Store, StoreError, StoredSession};
-use crate::session::Exchange;
+use crate::conversation::Exchange;
 use crate::text::codeswitch::mixed_with_english;
 use crate::text::redact::redact;
 

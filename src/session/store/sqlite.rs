@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{expired, now_ms, Store, StoreError, StoredSession};
-use crate::session::Exchange;
+use crate::conversation::Exchange;
 use crate::text::codeswitch::mixed_with_english;
 use crate::text::redact::redact;
 
