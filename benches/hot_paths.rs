@@ -9,7 +9,7 @@ use std::time::Instant;
 use vaak::audio::resample::StreamResampler;
 use vaak::config::VadConfig;
 use vaak::metrics::summarize;
-use vaak::stages::vad::Endpointer;
+use vaak::pipeline::endpoint::Endpointer;
 use vaak::text::clauses::ClauseSplitter;
 use vaak::text::codeswitch::script_runs;
 use vaak::text::redact::redact;

@@ -3,6 +3,7 @@
 //! caller's `TaskTracker`; edges are bounded `mpsc` channels (capacities below, with what
 //! happens when full); control (shutdown, barge-in) travels by cancellation tokens.
 
+pub mod endpoint;
 pub mod events;
 pub mod language;
 pub mod memory;

@@ -14,9 +14,9 @@ use super::fakes::{backends_with_voices, speak};
 use vaak::backend::asr::LanguageHint;
 use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::llm::{ChatMessage, Role};
+use vaak::conversation::{example_exchange, mixed_example_exchange};
 use vaak::metrics::Metrics;
 use vaak::pipeline::{self, PipelineEvent, SessionSettings};
-use vaak::conversation::{example_exchange, mixed_example_exchange};
 
 /// The user line of the last greeting cue in `messages` (the register replies are shown in).
 fn cue_in_force(messages: &[ChatMessage]) -> Option<&str> {
