@@ -6,6 +6,7 @@
 pub mod endpoint;
 pub mod events;
 pub mod language;
+pub mod language_id;
 pub mod memory;
 pub mod messages;
 pub mod turns;
