@@ -9,6 +9,7 @@ mod container;
 mod converse_real;
 mod eval_replies;
 mod fakes;
+mod fast_clients;
 mod faults;
 mod frameworks;
 mod grpc_api;
