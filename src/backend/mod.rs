@@ -60,6 +60,19 @@ impl VoiceBank for Voices {
 }
 
 /// The shared models of one process.
+/// Why a request to a remote backend (`url`'s client, `timeout` for the whole exchange) failed,
+/// in words for its error: before an answer (`body: None`: no answer in time, or unreachable) or
+/// while reading its body (`body: Some("audio")`: not complete in time, or cut off).
+pub(crate) fn request_failure(e: &reqwest::Error, timeout: Duration, body: Option<&str>) -> String {
+    let ms = timeout.as_millis();
+    match (body, e.is_timeout()) {
+        (None, true) => format!("no answer within {ms} ms"),
+        (None, false) => format!("unreachable ({e})"),
+        (Some(what), true) => format!("{what} not complete within {ms} ms"),
+        (Some(what), false) => format!("{what} cut off ({e})"),
+    }
+}
+
 pub struct Backends {
     pub config: Arc<Config>,
     pub vad: Arc<dyn VadFactory>,

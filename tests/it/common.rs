@@ -34,6 +34,30 @@ pub fn run(args: &[&str]) -> Output {
     out
 }
 
+/// A command's success and its stdout + stderr; panics naming the program if it cannot start.
+pub fn ran(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `program args` through [`ran`].
+pub fn sh(program: &str, args: &[&str]) -> (bool, String) {
+    ran(Command::new(program).args(args))
+}
+
+/// A local port nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("bound address").port()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

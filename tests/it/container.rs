@@ -7,10 +7,10 @@
 //! may raise a resource limit, so the container runs with runc and limits at most the host's
 //! (`RUN_ARGS`). Networking is the host's (the daemon listens on free loopback ports).
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::common::{free_port, sh};
 use super::grpc_api::{run_python, Run};
 
 const RUN_ARGS: &[&str] = &[
@@ -24,27 +24,8 @@ const RUN_ARGS: &[&str] = &[
 ];
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/vaak_client.py");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn podman(args: &[&str]) -> (bool, String) {
-    let out = Command::new("podman")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("podman {args:?}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    sh("podman", args)
 }
 
 /// Removes the container however the test ends.

@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use super::common::sh;
 use std::time::{Duration, Instant};
 
 const PACKAGE: &str = "vaak";
@@ -23,20 +25,6 @@ const LEFT_BY_PURGE: [&str; 6] = [
     "/etc/vaak",
     "/var/lib/vaak",
 ];
-
-/// A command's exit status and its stdout + stderr.
-fn sh(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 /// `/usr/bin/vaak ARGS` as the package's user with the unit's clean environment (none of this
 /// test's `VAAK_*` variables).

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::common::load_backends;
+use super::common::{free_port, load_backends};
 use vaak::backend::llm::fallback::{FallbackLlm, FallbackPolicy};
 use vaak::backend::llm::openai::{Endpoint, OpenAiClient};
 use vaak::backend::llm::worker::{self, WorkerHandle, WorkerSpec};
@@ -49,12 +49,6 @@ fn small_gguf() -> PathBuf {
         "run `vaak models fetch --set small` and point it at SmolLM2-135M-Instruct.Q4_1.gguf \
          (scripts/test.sh does both)",
     )
-}
-
-/// A local port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("bound address").port()
 }
 
 /// A running `llama-server` child; killed when dropped.

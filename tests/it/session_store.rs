@@ -3,7 +3,6 @@
 //! passes, two handles appending to one session at once, and two `vaak serve` replicas
 //! continuing, writing at once to, and deleting each other's sessions.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +11,7 @@ use std::time::Duration;
 
 use vaak::session::store::{conformance, PostgresStore, Store};
 
+use super::common::{free_port, ran};
 use super::grpc_api::Daemon;
 use super::remote_llm::LlamaServer;
 
@@ -27,13 +27,8 @@ struct Postgres {
 }
 
 fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out) = ran(cmd);
+    assert!(ok, "{what} failed:\n{out}");
 }
 
 /// Debian's server binaries (`/usr/lib/postgresql/<version>/bin`), the newest version.
@@ -76,10 +71,7 @@ impl Postgres {
             ]),
             "initdb",
         );
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off",
             dir.path().display()
@@ -332,11 +324,7 @@ fn replicas_share_sessions_through_postgres() {
 /// No database at start: `vaak serve` refuses to start, naming the store without the password.
 #[test]
 fn an_unreachable_store_at_start_is_refused_by_name() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("vaak.toml");
     std::fs::write(

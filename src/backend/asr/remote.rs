@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Asr, AsrError, LanguageHint, Transcription};
 use crate::audio::wav::mono_i16_bytes;
 use crate::audio::PIPELINE_RATE;
+use crate::backend::request_failure;
 
 /// The multipart boundary (no WAV or field value contains it: field values are validated
 /// language codes and the model name, and the WAV part has its length fixed by the form).
@@ -63,16 +64,10 @@ impl RemoteAsr {
             req = req.bearer_auth(key);
         }
         let fail = |what: String| AsrError::Failed(format!("remote ASR {}: {what}", self.opts.url));
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                fail(format!(
-                    "no answer within {} ms",
-                    self.opts.timeout.as_millis()
-                ))
-            } else {
-                fail(format!("unreachable ({e})"))
-            }
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fail(request_failure(&e, self.opts.timeout, None)))?;
         let status = resp.status();
         if !status.is_success() {
             // The body may echo the audio's words: not logged, only the status.
@@ -80,16 +75,10 @@ impl RemoteAsr {
         }
         // The time limit covers the body too: a server that sends its headers and then
         // dribbles (or stalls) is given up on like one that never answers.
-        let body = resp.bytes().await.map_err(|e| {
-            fail(if e.is_timeout() {
-                format!(
-                    "answer not complete within {} ms",
-                    self.opts.timeout.as_millis()
-                )
-            } else {
-                format!("answer cut off ({e})")
-            })
-        })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| fail(request_failure(&e, self.opts.timeout, Some("answer"))))?;
         let reply: Reply = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("answer is not {{\"text\": …}} JSON ({e})")))?;
         Ok(reply.text)

@@ -12,6 +12,7 @@ use super::{TtsEngine, TtsError};
 use crate::audio::pcm::i16_to_f32;
 use crate::audio::resample::resample_all;
 use crate::audio::wav;
+use crate::backend::request_failure;
 use crate::config::RemoteTtsConfig;
 
 /// OpenAI's `pcm`: 16-bit little-endian mono at 24 kHz. Every clause comes back at this rate.
@@ -80,25 +81,19 @@ impl RemoteTts {
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
         }
-        let resp = req.send().await.map_err(|e| {
-            fail(if e.is_timeout() {
-                format!("no answer within {} ms", self.timeout.as_millis())
-            } else {
-                format!("unreachable ({e})")
-            })
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fail(request_failure(&e, self.timeout, None)))?;
         let status = resp.status();
         if !status.is_success() {
             // The body may echo the text: only the status is reported.
             return Err(fail(format!("HTTP {status}")));
         }
-        let body = resp.bytes().await.map_err(|e| {
-            fail(if e.is_timeout() {
-                format!("audio not complete within {} ms", self.timeout.as_millis())
-            } else {
-                format!("audio cut off ({e})")
-            })
-        })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| fail(request_failure(&e, self.timeout, Some("audio"))))?;
         let audio = if self.format == "wav" {
             let (audio, rate) =
                 wav::decode_mono("the server's WAV", &body).map_err(|e| fail(e.to_string()))?;

@@ -131,8 +131,9 @@ pub fn two_streams_of_one_session_lose_no_turn(make: MakeStore<'_>) {
     assert_eq!(exchanges(&*store, "t1", "s1"), vec![first, second, third]);
 }
 
-pub fn personal_numbers_are_masked(make: MakeStore<'_>) {
-    let store = make(HOUR);
+/// An exchange with a phone, an Aadhaar and a PAN number in Whisper's spellings, saved and its
+/// reply amended with another spelling of the phone number, as session `s1` of `t1`.
+pub fn save_personal_numbers(store: &dyn Store) {
     let said = Exchange {
         user: "My phone number is 98,765, 43,210, Aadhaar 1234 5678 9012, PAN a BCD-1234F.".into(),
         assistant: "I have noted 9876543210 and ABCDE1234F.".into(),
@@ -144,6 +145,11 @@ pub fn personal_numbers_are_masked(make: MakeStore<'_>) {
     store
         .amend("t1", "s1", seq, "I have noted 98765 43210")
         .expect("amend");
+}
+
+pub fn personal_numbers_are_masked(make: MakeStore<'_>) {
+    let store = make(HOUR);
+    save_personal_numbers(&*store);
     let got = exchanges(&*store, "t1", "s1");
     assert_eq!(
         got[0].user,

@@ -59,17 +59,7 @@ fn personal_numbers_never_reach_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sessions.db");
     let store = SqliteStore::open(&path, HOUR).expect("open");
-    let said = Exchange {
-        user: "My phone number is 98,765, 43,210, Aadhaar 1234 5678 9012, PAN a BCD-1234F.".into(),
-        assistant: "I have noted 9876543210 and ABCDE1234F.".into(),
-        language: "en".into(),
-        interrupted: false,
-        mixed: false,
-    };
-    let seq = store.append("t1", "s1", &said, 8).expect("append");
-    store
-        .amend("t1", "s1", seq, "I have noted 98765 43210")
-        .expect("amend");
+    conformance::save_personal_numbers(&store);
     // Not in the database file, its log or its shared memory, in any spelling.
     for entry in std::fs::read_dir(dir.path()).expect("list") {
         let file = entry.expect("entry").path();
