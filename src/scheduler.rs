@@ -145,12 +145,14 @@ impl Decaying {
     }
 }
 
-/// A job waiting for a slot; the slot is handed over through `wake`.
+/// A job waiting for a slot; the slot itself is handed over through `wake`, so a waiter that
+/// is dropped after the handover (a prefill dropped when its turn arrives) releases it with
+/// the channel instead of losing a slot of the cores for good.
 struct Waiter {
     priority: Priority,
     seq: u64,
     since: Instant,
-    wake: oneshot::Sender<()>,
+    wake: oneshot::Sender<Slot>,
 }
 
 /// Every this long a job waits, it counts as one priority higher: strict priority would let a
@@ -172,7 +174,8 @@ impl Waiter {
 /// A slot of the cores, held while the job runs; dropping it hands it to the next waiter.
 #[must_use = "the slot is released when dropped"]
 pub struct Slot {
-    inner: Arc<Inner>,
+    /// `None` only for a slot whose handover failed (its waiter was gone): nothing to release.
+    inner: Option<Arc<Inner>>,
     /// How long the job waited for it.
     pub waited: Duration,
 }
@@ -195,7 +198,9 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.inner.release();
+        if let Some(inner) = self.inner.take() {
+            Inner::release(&inner);
+        }
     }
 }
 
@@ -206,15 +211,23 @@ impl Inner {
     }
 
     /// Hands the slot to the best waiter that still waits, or frees it.
-    fn release(&self) {
-        let mut state = self.lock();
+    fn release(this: &Arc<Inner>) {
+        let mut state = this.lock();
         let now = Instant::now();
         while let Some(best) = (0..state.queue.len()).max_by(|&a, &b| {
             let (ra, rb) = (state.queue[a].rank(now), state.queue[b].rank(now));
             ra.partial_cmp(&rb).unwrap_or(std::cmp::Ordering::Equal)
         }) {
-            if state.queue.swap_remove(best).wake.send(()).is_ok() {
-                return;
+            let waiter = state.queue.swap_remove(best);
+            let slot = Slot {
+                inner: Some(Arc::clone(this)),
+                waited: now.duration_since(waiter.since),
+            };
+            match waiter.wake.send(slot) {
+                Ok(()) => return,
+                // The waiter is gone: the slot comes back unreleased (released here, under
+                // the lock, it would deadlock) and goes to the next one.
+                Err(mut back) => back.inner = None,
             }
         }
         if state.free == 0 {
@@ -286,7 +299,10 @@ impl CpuScheduler {
                 if priority >= Priority::Transcript {
                     state.urgent_wait_ms.sample(0.0);
                 }
-                return Ok(self.slot(started));
+                return Ok(Slot {
+                    inner: Some(Arc::clone(&self.inner)),
+                    waited: started.elapsed(),
+                });
             }
             let (wake, woken) = oneshot::channel();
             let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
@@ -310,19 +326,13 @@ impl CpuScheduler {
             r = &mut woken => r.map_err(|_| SchedError::Task("the scheduler was dropped".into())),
             _ = deadline => Err(SchedError::Shed(started.elapsed())),
         };
-        // A slot handed over just as the wait ended is ours all the same: use it (a shed job
-        // that got it runs) or pass it on (dropping it releases it).
-        let outcome = match outcome {
-            Err(SchedError::Shed(_)) if woken.try_recv().is_ok() => Ok(()),
-            Err(e) => {
-                if woken.try_recv().is_ok() {
-                    drop(self.slot(started));
-                }
-                Err(e)
-            }
-            ok => ok,
-        };
-        let slot = outcome.map(|()| self.slot(started))?;
+        // A slot handed over just as the wait ended is ours all the same: a shed job that got
+        // it runs; a cancelled one drops it (which hands it on), and so does `woken` if the
+        // slot arrives after this.
+        let slot = match outcome {
+            Err(SchedError::Shed(waited)) => woken.try_recv().map_err(|_| SchedError::Shed(waited)),
+            other => other,
+        }?;
         if priority >= Priority::Transcript {
             let waited_ms = slot.waited.as_secs_f64() * 1e3;
             self.inner.lock().urgent_wait_ms.sample(waited_ms);
@@ -342,13 +352,6 @@ impl CpuScheduler {
         let slot = self.acquire(priority, cancel).await?;
         let waited = slot.waited;
         slot.run(job).await.map(|v| (v, waited))
-    }
-
-    fn slot(&self, started: Instant) -> Slot {
-        Slot {
-            inner: Arc::clone(&self.inner),
-            waited: started.elapsed(),
-        }
     }
 }
 
@@ -467,6 +470,46 @@ mod tests {
         tokio::task::yield_now().await;
         drop(held);
         assert!(next.await.unwrap().is_ok());
+        assert_eq!(s.inner.lock().free, 1);
+    }
+
+    /// The lost-slot defect: a prefill waiting for the CPU was handed the slot and dropped
+    /// (its turn arrived) before it ran; the slot went with it and, with one slot, no pass,
+    /// voice or prompt of any session ran again.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_dropped_after_the_handover_hands_the_slot_on() {
+        let s = sched(1);
+        let held = hold(&s, Priority::Transcript).await;
+        let cancel = CancellationToken::new();
+        let mut prefill = Box::pin(s.acquire(Priority::Partial, &cancel));
+        assert!(futures::poll!(&mut prefill).is_pending());
+        drop(held); // handed to the prefill…
+        drop(prefill); // …which is dropped before it runs
+        assert_eq!(s.inner.lock().free, 1, "the slot came back");
+        let next = waiter(&s, Priority::FirstClause, CancellationToken::new());
+        assert_eq!(next.await.unwrap(), Ok(Duration::ZERO));
+        // The same with a later waiter queued: the slot goes to it.
+        let held = hold(&s, Priority::Transcript).await;
+        let mut first = Box::pin(s.acquire(Priority::NextAudio, &cancel));
+        assert!(futures::poll!(&mut first).is_pending());
+        let second = waiter(&s, Priority::Partial, CancellationToken::new());
+        tokio::task::yield_now().await;
+        drop(held);
+        drop(first);
+        assert!(second.await.unwrap().is_ok());
+        assert_eq!(s.inner.lock().free, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_handed_a_slot_passes_it_on() {
+        let s = sched(1);
+        let held = hold(&s, Priority::Transcript).await;
+        let cancel = CancellationToken::new();
+        let mut gone = Box::pin(s.acquire(Priority::NextAudio, &cancel));
+        assert!(futures::poll!(&mut gone).is_pending());
+        drop(held);
+        cancel.cancel(); // cancelled with the slot already in its channel
+        assert_eq!(gone.await.err(), Some(SchedError::Cancelled));
         assert_eq!(s.inner.lock().free, 1);
     }
 
