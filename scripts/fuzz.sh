@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (fuzz/: the telephony frame parsers, the WAV reader, typed text and
-# redaction, speech normalisation) for a short time each: libFuzzer via
-# cargo fuzz, on the machine's stable toolchain (RUSTC_BOOTSTRAP=1 admits the -Z flags cargo
-# fuzz passes). A crash fails the script and leaves the input under fuzz/artifacts/.
+# redaction, speech normalisation, the config file, the WHIP offer check, gRPC client messages)
+# for a short time each: libFuzzer via cargo fuzz, on the machine's stable toolchain
+# (RUSTC_BOOTSTRAP=1 admits the -Z flags cargo fuzz passes). A crash fails the script and
+# leaves the input under fuzz/artifacts/.
 #
 #   scripts/fuzz.sh              # 20 s per target (CI)
 #   VAAK_FUZZ_SECS=600 scripts/fuzz.sh twilio_message
@@ -16,7 +17,7 @@ source scripts/env.sh
 CARGO_FUZZ_VERSION=0.13.2
 SECS="${VAAK_FUZZ_SECS:-20}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(twilio_message exotel_message plivo_message audiosocket_frames wav_file speech_text typed_text)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(twilio_message exotel_message plivo_message audiosocket_frames wav_file speech_text typed_text config_file whip_offer client_messages)
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2

@@ -12,13 +12,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::inbound::{self, Request};
 use super::open_error_status;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ingest, PipelineEvent};
-use crate::proto::{self, client_message::Msg, control::Kind, server_event::Event};
+use crate::proto::{self, server_event::Event};
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
-use crate::text::input::typed_turn;
-use crate::transport::codec::{InputDecoder, OutputEncoder, WireFormat, DEFAULT_INPUT};
+use crate::transport::codec::{InputDecoder, OutputEncoder};
 use crate::transport::unless_stalled;
 
 /// Server events buffered towards one client; backpressure (a client that stops reading stalls
@@ -51,13 +51,11 @@ pub async fn start(
         }
         Ok(Ok(Some(m))) => m,
     };
-    let Some(Msg::Config(config)) = first.msg else {
-        return Err(Status::invalid_argument(
-            "the first message of a Converse stream must be a SessionConfig",
-        ));
-    };
-    let input = WireFormat::parse(config.input_format.as_ref(), DEFAULT_INPUT)?;
-    let output = WireFormat::parse(config.output_format.as_ref(), input)?;
+    let inbound::Opening {
+        config,
+        input,
+        output,
+    } = inbound::opening(first)?;
     let req = OpenRequest {
         tenant,
         session_id: Some(config.session_id.clone()).filter(|s| !s.is_empty()),
@@ -255,36 +253,14 @@ async fn on_client_message(
         return Ok(Step::Continue);
     }
     let limit = svc.backends.config.server.max_message_bytes;
-    match m.msg {
-        None => Err(Status::invalid_argument("empty ClientMessage")),
-        Some(Msg::Config(_)) => Err(Status::invalid_argument(
-            "SessionConfig may only be the first message",
-        )),
-        Some(Msg::Audio(bytes)) => {
-            if s.text_only {
-                return Err(Status::invalid_argument(
-                    "this session is text-only: send text, not audio",
-                ));
-            }
-            if bytes.len() > limit {
-                return Err(Status::resource_exhausted(format!(
-                    "audio message too large: {} bytes, the limit is {limit} bytes",
-                    bytes.len()
-                )));
-            }
-            let pcm = s.decoder.decode(&bytes)?;
-            if pcm.is_empty() {
-                return Ok(Step::Continue);
-            }
-            Ok(Step::Ingest(Ingest::Audio(pcm)))
-        }
-        Some(Msg::Text(text)) => match typed_turn(&text) {
-            Ok(Some(text)) => Ok(Step::Ingest(Ingest::Text(text))),
-            Ok(None) => Ok(Step::Continue),
-            Err(e) => Err(Status::invalid_argument(e.to_string())),
-        },
-        Some(Msg::Control(c)) => match Kind::try_from(c.kind) {
-            Ok(Kind::Interrupt) => {
+    Ok(
+        match inbound::request(m, s.text_only, limit, &mut s.decoder)? {
+            Request::Nothing => Step::Continue,
+            Request::Audio(pcm) => Step::Ingest(Ingest::Audio(pcm)),
+            Request::Text(text) => Step::Ingest(Ingest::Text(text)),
+            Request::EndOfInput => Step::Ingest(Ingest::EndOfInput),
+            Request::HangUp => Step::HangUp,
+            Request::Interrupt => {
                 if let Some(info) = session.pipeline.interrupt().await {
                     Metrics::incr(&svc.metrics.interruptions);
                     s.encoder.reset();
@@ -295,16 +271,10 @@ async fn on_client_message(
                     });
                     send(s, ev).await;
                 }
-                Ok(Step::Continue)
+                Step::Continue
             }
-            Ok(Kind::EndOfInput) => Ok(Step::Ingest(Ingest::EndOfInput)),
-            Ok(Kind::HangUp) => Ok(Step::HangUp),
-            Ok(Kind::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
-                "unknown control kind {}",
-                c.kind
-            ))),
         },
-    }
+    )
 }
 
 /// False once the client is gone or has stopped reading (see [`unless_stalled`]).

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod converse;
+pub mod inbound;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,13 +71,23 @@ pub fn open_error_status(e: OpenError) -> Status {
     }
 }
 
-/// INVALID_ARGUMENT unless the daemon serves `language`.
 /// Wire audio errors as gRPC statuses.
 impl From<CodecError> for Status {
     fn from(e: CodecError) -> Self {
         match e {
             CodecError::Invalid(m) => Status::invalid_argument(m),
             CodecError::Internal(m) => Status::internal(m),
+        }
+    }
+}
+
+/// A refused `Converse` message as a gRPC status.
+impl From<inbound::Refused> for Status {
+    fn from(e: inbound::Refused) -> Self {
+        match e {
+            inbound::Refused::Invalid(m) => Status::invalid_argument(m),
+            inbound::Refused::TooLarge(m) => Status::resource_exhausted(m),
+            inbound::Refused::Internal(m) => Status::internal(m),
         }
     }
 }

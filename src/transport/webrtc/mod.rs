@@ -13,6 +13,7 @@
 pub mod call;
 pub mod events;
 pub mod media;
+pub mod offer;
 pub mod peer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -229,7 +230,7 @@ async fn offer(
             "the offer is not UTF-8 text".into(),
         );
     };
-    let offer = match peer::check_offer(sdp) {
+    let offer = match offer::check_offer(sdp) {
         Ok(o) => o,
         Err(why) => return refuse(svc, StatusCode::BAD_REQUEST, why),
     };
