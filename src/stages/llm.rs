@@ -16,7 +16,8 @@ use crate::backend::llm::{ChatRequest, LlmError};
 use crate::metrics::Metrics;
 use crate::pipeline::messages::{Heard, ReplyText, TurnClock, UserTurn};
 use crate::scheduler::{Priority, Slot};
-use crate::text::reply_guard::{say_again, unclear_transcript};
+use crate::text::phrases::say_again;
+use crate::text::reply_guard::unclear_transcript;
 
 /// Starts prefilling what the user has said so far of the turn still being spoken.
 fn start_prefill(ctx: &StageCtx, heard: Heard) -> BoxFuture<'static, Result<bool, LlmError>> {

@@ -315,7 +315,7 @@ async fn a_reply_in_the_wrong_script_is_asked_again_then_replaced_before_anyone_
         1,
     )
     .await;
-    let fallback = vaak::text::reply_guard::cannot_answer("hi");
+    let fallback = vaak::text::phrases::cannot_answer("hi");
     assert_eq!(captions(&events), fallback);
     let spoken = voices.spoken.lock().unwrap().clone();
     assert!(
@@ -363,7 +363,7 @@ async fn a_recogniser_loop_gets_please_say_that_again_not_an_answer() {
         1,
     )
     .await;
-    assert_eq!(captions(&events), vaak::text::reply_guard::say_again("hi"));
+    assert_eq!(captions(&events), vaak::text::phrases::say_again("hi"));
     assert!(
         llm.requests.lock().unwrap().is_empty(),
         "the model was asked"
@@ -392,7 +392,7 @@ async fn speech_with_no_word_made_out_gets_please_say_that_again_a_cough_gets_no
         1_500,
     )
     .await;
-    assert_eq!(captions(&events), vaak::text::reply_guard::say_again("hi"));
+    assert_eq!(captions(&events), vaak::text::phrases::say_again("hi"));
     assert!(
         llm.requests.lock().unwrap().is_empty(),
         "the model was asked"

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{with_deadlines, ChatRequest, Llm, LlmError, LlmEvent, Role, Usage};
 use crate::text::clauses::{speakable, ClauseSplitter};
+use crate::text::phrases::cannot_answer;
 use crate::text::reply_guard::{
-    cannot_answer, clause_fits, echoes, ends_sentence, recital, script_reminder, Recital,
-    ECHO_REMINDER,
+    clause_fits, echoes, ends_sentence, recital, script_reminder, Recital, ECHO_REMINDER,
 };
 
 /// Where the checked clauses of a reply go.
