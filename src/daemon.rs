@@ -124,9 +124,12 @@ pub async fn serve(
     let http = bind_optional(&config.server.http_listen).await?;
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
     let http_tls = http::tls_acceptor(&config.server).map_err(DaemonError::Http)?;
+    // What refused phone callers hear, shared by the providers' WebSockets and AudioSocket.
+    let busy_prompts = Arc::new(telephony::busy::BusyPrompts::default());
     let http_server = http.map(|l| {
         tracker.spawn(http::serve(
             Arc::clone(&svc),
+            Arc::clone(&busy_prompts),
             l,
             http_tls,
             listener_stop.clone(),
@@ -143,6 +146,7 @@ pub async fn serve(
     if let Some(l) = audiosocket {
         tracker.spawn(telephony::serve_audiosocket(
             Arc::clone(&svc),
+            busy_prompts,
             l,
             listener_stop.clone(),
         ));

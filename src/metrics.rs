@@ -52,10 +52,11 @@ pub struct Metrics {
     pub sessions_opened: AtomicU64,
     pub sessions_refused: AtomicU64,
     /// Phone calls: keypad presses, hand-offs to the provider's next step (a human), calls
-    /// closed for a protocol error.
+    /// closed for a protocol error, refused callers who heard the busy prompt.
     pub dtmf_digits: AtomicU64,
     pub call_handoffs: AtomicU64,
     pub call_protocol_errors: AtomicU64,
+    pub busy_prompts: AtomicU64,
     /// Browser calls: answered, refused at signalling, and the caller's lost audio packets
     /// (recovered from the next packet's FEC, or concealed).
     pub webrtc_calls: AtomicU64,
@@ -285,6 +286,11 @@ impl Metrics {
                 "call_protocol_errors",
                 "Calls closed for a protocol or format error",
                 c(&self.call_protocol_errors),
+            ),
+            (
+                "busy_prompts",
+                "Calls refused for want of room whose caller heard the busy prompt",
+                c(&self.busy_prompts),
             ),
             (
                 "webrtc_calls",

@@ -75,6 +75,15 @@ impl TelephonyConfig {
         ]
     }
 
+    /// The languages of a call that names none: `telephony.languages`, else every served one.
+    pub fn default_languages(&self, pipeline: &super::PipelineConfig) -> Vec<String> {
+        if self.languages.is_empty() {
+            pipeline.languages.clone()
+        } else {
+            self.languages.clone()
+        }
+    }
+
     pub(super) fn validate(&self, served: &[String]) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         for l in &self.languages {

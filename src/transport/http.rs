@@ -86,6 +86,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// (`https://`, `wss://` for the telephony providers).
 pub async fn serve(
     svc: Arc<SessionService>,
+    prompts: Arc<telephony::busy::BusyPrompts>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     stop: CancellationToken,
@@ -94,7 +95,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&svc))
-        .merge(telephony::routes(Arc::clone(&svc)))
+        .merge(telephony::routes(Arc::clone(&svc), prompts))
         .merge(openai::routes(Arc::clone(&svc)))
         .merge(webrtc::routes(svc));
     let connections = TaskTracker::new();

@@ -582,3 +582,115 @@ fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// A caller refused for want of room hears that the lines are busy, in the call's language and
+/// recognisably (Whisper hears it back), before the line closes with 1013 (AudioSocket: its
+/// busy error frame); the call that holds the one room goes on undisturbed. The English prompt
+/// was made when that call started; the Hindi one (the caller's IVR choice) is made on demand.
+#[test]
+fn a_refused_caller_hears_that_the_lines_are_busy() {
+    let d = Daemon::start("busy", "max_sessions = 1", CONFIG, &[(SECRET_ENV, SECRET)]);
+    let dir = tempfile::tempdir().unwrap();
+    let save = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (hi, hi2, en) = (clip("hi", 0), clip("hi", 3), clip("en", 0));
+    let tw = ws_url(&d, "twilio", &token());
+    let (en_dir, hi_dir, as_dir) = (save("en"), save("hi"), save("audiosocket"));
+    let hi_args = ["--param", "preferred_language=hi"];
+    let as_target = ["--addr", d.audiosocket.as_str()];
+    let mut results: Vec<(&str, Outcome)> = Vec::new();
+    std::thread::scope(|s| {
+        let holder = s.spawn(|| {
+            let args = [
+                "--url",
+                &tw,
+                "--wav",
+                &hi,
+                "--wav",
+                &hi2,
+                "--scenario",
+                "call",
+            ];
+            // Long gaps: the call outlasts the refused ones.
+            let wait = ["--gap-s", "8", "--reply-wait-s", "90"];
+            call("twilio", &[&args[..], &wait[..]].concat(), 240)
+        });
+        assert!(
+            d.wait_for_metric("vaak_sessions_opened_total 1", Duration::from_secs(30)),
+            "the first call never opened its session"
+        );
+        // Three refused at once while the first call talks.
+        let en_run = s.spawn(|| busy("twilio", &["--url", &tw], &en, &en_dir, &[]));
+        let hi_run = s.spawn(|| busy("twilio", &["--url", &tw], &hi, &hi_dir, &hi_args));
+        let as_run = s.spawn(|| busy("audiosocket", &as_target, &en, &as_dir, &[]));
+        // Whisper's base model hears the Hindi prompt over a phone line only in part.
+        let (en_words, hi_words) = (["busy", "lines"], ["हमारी", "मिन", "व्यस्त", "लाइन"]);
+        let en_run = en_run.join().unwrap();
+        results.push((
+            "english",
+            heard_busy(&en_run, "en", &en_words, Some(1013.0)),
+        ));
+        let hi_run = hi_run.join().unwrap();
+        results.push(("hindi", heard_busy(&hi_run, "hi", &hi_words, Some(1013.0))));
+        let as_run = as_run.join().unwrap();
+        results.push(("audiosocket", heard_busy(&as_run, "en", &en_words, None)));
+        results.push((
+            "the call holding the room",
+            conversation(&holder.join().unwrap(), true),
+        ));
+    });
+    results.push((
+        "metrics",
+        d.metrics_hold(&["vaak_busy_prompts_total 3", "vaak_sessions_opened_total 1"]),
+    ));
+    d.finish(results);
+}
+
+/// A call that will be refused: its caller speaks once and records what it hears.
+fn busy(provider: &str, target: &[&str], wav: &str, out: &str, extra: &[&str]) -> Run {
+    let mut args = target.to_vec();
+    args.extend(["--wav", wav, "--scenario", "call", "--gap-s", "1"]);
+    args.extend(["--reply-wait-s", "20", "--save-dir", out]);
+    args.extend(extra);
+    call(provider, &args, 60)
+}
+
+/// A refused call that played the busy prompt: speech of a few seconds in which Whisper hears
+/// one of `words`, then the server's close (`code`; AudioSocket: the busy error frame 0x02).
+fn heard_busy(run: &Run, lang: &str, words: &[&str], code: Option<f64>) -> Outcome {
+    let replies = run.arr("/replies");
+    ensure!(!replies.is_empty(), run, "the refused caller heard nothing");
+    let audio_s = replies[0]["audio_s"].as_f64().unwrap_or(0.0);
+    let level = replies[0]["rms_dbfs"].as_f64().unwrap_or(-120.0);
+    ensure!(
+        (1.5..15.0).contains(&audio_s) && level > -40.0,
+        run,
+        "the busy prompt should be a few seconds of speech: {audio_s} s at {level} dBFS"
+    );
+    ensure!(
+        run.s("/close/by") == "server",
+        run,
+        "vaak should close the refused call"
+    );
+    match code {
+        Some(code) => {
+            ensure!(run.f("/close/code") == code, run, "expected close {code}");
+        }
+        None => {
+            ensure!(
+                run.s("/close/error_frame").starts_with("ff000102"),
+                run,
+                "expected AudioSocket's busy error frame (ff 00 01 02)"
+            );
+        }
+    }
+    let saved = std::path::PathBuf::from(replies[0]["saved"].as_str().unwrap_or_default());
+    let heard = super::common::transcribe(&saved, &["--language", lang]);
+    let text = heard["text"].as_str().unwrap_or_default().to_lowercase();
+    ensure!(
+        words.iter().any(|w| text.contains(w)),
+        run,
+        "Whisper heard {text:?} in the busy prompt, none of {words:?}"
+    );
+    eprintln!("  busy prompt ({lang}): {audio_s:.1} s, heard {text:?}");
+    Ok(())
+}

@@ -18,6 +18,7 @@ use crate::session::service::{OpenRequest, OpenSession, SessionService};
 use crate::transport::codec::{Encoding, InputDecoder, OutputEncoder, WireFormat};
 use crate::transport::{language_list, sleep_until_opt};
 
+use super::busy::{self, BusyPrompts};
 use super::end::End;
 use super::reader::{Reader, START_TIMEOUT};
 use super::writer::*;
@@ -29,11 +30,17 @@ pub struct CallSetup {
     /// Parameters from the connection URL (Exotel passes its custom parameters there); the
     /// `start` message's own parameters win.
     pub url_params: std::collections::BTreeMap<String, String>,
+    /// What a caller refused for want of room hears.
+    pub prompts: Arc<BusyPrompts>,
 }
 
 /// The session request of a call: its parameters may name a session to continue (e.g. a hash
 /// of the caller's number, never the number) and its languages.
-fn open_request(setup: &CallSetup, start: &StartInfo, default_languages: &[String]) -> OpenRequest {
+pub(super) fn open_request(
+    setup: &CallSetup,
+    start: &StartInfo,
+    default_languages: &[String],
+) -> OpenRequest {
     let mut params = setup.url_params.clone();
     params.extend(start.params.clone());
     let session_id = params.get("session_id").cloned().unwrap_or_else(|| {
@@ -65,7 +72,7 @@ fn open_request(setup: &CallSetup, start: &StartInfo, default_languages: &[Strin
     }
 }
 
-fn wire_format(f: MediaFormat) -> WireFormat {
+pub(super) fn wire_format(f: MediaFormat) -> WireFormat {
     WireFormat {
         encoding: match f.codec {
             Codec::Mulaw => Encoding::Mulaw,
@@ -90,16 +97,21 @@ pub async fn serve(
         Ok(s) => s,
         Err(end) => return refuse(&svc, conn, &mut reader, end).await,
     };
+    let cfg = &svc.backends.config;
+    let default_languages = cfg.telephony.default_languages(&cfg.pipeline);
     let slot = match svc.admit("telephony", &setup.tenant) {
         Ok(s) => s,
-        Err(e) => return refuse(&svc, conn, &mut reader, End::Busy(e.to_string())).await,
+        Err(e) => {
+            let end = End::Busy(e.to_string());
+            let languages = &default_languages;
+            return busy::refuse(&svc, &setup, &start, conn, &mut reader, languages, end).await;
+        }
     };
-    let cfg = &svc.backends.config;
-    let default_languages = if cfg.telephony.languages.is_empty() {
-        cfg.pipeline.languages.clone()
-    } else {
-        cfg.telephony.languages.clone()
-    };
+    // A daemon that takes phone calls has the busy prompt ready before it is overloaded.
+    setup.prompts.make(
+        &svc,
+        &busy::prompt_language(&svc, &setup, &start, &default_languages),
+    );
     let req = open_request(&setup, &start, &default_languages);
     let mut decoder = match InputDecoder::new(wire_format(start.format)) {
         Ok(d) => d,
@@ -134,7 +146,7 @@ pub async fn serve(
 }
 
 /// Ends a call that never got a session.
-async fn refuse(svc: &SessionService, conn: Connection, reader: &mut Reader, end: End) {
+pub(super) async fn refuse(svc: &SessionService, conn: Connection, reader: &mut Reader, end: End) {
     log_end(svc, &end);
     conn.close(&end).await;
     reader.drain().await;
@@ -370,7 +382,7 @@ fn inbound_name(i: &Inbound) -> &'static str {
 }
 
 /// Logs how a call ended and counts protocol errors.
-fn log_end(svc: &SessionService, end: &End) {
+pub(super) fn log_end(svc: &SessionService, end: &End) {
     if end.is_error() {
         if matches!(end, End::Protocol(_) | End::Unsupported(_)) {
             Metrics::incr(&svc.metrics.call_protocol_errors);
@@ -413,6 +425,7 @@ mod tests {
             provider: Provider::Exotel,
             tenant: "exotel".into(),
             url_params: [("languages".to_string(), "hi,en".to_string())].into(),
+            prompts: Default::default(),
         };
         let mut start = StartInfo {
             call_id: "CA 12/34".into(),

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod audiosocket;
+pub mod busy;
 pub mod call;
 mod end;
 pub mod exotel;
@@ -41,6 +42,7 @@ use crate::config::ProviderConfig;
 use crate::session::service::SessionService;
 use crate::transport::auth::constant_time_eq;
 use crate::transport::{accept_allowed, allow_list};
+use busy::BusyPrompts;
 use call::CallSetup;
 use frames::{Inbound, WireError};
 use reader::Reader;
@@ -100,11 +102,12 @@ struct Endpoint {
 struct HttpState {
     svc: Arc<SessionService>,
     endpoints: Arc<HashMap<&'static str, Endpoint>>,
+    prompts: Arc<BusyPrompts>,
 }
 
 /// The providers' WebSocket endpoints, `/telephony/{twilio,exotel,plivo}`, for the daemon's
 /// HTTP router (`transport::http`).
-pub fn routes(svc: Arc<SessionService>) -> Router {
+pub fn routes(svc: Arc<SessionService>, prompts: Arc<BusyPrompts>) -> Router {
     let t = &svc.backends.config.telephony;
     let endpoints: HashMap<&'static str, Endpoint> = t
         .providers()
@@ -123,6 +126,7 @@ pub fn routes(svc: Arc<SessionService>) -> Router {
     let state = HttpState {
         svc,
         endpoints: Arc::new(endpoints),
+        prompts,
     };
     Router::new()
         .route("/telephony/{provider}", get(telephony_ws))
@@ -166,6 +170,7 @@ async fn telephony_ws(
         provider,
         tenant: ep.cfg.tenant.clone(),
         url_params,
+        prompts: Arc::clone(&st.prompts),
     };
     let svc = Arc::clone(&st.svc);
     ws.max_message_size(MAX_WS_MESSAGE)
@@ -265,6 +270,7 @@ async fn ws_call(svc: Arc<SessionService>, setup: CallSetup, socket: WebSocket, 
 /// Accepts AudioSocket connections on `listener` until `stop`; each is a call.
 pub async fn serve_audiosocket(
     svc: Arc<SessionService>,
+    prompts: Arc<BusyPrompts>,
     listener: TcpListener,
     stop: CancellationToken,
 ) {
@@ -281,13 +287,13 @@ pub async fn serve_audiosocket(
         let _ = stream.set_nodelay(true);
         let span = info_span!("call", provider = "audiosocket", %peer);
         let owner = Arc::clone(&svc);
-        owner
-            .tracker()
-            .spawn(audiosocket_call(Arc::clone(&svc), stream).instrument(span));
+        owner.tracker().spawn(
+            audiosocket_call(Arc::clone(&svc), Arc::clone(&prompts), stream).instrument(span),
+        );
     }
 }
 
-async fn audiosocket_call(svc: Arc<SessionService>, stream: TcpStream) {
+async fn audiosocket_call(svc: Arc<SessionService>, prompts: Arc<BusyPrompts>, stream: TcpStream) {
     let (read, write) = stream.into_split();
     let reader = Reader::Tcp {
         read,
@@ -297,6 +303,7 @@ async fn audiosocket_call(svc: Arc<SessionService>, stream: TcpStream) {
         provider: Provider::AudioSocket,
         tenant: "audiosocket".into(),
         url_params: BTreeMap::new(),
+        prompts,
     };
     call::serve(svc, setup, reader, Connection::Tcp(write)).await;
 }
