@@ -9,9 +9,10 @@ source scripts/env.sh
 need_pkgs=(build-essential pkg-config cmake libclang-dev libasound2-dev espeak-ng libespeak-ng-dev sox unzip curl openssl python3-venv)
 # `--test`: what the test suite needs besides: a private PulseAudio server with virtual devices
 # for the kiosk test (ALSA reaches it through libasound2-plugins), strace, unshare, ip, pgrep;
-# Debian's chromium (driven by npm playwright-core) and nftables (packet loss) for WebRTC.
+# Debian's chromium (driven by npm playwright-core) and nftables (packet loss) for WebRTC;
+# libfaketime (the wall clock jumping under a call).
 if [ "${1:-}" = "--test" ]; then
-  need_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils strace iproute2 procps util-linux chromium nftables systemd dpkg-dev adduser postgresql)
+  need_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils strace iproute2 procps util-linux chromium nftables systemd dpkg-dev adduser postgresql faketime)
 fi
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3 python3-pip)
 command -v npm >/dev/null || need_pkgs+=(npm)

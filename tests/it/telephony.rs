@@ -694,3 +694,90 @@ fn heard_busy(run: &Run, lang: &str, words: &[&str], code: Option<f64>) -> Outco
     eprintln!("  busy prompt ({lang}): {audio_s:.1} s, heard {text:?}");
     Ok(())
 }
+
+/// libfaketime from Debian's `faketime` package (the thread-safe build).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// The wall clock jumping mid-call — an hour ahead, then two hours back, as a bad NTP step or
+/// an operator would move it — breaks nothing: pacing, idle and length limits run on the
+/// monotonic clock. The daemon runs under libfaketime with only CLOCK_REALTIME faked (its log's
+/// timestamps show both jumps took hold); an AudioSocket call across them is answered twice,
+/// its frames are paced 20 ± 5 ms, and it ends when the caller hangs up, not by a timer.
+#[test]
+fn the_wall_clock_jumping_breaks_no_call() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: run scripts/setup.sh --test"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("faketime");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let clock_path = clock.to_string_lossy().into_owned();
+    let env = [
+        (SECRET_ENV, SECRET),
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", clock_path.as_str()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        // Re-read the file every second.
+        ("FAKETIME_CACHE_DURATION", "1"),
+    ];
+    // Short idle and length limits: a timer read off the wall clock would fire at a jump.
+    let limits = "idle_timeout_s = 20\nmax_session_s = 120";
+    let d = Daemon::start("clock", limits, CONFIG, &env);
+    let (hi, en) = (clip("hi", 0), clip("en", 0));
+    let run = std::thread::scope(|s| {
+        let caller = s.spawn(|| {
+            let args = ["--addr", &d.audiosocket, "--wav", &hi, "--wav", &en];
+            let rest = ["--scenario", "call", "--gap-s", "2", "--reply-wait-s", "90"];
+            call("audiosocket", &[&args[..], &rest[..]].concat(), 200)
+        });
+        std::thread::sleep(Duration::from_secs(4));
+        std::fs::write(&clock, "+1h\n").unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+        std::fs::write(&clock, "-1h\n").unwrap();
+        caller.join().unwrap()
+    });
+    let mut results: Vec<(&str, Outcome)> = Vec::new();
+    let answered = run.arr("/replies").len();
+    results.push(("the call", conversation(&run, false)));
+    results.push((
+        "both questions answered",
+        if answered >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{answered} replies to two questions"))
+        },
+    ));
+    results.push(("pacing", audiosocket_pacing(&d, &run)));
+    results.push(("the jumps took hold", clock_jumps(&d.lines())));
+    d.finish(results);
+}
+
+/// Whether the log's timestamps (tracing's, read off the wall clock) jumped ≥ 50 min forward
+/// and ≥ 50 min back between consecutive lines.
+fn clock_jumps(lines: &[String]) -> Outcome {
+    let seconds = |l: &str| -> Option<i64> {
+        let t = l.split_whitespace().next()?.split('T').nth(1)?;
+        let mut hms = t.trim_end_matches('Z').split(':');
+        let (h, m): (i64, i64) = (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+        let s: f64 = hms.next()?.parse().ok()?;
+        Some(h * 3600 + m * 60 + s as i64)
+    };
+    let stamps: Vec<i64> = lines.iter().filter_map(|l| seconds(l)).collect();
+    // Differences within a day's wrap-around, so a jump across midnight still reads as one.
+    let steps: Vec<i64> = stamps
+        .windows(2)
+        .map(|w| (w[1] - w[0] + 86_400 + 43_200) % 86_400 - 43_200)
+        .collect();
+    let ahead = steps.iter().any(|&d| d >= 3_000);
+    let back = steps.iter().any(|&d| d <= -3_000);
+    if ahead && back {
+        Ok(())
+    } else {
+        Err(format!(
+            "the daemon's clock did not jump both ways (ahead {ahead}, back {back}) in {} log \
+             lines: is libfaketime preloaded?",
+            stamps.len()
+        ))
+    }
+}
