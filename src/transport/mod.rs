@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod events;
 pub mod grpc;
 pub mod http;
 pub mod kiosk;

@@ -19,6 +19,7 @@ use crate::pipeline::{Ingest, PipelineEvent};
 use crate::proto::{self, server_event::Event};
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
 use crate::transport::codec::{InputDecoder, OutputEncoder};
+use crate::transport::events;
 use crate::transport::unless_stalled;
 
 /// Server events buffered towards one client; backpressure (a client that stops reading stalls
@@ -299,62 +300,8 @@ async fn send_error(s: &Stream, code: &str, message: &str, turn: u64) -> bool {
 
 /// Pipeline event → server event(s). False once the client is gone.
 async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f32() * 1000.0).unwrap_or(0.0);
-    let event = match ev {
-        PipelineEvent::SpeechStarted => Event::SpeechStarted(proto::SpeechStarted {}),
-        PipelineEvent::SpeechStopped { turn, audio_s } => {
-            Event::SpeechStopped(proto::SpeechStopped {
-                turn: turn.0,
-                audio_s,
-            })
-        }
-        PipelineEvent::Transcript {
-            turn,
-            text,
-            stable,
-            language,
-            confidence,
-            is_final,
-            ..
-        } => Event::Transcript(proto::Transcript {
-            turn: turn.0,
-            text,
-            language,
-            confidence,
-            is_final,
-            stable,
-        }),
-        PipelineEvent::LanguageDecided {
-            turn,
-            language,
-            detected,
-            confidence,
-            reason,
-            mixed_with_english,
-        } => Event::LanguageDecision(proto::LanguageDecision {
-            turn: turn.0,
-            language,
-            detected,
-            confidence,
-            reason: reason.to_string(),
-            mixed_with_english,
-        }),
-        PipelineEvent::LanguageChanged { turn, from, to } => {
-            Event::LanguageChanged(proto::LanguageChanged {
-                turn: turn.0,
-                from,
-                to,
-            })
-        }
-        PipelineEvent::TurnContinued { turn } => {
-            Event::TurnContinued(proto::TurnContinued { turn: turn.0 })
-        }
-        PipelineEvent::Backchannel { turn, text } => {
-            Event::Backchannel(proto::Backchannel { turn: turn.0, text })
-        }
-        PipelineEvent::ReplyText { turn, text } => {
-            Event::ReplyText(proto::ReplyText { turn: turn.0, text })
-        }
+    // Reply audio in the session's format; the rest as every transport sees it.
+    match &ev {
         PipelineEvent::ReplyAudio {
             turn,
             samples,
@@ -364,90 +311,43 @@ async fn forward_event(s: &mut Stream, ev: PipelineEvent) -> bool {
             if s.text_only {
                 return true;
             }
-            let (audio, n) = match s.encoder.encode(&samples, sample_rate) {
-                Ok(r) => r,
+            return match s.encoder.encode(samples, *sample_rate) {
+                Ok((audio, n)) => send_audio(s, turn.0, audio, n).await,
                 Err(e) => {
                     warn!(error = %e, "cannot encode reply audio");
-                    return send_error(s, "audio_encoding", &e.to_string(), turn.0).await;
+                    send_error(s, "audio_encoding", &e.to_string(), turn.0).await
                 }
             };
-            if n == 0 {
-                return true;
-            }
-            let offset = s.offsets.take(turn.0, n);
-            Event::ReplyAudio(proto::ReplyAudio {
-                turn: turn.0,
-                audio,
-                offset_samples: offset,
-                sample_rate: s.encoder.format().rate,
-            })
         }
-        PipelineEvent::TurnCompleted {
-            turn,
-            reply_text,
-            voice,
-            language,
-            timings,
-        } => {
-            if !s.text_only {
-                if let Ok((audio, n)) = s.encoder.flush() {
-                    if n > 0 {
-                        let offset = s.offsets.take(turn.0, n);
-                        let tail = Event::ReplyAudio(proto::ReplyAudio {
-                            turn: turn.0,
-                            audio,
-                            offset_samples: offset,
-                            sample_rate: s.encoder.format().rate,
-                        });
-                        if !send(s, tail).await {
-                            return false;
-                        }
-                    }
+        // The audio the resampler still holds goes out before the turn's end.
+        PipelineEvent::TurnCompleted { turn, .. } if !s.text_only => {
+            if let Ok((audio, n)) = s.encoder.flush() {
+                if !send_audio(s, turn.0, audio, n).await {
+                    return false;
                 }
             }
-            Event::TurnCompleted(proto::TurnCompleted {
-                turn: turn.0,
-                reply_text,
-                voice,
-                language,
-                timings: Some(proto::StageTimings {
-                    asr_ms: ms(timings.asr),
-                    lang_id_ms: ms(timings.lang_id),
-                    llm_first_token_ms: ms(timings.llm_first_token),
-                    tts_first_audio_ms: ms(timings.tts_first_audio),
-                    end_to_first_audio_ms: ms(timings.end_to_first_audio),
-                    first_clause_ms: ms(timings.first_clause),
-                    cpu_wait_ms: ms(Some(timings.cpu_wait)),
-                }),
-            })
         }
-        PipelineEvent::Interrupted {
-            turn,
-            played_s,
-            kept_text,
-        } => {
-            s.encoder.reset();
-            Event::Interrupted(proto::Interrupted {
-                turn: turn.0,
-                played_s,
-                kept_text,
-            })
-        }
-        PipelineEvent::TurnFailed {
-            turn,
-            stage,
-            message,
-        } => Event::Error(proto::Error {
-            code: format!("{stage}_failed"),
-            message,
-            turn: turn.0,
-        }),
-        PipelineEvent::NoSpeech => Event::Error(proto::Error {
-            code: "no_speech".into(),
-            message: "no speech was heard in the audio".into(),
-            turn: 0,
-        }),
-    };
+        PipelineEvent::Interrupted { .. } => s.encoder.reset(),
+        _ => {}
+    }
+    match events::to_proto(&ev) {
+        Some(event) => send(s, event).await,
+        None => true,
+    }
+}
+
+/// `n` encoded samples of `turn`'s reply, at their offset in it. False once the client is gone.
+async fn send_audio(s: &mut Stream, turn: u64, audio: Vec<u8>, n: usize) -> bool {
+    if n == 0 {
+        return true;
+    }
+    let offset = s.offsets.take(turn, n);
+    let event = Event::ReplyAudio(proto::ReplyAudio {
+        turn,
+        audio,
+        offset_samples: offset,
+        sample_rate: s.encoder.format().rate,
+    });
     send(s, event).await
 }
 

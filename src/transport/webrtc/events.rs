@@ -1,97 +1,12 @@
-//! The gRPC stream's events as JSON for the call's data channel (`"type"` names the event, the
-//! other fields are the proto message's), and the messages a page may send back.
-
-use std::time::Duration;
+//! The messages a page may send on a call's data channel. What it receives is the gRPC
+//! stream's events as JSON (`transport::events`: `"type"` names the event, the other fields are
+//! the proto message's).
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::pipeline::PipelineEvent;
-
-/// One pipeline event as the JSON the page receives; `None` for reply audio, which travels as
-/// RTP on the call's audio track.
-pub fn to_json(ev: &PipelineEvent) -> Option<Value> {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f32() * 1000.0).unwrap_or(0.0);
-    Some(match ev {
-        PipelineEvent::SpeechStarted => json!({"type": "speech_started"}),
-        PipelineEvent::SpeechStopped { turn, audio_s } => {
-            json!({"type": "speech_stopped", "turn": turn.0, "audio_s": audio_s})
-        }
-        PipelineEvent::Transcript {
-            turn,
-            text,
-            stable,
-            language,
-            confidence,
-            is_final,
-            ..
-        } => json!({
-            "type": "transcript", "turn": turn.0, "text": text, "stable": stable,
-            "language": language, "confidence": confidence, "is_final": is_final,
-        }),
-        PipelineEvent::LanguageDecided {
-            turn,
-            language,
-            detected,
-            confidence,
-            reason,
-            mixed_with_english,
-        } => json!({
-            "type": "language_decision", "turn": turn.0, "language": language,
-            "detected": detected, "confidence": confidence, "reason": reason,
-            "mixed_with_english": mixed_with_english,
-        }),
-        PipelineEvent::LanguageChanged { turn, from, to } => {
-            json!({"type": "language_changed", "turn": turn.0, "from": from, "to": to})
-        }
-        PipelineEvent::TurnContinued { turn } => json!({"type": "turn_continued", "turn": turn.0}),
-        PipelineEvent::Backchannel { turn, text } => {
-            json!({"type": "backchannel", "turn": turn.0, "text": text})
-        }
-        PipelineEvent::ReplyText { turn, text } => {
-            json!({"type": "reply_text", "turn": turn.0, "text": text})
-        }
-        PipelineEvent::ReplyAudio { .. } => return None,
-        PipelineEvent::TurnCompleted {
-            turn,
-            reply_text,
-            voice,
-            language,
-            timings,
-        } => json!({
-            "type": "turn_completed", "turn": turn.0, "reply_text": reply_text,
-            "voice": voice, "language": language,
-            "timings": {
-                "asr_ms": ms(timings.asr),
-                "lang_id_ms": ms(timings.lang_id),
-                "llm_first_token_ms": ms(timings.llm_first_token),
-                "tts_first_audio_ms": ms(timings.tts_first_audio),
-                "end_to_first_audio_ms": ms(timings.end_to_first_audio),
-                "first_clause_ms": ms(timings.first_clause),
-                "cpu_wait_ms": ms(Some(timings.cpu_wait)),
-            },
-        }),
-        PipelineEvent::Interrupted {
-            turn,
-            played_s,
-            kept_text,
-        } => json!({
-            "type": "interrupted", "turn": turn.0, "played_s": played_s, "kept_text": kept_text,
-        }),
-        PipelineEvent::TurnFailed {
-            turn,
-            stage,
-            message,
-        } => json!({
-            "type": "error", "code": format!("{stage}_failed"), "message": message,
-            "turn": turn.0,
-        }),
-        PipelineEvent::NoSpeech => json!({
-            "type": "error", "code": "no_speech",
-            "message": "no speech was heard in the audio", "turn": 0,
-        }),
-    })
-}
+use crate::proto::{self, server_event::Event};
+pub use crate::transport::events::to_json;
 
 /// The page's messages on the data channel.
 #[derive(Debug, Deserialize, PartialEq)]
@@ -129,39 +44,24 @@ pub fn parse_page_message(data: &[u8]) -> Result<PageMessage, String> {
 
 /// An error event for the page.
 pub fn error(code: &str, message: &str) -> Value {
-    json!({"type": "error", "code": code, "message": message, "turn": 0})
+    crate::transport::events::json(&Event::Error(proto::Error {
+        code: code.into(),
+        message: message.into(),
+        turn: 0,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::TurnId;
 
     #[test]
-    fn events_carry_the_grpc_fields() {
-        let v = to_json(&PipelineEvent::Transcript {
-            turn: TurnId(3),
-            text: "नमस्ते".into(),
-            stable: "नमस्ते".into(),
-            language: "hi".into(),
-            confidence: 0.9,
-            spoken: vec![],
-            is_final: true,
-        })
-        .unwrap();
-        assert_eq!(v["type"], "transcript");
-        assert_eq!(v["turn"], 3);
-        assert_eq!(v["text"], "नमस्ते");
-        assert_eq!(v["is_final"], true);
-        let audio = PipelineEvent::ReplyAudio {
-            turn: TurnId(3),
-            samples: vec![0.0; 10],
-            sample_rate: 24_000,
-            offset_samples: 0,
-        };
-        assert!(to_json(&audio).is_none());
-        let v = to_json(&PipelineEvent::NoSpeech).unwrap();
-        assert_eq!(v["code"], "no_speech");
+    fn errors_are_the_api_error_event() {
+        let v = error("bad_message", "not JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "error", "code": "bad_message", "message": "not JSON", "turn": 0})
+        );
     }
 
     #[test]
