@@ -110,6 +110,16 @@ pub struct Load {
     pub urgent_wait: Duration,
 }
 
+/// The scheduler at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub slots: usize,
+    pub free: usize,
+    pub waiting: usize,
+    /// How long the longest-waiting job has waited (zero if none waits).
+    pub oldest_wait: Duration,
+}
+
 /// An exponentially decaying average over time: a level held for `LOAD_WINDOW` weighs ~63 %.
 #[derive(Debug, Clone, Copy)]
 struct Decaying {
@@ -268,6 +278,24 @@ impl CpuScheduler {
     /// Jobs waiting now.
     pub fn queued(&self) -> usize {
         self.inner.lock().queue.len()
+    }
+
+    /// The slots and the queue now, for `/metrics`: a slot never handed back, or a job that
+    /// waits for ever, shows here first.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.inner.lock();
+        let now = Instant::now();
+        Snapshot {
+            slots: self.inner.slots,
+            free: state.free,
+            waiting: state.queue.len(),
+            oldest_wait: state
+                .queue
+                .iter()
+                .map(|w| now.duration_since(w.since))
+                .max()
+                .unwrap_or_default(),
+        }
     }
 
     /// How loaded the cores have been lately.
@@ -498,6 +526,35 @@ mod tests {
         drop(first);
         assert!(second.await.unwrap().is_ok());
         assert_eq!(s.inner.lock().free, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_shows_the_slots_and_the_oldest_wait() {
+        let s = sched(2);
+        assert_eq!(
+            s.snapshot(),
+            Snapshot {
+                slots: 2,
+                free: 2,
+                waiting: 0,
+                oldest_wait: Duration::ZERO
+            }
+        );
+        let (a, b) = (
+            hold(&s, Priority::Partial).await,
+            hold(&s, Priority::Partial).await,
+        );
+        let first = waiter(&s, Priority::Transcript, CancellationToken::new());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let second = waiter(&s, Priority::NextAudio, CancellationToken::new());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let snap = s.snapshot();
+        assert_eq!((snap.free, snap.waiting), (0, 2));
+        assert_eq!(snap.oldest_wait, Duration::from_millis(1_000));
+        drop((a, b));
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(s.snapshot().free, 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -183,5 +183,28 @@ async fn metrics(State(svc): State<Arc<SessionService>>) -> Response {
             "vaak_backend_fallbacks_total{{backend=\"{backend}\"}} {n}\n"
         ));
     }
+    let cpu = b.cpu.snapshot();
+    for (name, help, value) in [
+        (
+            "vaak_cpu_slots",
+            "Slots of the cores' scheduler (jobs that may run at once).",
+            cpu.slots as f64,
+        ),
+        ("vaak_cpu_slots_free", "Slots free now.", cpu.free as f64),
+        (
+            "vaak_cpu_jobs_waiting",
+            "Inference jobs waiting for a slot now.",
+            cpu.waiting as f64,
+        ),
+        (
+            "vaak_cpu_oldest_wait_seconds",
+            "How long the longest-waiting job has waited.",
+            cpu.oldest_wait.as_secs_f64(),
+        ),
+    ] {
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -642,7 +642,39 @@ fn a_refused_caller_hears_that_the_lines_are_busy() {
         "metrics",
         d.metrics_hold(&["vaak_busy_prompts_total 3", "vaak_sessions_opened_total 1"]),
     ));
+    results.push(("every slot of the cores handed back", all_slots_free(&d)));
     d.finish(results);
+}
+
+/// Once every call has ended, every slot of the cores' scheduler is free and nothing waits
+/// within a few seconds (a slot lost on the way would stall every later session).
+fn all_slots_free(d: &Daemon) -> Outcome {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = d.get("/metrics");
+        let gauge = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        };
+        let (slots, free, waiting) = (
+            gauge("vaak_cpu_slots"),
+            gauge("vaak_cpu_slots_free"),
+            gauge("vaak_cpu_jobs_waiting"),
+        );
+        match (slots, free, waiting) {
+            (Some(s), Some(f), Some(w)) if s >= 1.0 && f == s && w == 0.0 => return Ok(()),
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            _ => {
+                return Err(format!(
+                    "slots {slots:?}, free {free:?}, waiting {waiting:?} 10 s after every call \
+                     ended"
+                ))
+            }
+        }
+    }
 }
 
 /// A call that will be refused: its caller speaks once and records what it hears.
