@@ -94,8 +94,8 @@ impl BusyPrompts {
 
 /// A started call refused for want of room: the caller hears the busy prompt (when there is
 /// one within [`PROMPT_WAIT`]) through the call's own writer, then the line closes with `end`
-/// (1013 / AudioSocket's busy error) once the provider says it played, the caller hangs up, or
-/// the prompt's length has passed.
+/// (1013 / AudioSocket's busy error) once the provider says it played, the caller hangs up, the
+/// prompt's length has passed, or the daemon shuts down.
 pub(super) async fn refuse(
     svc: &Arc<SessionService>,
     setup: &CallSetup,
@@ -143,9 +143,15 @@ pub(super) async fn refuse(
         sent.await;
         played_or_gone(reader, prompt_ms).await
     };
-    let heard = tokio::time::timeout_at(played_by, until).await.is_ok();
+    // `acknowledged`: the provider's mark came back (AudioSocket has none: the deadline ends it).
+    let shutdown = svc.shutdown_token().clone();
+    let acknowledged = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => false,
+        done = tokio::time::timeout_at(played_by, until) => done.is_ok(),
+    };
     Metrics::incr(&svc.metrics.busy_prompts);
-    info!(%language, prompt_ms, heard, "refused caller heard the busy prompt");
+    info!(%language, prompt_ms, acknowledged, "refused caller heard the busy prompt");
     call::log_end(svc, &end);
     writer.close(end).await;
     reader.drain().await;
