@@ -21,7 +21,7 @@ use super::reader::Reader;
 use super::writer::{parse_mark, Connection, Out, Writer};
 use crate::metrics::Metrics;
 use crate::pipeline::TurnControl;
-use crate::session::service::SessionService;
+use crate::session::service::{OpenRequest, SessionService};
 use crate::text::phrases::lines_busy;
 use crate::transport::codec::OutputEncoder;
 use crate::transport::oneoff::{synthesize, Speech};
@@ -102,11 +102,10 @@ pub(super) async fn refuse(
     start: &StartInfo,
     conn: Connection,
     reader: &mut Reader,
-    languages: &[String],
+    language: &str,
     end: End,
 ) {
-    let language = prompt_language(svc, setup, start, languages);
-    let Some(prompt) = setup.prompts.get(svc, &language, PROMPT_WAIT).await else {
+    let Some(prompt) = setup.prompts.get(svc, language, PROMPT_WAIT).await else {
         return call::refuse(svc, conn, reader, end).await;
     };
     let mut encoder = OutputEncoder::new(call::wire_format(start.format));
@@ -182,20 +181,45 @@ async fn played_or_gone(reader: &mut Reader, prompt_ms: u64) {
 }
 
 /// The call's language for the prompt: the caller's IVR choice, else the first of the call's
-/// languages, else the telephony default — the first of these that vaak serves.
-pub(super) fn prompt_language(
-    svc: &SessionService,
-    setup: &CallSetup,
-    start: &StartInfo,
-    defaults: &[String],
-) -> String {
-    let served = &svc.backends.config.pipeline.languages;
-    let req = call::open_request(setup, start, defaults);
+/// languages, else the telephony default — the first of these that vaak `served`.
+pub(super) fn prompt_language(served: &[String], req: &OpenRequest, defaults: &[String]) -> String {
     req.preferred_language
-        .into_iter()
-        .chain(req.languages)
-        .chain(defaults.iter().cloned())
+        .iter()
+        .chain(&req.languages)
+        .chain(defaults)
         .find(|l| served.contains(l))
-        .or_else(|| served.first().cloned())
+        .or_else(|| served.first())
+        .cloned()
         .unwrap_or_else(|| "en".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(preferred: Option<&str>, languages: &[&str]) -> OpenRequest {
+        OpenRequest {
+            tenant: "t".into(),
+            session_id: None,
+            languages: languages.iter().map(|l| l.to_string()).collect(),
+            voices: Default::default(),
+            text_only: false,
+            speech_rate: 0.0,
+            barge_in: true,
+            playback_acks: true,
+            narrowband: true,
+            preferred_language: preferred.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_prompt_speaks_the_callers_served_language() {
+        let served: Vec<String> = ["en", "hi", "te"].map(String::from).to_vec();
+        let defaults: Vec<String> = vec!["te".into()];
+        let pick = |r: &OpenRequest| prompt_language(&served, r, &defaults);
+        assert_eq!(pick(&req(Some("hi"), &["en"])), "hi");
+        assert_eq!(pick(&req(Some("xx"), &["ta", "en"])), "en");
+        assert_eq!(pick(&req(None, &["ta"])), "te");
+        assert_eq!(prompt_language(&served, &req(None, &["ta"]), &[]), "en");
+    }
 }

@@ -36,11 +36,7 @@ pub struct CallSetup {
 
 /// The session request of a call: its parameters may name a session to continue (e.g. a hash
 /// of the caller's number, never the number) and its languages.
-pub(super) fn open_request(
-    setup: &CallSetup,
-    start: &StartInfo,
-    default_languages: &[String],
-) -> OpenRequest {
+fn open_request(setup: &CallSetup, start: &StartInfo, default_languages: &[String]) -> OpenRequest {
     let mut params = setup.url_params.clone();
     params.extend(start.params.clone());
     let session_id = params.get("session_id").cloned().unwrap_or_else(|| {
@@ -99,20 +95,18 @@ pub async fn serve(
     };
     let cfg = &svc.backends.config;
     let default_languages = cfg.telephony.default_languages(&cfg.pipeline);
+    let req = open_request(&setup, &start, &default_languages);
+    let prompt_language = busy::prompt_language(&cfg.pipeline.languages, &req, &default_languages);
     let slot = match svc.admit("telephony", &setup.tenant) {
         Ok(s) => s,
         Err(e) => {
             let end = End::Busy(e.to_string());
-            let languages = &default_languages;
-            return busy::refuse(&svc, &setup, &start, conn, &mut reader, languages, end).await;
+            let language = &prompt_language;
+            return busy::refuse(&svc, &setup, &start, conn, &mut reader, language, end).await;
         }
     };
     // A daemon that takes phone calls has the busy prompt ready before it is overloaded.
-    setup.prompts.make(
-        &svc,
-        &busy::prompt_language(&svc, &setup, &start, &default_languages),
-    );
-    let req = open_request(&setup, &start, &default_languages);
+    setup.prompts.make(&svc, &prompt_language);
     let mut decoder = match InputDecoder::new(wire_format(start.format)) {
         Ok(d) => d,
         Err(s) => return refuse(&svc, conn, &mut reader, End::Internal(s.to_string())).await,

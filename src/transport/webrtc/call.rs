@@ -279,7 +279,7 @@ impl Call<'_> {
 
     /// Pipeline event → page. False once the writer is gone.
     async fn forward(&mut self, ev: PipelineEvent) -> bool {
-        if let Some(json) = events::to_json(&ev) {
+        if let Some(json) = crate::transport::events::to_json(&ev) {
             self.send_json(&json).await;
         }
         match ev {

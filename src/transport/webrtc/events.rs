@@ -6,7 +6,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::proto::{self, server_event::Event};
-pub use crate::transport::events::to_json;
 
 /// The page's messages on the data channel.
 #[derive(Debug, Deserialize, PartialEq)]
