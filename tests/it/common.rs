@@ -226,3 +226,11 @@ pub fn first_clip(lang: &str) -> String {
     wavs.sort();
     wavs[0].to_string_lossy().into_owned()
 }
+
+/// The value of the unlabelled series `name` in a `/metrics` text.
+pub fn metric_value(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let (series, value) = l.split_once(' ')?;
+        (series == name).then(|| value.trim().parse().ok())?
+    })
+}

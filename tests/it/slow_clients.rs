@@ -35,10 +35,7 @@ fn dribble(addr: &str, start: &'static [u8], limit: Duration) -> Option<Duration
 }
 
 fn metric(d: &Daemon, name: &str) -> Option<f64> {
-    d.get("/metrics")
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+    super::common::metric_value(&d.get("/metrics"), name)
 }
 
 #[test]

@@ -652,11 +652,7 @@ fn all_slots_free(d: &Daemon) -> Outcome {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = d.get("/metrics");
-        let gauge = |name: &str| {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-        };
+        let gauge = |name: &str| super::common::metric_value(&metrics, name);
         let (slots, free, waiting) = (
             gauge("vaak_cpu_slots"),
             gauge("vaak_cpu_slots_free"),

@@ -287,12 +287,7 @@ fn check_probes(run: &Run) -> Outcome {
 }
 
 fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    super::common::metric_value(metrics, name).unwrap_or(0.0)
 }
 
 #[test]
