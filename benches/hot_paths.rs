@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use vaak::audio::resample::StreamResampler;
 use vaak::config::VadConfig;
+use vaak::flow::endpoint::Endpointer;
 use vaak::metrics::summarize;
-use vaak::pipeline::endpoint::Endpointer;
 use vaak::text::clauses::ClauseSplitter;
 use vaak::text::codeswitch::script_runs;
 use vaak::text::redact::redact;

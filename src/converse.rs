@@ -13,9 +13,10 @@ use crate::audio::resample::{StreamResampler, ToRate};
 use crate::audio::wav::{WavError, WavInfo, WavSource};
 use crate::audio::PIPELINE_RATE;
 use crate::backend::Backends;
+use crate::flow::messages::StageTimings;
+use crate::flow::{Ingest, PipelineEvent, SessionSettings, TurnId};
 use crate::metrics::Metrics;
-use crate::pipeline::messages::StageTimings;
-use crate::pipeline::{self, Ingest, PipelineEvent, SessionSettings, TurnId, INGEST_CHUNK_MS};
+use crate::pipeline::{self, INGEST_CHUNK_MS};
 
 /// Silence between the replies to successive turns in the output file.
 const GAP_BETWEEN_REPLIES_MS: u32 = 300;

@@ -24,7 +24,7 @@
 //!  channel; a paced 20 ms Opus writer per call reports what was sent; lost caller packets are
 //!  rebuilt from FEC or concealed; the page (assets/web) is served at `/`
 //!
-//!  languages: ASR holds the session's language (pipeline::language, hysteresis) and routes
+//!  languages: ASR holds the session's language (flow::language, hysteresis) and routes
 //!  per language (backend::asr::routed: a ggml per language, a remote /v1/audio/transcriptions,
 //!  embedded Whisper as fallback); lang id decides each turn and spots Hinglish; TTS splits
 //!  mixed-script clauses into runs, each normalised (text::speech) and spoken by its own voice
@@ -60,8 +60,8 @@
 //! Modules: [`audio`] pcm/resample/G.711/Opus/wav · [`text`] clauses/script/redaction/code-switching/
 //! speech normalisation (numbers, money, dates in 12 languages)/reply checks · [`config`] the
 //! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
-//! engines, remote clients with fallback, fakes · [`pipeline`] `spawn()`, edges, turns, memory,
-//! events · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores ·
+//! engines, remote clients with fallback, fakes · [`flow`] what the stages share (messages, events,
+//! turns, language, memory, endpointer, settings) · [`pipeline`] `spawn()` and edges · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores ·
 //! [`conversation`] a session's history and its budgets · [`session`] the session service
 //! (admission, rates, tenants, resume) and the stores (SQLite, PostgreSQL) · [`transport`] gRPC (`vaak.v1.Vaak`, health,
 //! reflection, auth, TLS), WebRTC browser calls (WHIP, Opus, data-channel events, the web
@@ -78,6 +78,7 @@ pub mod config;
 pub mod conversation;
 pub mod converse;
 pub mod daemon;
+pub mod flow;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;

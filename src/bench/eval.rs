@@ -18,8 +18,8 @@ use crate::audio::wav::read_mono;
 use crate::audio::{g711, PIPELINE_RATE};
 use crate::backend::asr::streaming::{stream_file, StreamConfig};
 use crate::backend::asr::{Asr, LanguageHint};
-use crate::pipeline::language::LanguageTrack;
-use crate::pipeline::language_id as lang_id;
+use crate::flow::language::LanguageTrack;
+use crate::flow::language_id as lang_id;
 use crate::text::normalize::normalize_for_scoring;
 use crate::text::script::{Script, ScriptStats};
 

@@ -18,10 +18,9 @@ use crate::backend::tts::{requested_speed, MAX_SPEED, MIN_SPEED};
 use crate::backend::Backends;
 use crate::config::ServerConfig;
 use crate::conversation::{Conversation, Exchange};
+use crate::flow::{HistorySink, SessionMemory, SessionSettings, TurnControl};
 use crate::metrics::Metrics;
-use crate::pipeline::{
-    self, HistorySink, SessionMemory, SessionPipeline, SessionSettings, TurnControl,
-};
+use crate::pipeline::{self, SessionPipeline};
 use crate::scheduler::Load;
 use crate::session::rate::RateLimits;
 use crate::session::store::Store;

@@ -18,9 +18,9 @@ use tracing::{debug, info_span, warn, Instrument};
 use super::StageCtx;
 use crate::backend::asr::streaming::{run_pass, PassKind, PassPlan, StreamConfig, StreamState};
 use crate::backend::asr::{AsrError, Transcription};
+use crate::flow::messages::{Heard, SpeechInput, Transcript, Turn, TurnClock};
+use crate::flow::PipelineEvent;
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{Heard, SpeechInput, Transcript, Turn, TurnClock};
-use crate::pipeline::PipelineEvent;
 use crate::scheduler::{Priority, SchedError};
 use crate::text::redact::redact;
 

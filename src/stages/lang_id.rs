@@ -1,4 +1,4 @@
-//! Language-id stage: each final transcript's language decided (`pipeline::language_id`: the
+//! Language-id stage: each final transcript's language decided (`flow::language_id`: the
 //! spoken guess against the script, then the session's hysteresis), backchannels told apart,
 //! and the turn handed to the LLM stage with its language.
 
@@ -8,11 +8,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, info_span, Instrument};
 
 use super::StageCtx;
+use crate::flow::language::Reason;
+use crate::flow::language_id::{detected, is_backchannel, turn_language};
+use crate::flow::messages::{Transcript, TurnClock, UserTurn};
+use crate::flow::PipelineEvent;
 use crate::metrics::Metrics;
-use crate::pipeline::language::Reason;
-use crate::pipeline::language_id::{detected, is_backchannel, turn_language};
-use crate::pipeline::messages::{Transcript, TurnClock, UserTurn};
-use crate::pipeline::PipelineEvent;
 use crate::text::codeswitch::mixed_with_english;
 
 pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Transcript>, tx: mpsc::Sender<UserTurn>) {

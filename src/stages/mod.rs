@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backends;
+use crate::flow::language::LanguageTrack;
+use crate::flow::messages::{Heard, Turn, TurnClock};
+use crate::flow::{PipelineEvent, SessionMemory, SessionSettings, TurnControl};
 use crate::metrics::Metrics;
-use crate::pipeline::language::LanguageTrack;
-use crate::pipeline::messages::{Heard, Turn, TurnClock};
-use crate::pipeline::{PipelineEvent, SessionMemory, SessionSettings, TurnControl};
 use crate::scheduler::{Priority, SchedError, Slot};
 
 /// Everything a stage task needs besides its own edges.

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use tracing::{info, info_span, Instrument};
 
 use super::StageCtx;
+use crate::flow::messages::{ReplyAudio, Turn, TurnClock, TurnId};
+use crate::flow::PipelineEvent;
 use crate::metrics::Metrics;
-use crate::pipeline::messages::{ReplyAudio, Turn, TurnClock, TurnId};
-use crate::pipeline::PipelineEvent;
 
 struct Progress {
     turn: TurnId,

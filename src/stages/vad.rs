@@ -13,10 +13,10 @@ use super::StageCtx;
 use crate::audio::PIPELINE_RATE;
 use crate::backend::vad::VoiceActivity;
 use crate::config::VadConfig;
+use crate::flow::endpoint::{Endpoint, Endpointer};
+use crate::flow::messages::{Ingest, SpeechInput, Turn};
+use crate::flow::PipelineEvent;
 use crate::metrics::Metrics;
-use crate::pipeline::endpoint::{Endpoint, Endpointer};
-use crate::pipeline::messages::{Ingest, SpeechInput, Turn};
-use crate::pipeline::PipelineEvent;
 
 /// The rate of Silero's telephone mode, used for sessions whose audio came from a phone line.
 pub const NARROWBAND_RATE: u32 = 8_000;

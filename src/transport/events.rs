@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::pipeline::PipelineEvent;
+use crate::flow::PipelineEvent;
 use crate::proto::{self, server_event::Event};
 
 /// `ev` as the API's event; `None` for reply audio.
@@ -131,8 +131,8 @@ pub fn json(event: &Event) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::messages::StageTimings;
-    use crate::pipeline::TurnId;
+    use crate::flow::messages::StageTimings;
+    use crate::flow::TurnId;
     use serde_json::json;
 
     #[test]

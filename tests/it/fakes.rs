@@ -10,7 +10,7 @@ use vaak::backend::asr::Asr;
 use vaak::backend::fake::{EnergyVad, ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::Backends;
 use vaak::config::Config;
-use vaak::pipeline::Ingest;
+use vaak::flow::Ingest;
 use vaak::scheduler::CpuScheduler;
 
 /// Energy VAD, the scripted ASR and LLM, and a tone for every voice.

@@ -15,8 +15,9 @@ use vaak::backend::asr::LanguageHint;
 use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::llm::{ChatMessage, Role};
 use vaak::conversation::{example_exchange, mixed_example_exchange};
+use vaak::flow::{PipelineEvent, SessionSettings};
 use vaak::metrics::Metrics;
-use vaak::pipeline::{self, PipelineEvent, SessionSettings};
+use vaak::pipeline;
 
 /// The user line of the last greeting cue in `messages` (the register replies are shown in).
 fn cue_in_force(messages: &[ChatMessage]) -> Option<&str> {

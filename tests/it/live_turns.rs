@@ -12,8 +12,9 @@ use tokio_util::task::TaskTracker;
 
 use super::fakes::{backends, speak};
 use vaak::backend::fake::{ScriptedAsr, ScriptedLlm};
+use vaak::flow::{Ingest, PipelineEvent, SessionSettings};
 use vaak::metrics::Metrics;
-use vaak::pipeline::{self, Ingest, PipelineEvent, SessionPipeline, SessionSettings};
+use vaak::pipeline::{self, SessionPipeline};
 
 struct Live {
     p: SessionPipeline,

@@ -11,8 +11,9 @@ use tokio_util::task::TaskTracker;
 
 use super::fakes::{backends_with_voices, speak};
 use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
+use vaak::flow::{PipelineEvent, SessionSettings};
 use vaak::metrics::Metrics;
-use vaak::pipeline::{self, PipelineEvent, SessionSettings};
+use vaak::pipeline;
 use vaak::scheduler::{Priority, LOAD_WINDOW};
 use vaak::session::service::{OpenError, SessionService};
 

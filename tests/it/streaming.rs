@@ -14,8 +14,9 @@ use tokio_util::task::TaskTracker;
 use super::fakes::backends_with_asr;
 use vaak::backend::asr::Asr;
 use vaak::backend::fake::{ScriptedLlm, WordTones};
+use vaak::flow::{Ingest, PipelineEvent, SessionSettings};
 use vaak::metrics::Metrics;
-use vaak::pipeline::{self, Ingest, PipelineEvent, SessionSettings};
+use vaak::pipeline;
 
 const WORDS: [&str; 8] = ["ek", "do", "teen", "char", "paanch", "chhe", "saat", "aath"];
 

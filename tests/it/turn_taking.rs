@@ -12,8 +12,9 @@ use tokio_util::task::TaskTracker;
 use super::fakes::{backends, backends_with_voices, speak};
 use vaak::backend::fake::{ScriptedAsr, ScriptedLlm, ToneBank};
 use vaak::backend::llm::Role;
+use vaak::flow::{Ingest, PipelineEvent, SessionSettings};
 use vaak::metrics::Metrics;
-use vaak::pipeline::{self, Ingest, PipelineEvent, SessionSettings};
+use vaak::pipeline;
 
 fn settings(barge_in: bool) -> SessionSettings {
     SessionSettings {

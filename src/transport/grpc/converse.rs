@@ -14,8 +14,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::inbound::{self, Request};
 use super::open_error_status;
+use crate::flow::{Ingest, PipelineEvent};
 use crate::metrics::Metrics;
-use crate::pipeline::{Ingest, PipelineEvent};
 use crate::proto::{self, server_event::Event};
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
 use crate::transport::codec::{InputDecoder, OutputEncoder};

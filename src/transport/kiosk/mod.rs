@@ -19,8 +19,9 @@ use crate::audio::resample::ToRate;
 use crate::audio::{rms, PIPELINE_RATE};
 use crate::backend::Backends;
 use crate::config::{Config, Duplex, LlmKind, Wake};
+use crate::flow::{Ingest, PipelineEvent, SessionSettings};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Ingest, PipelineEvent, SessionSettings};
+use crate::pipeline;
 use devices::{Captured, DeviceEvent, Devices, Playback};
 
 /// After the speaker falls silent, half duplex keeps the microphone muted this long (the

@@ -12,8 +12,8 @@ use tracing::{info, warn};
 
 use super::frames::{Codec, Inbound, MediaFormat, StartInfo};
 use super::Provider;
+use crate::flow::{Ingest, PipelineEvent, TurnId};
 use crate::metrics::Metrics;
-use crate::pipeline::{Ingest, PipelineEvent, TurnId};
 use crate::session::service::{OpenRequest, OpenSession, SessionService};
 use crate::transport::codec::{Encoding, InputDecoder, OutputEncoder, WireFormat};
 use crate::transport::{language_list, sleep_until_opt};

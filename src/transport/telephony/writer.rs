@@ -20,7 +20,7 @@ use tracing::{info, warn, Instrument};
 use super::end::End;
 use super::frames::{Codec, MediaFormat, StartInfo};
 use super::{audiosocket, exotel, plivo, twilio, Provider};
-use crate::pipeline::{TurnControl, TurnId};
+use crate::flow::{TurnControl, TurnId};
 use crate::session::service::SessionService;
 use crate::transport::unless_stalled;
 

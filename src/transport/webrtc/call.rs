@@ -23,8 +23,8 @@ use super::peer::{Peer, PeerEvents};
 use super::CallGuard;
 use crate::audio::opus::{OpusEncoder, FRAME_MS, FRAME_SAMPLES, OPUS_RATE};
 use crate::audio::resample::ToRate;
+use crate::flow::{Ingest, PipelineEvent, TurnId};
 use crate::metrics::Metrics;
-use crate::pipeline::{Ingest, PipelineEvent, TurnId};
 use crate::session::service::{OpenSession, SessionService};
 use crate::text::input::typed_turn;
 use crate::transport::sleep_until_opt;
@@ -394,7 +394,7 @@ async fn reader(
 /// The reply track's sender.
 struct Writer {
     peer: Arc<Peer>,
-    turns: Arc<crate::pipeline::TurnControl>,
+    turns: Arc<crate::flow::TurnControl>,
     /// Turns up to this one were cut off: their audio is dropped on arrival.
     cleared: Arc<AtomicU64>,
     encoder: OpusEncoder,
@@ -407,7 +407,7 @@ impl Writer {
     fn new(
         svc: &SessionService,
         peer: Arc<Peer>,
-        turns: Arc<crate::pipeline::TurnControl>,
+        turns: Arc<crate::flow::TurnControl>,
         cleared: Arc<AtomicU64>,
     ) -> Result<Self, crate::audio::opus::OpusError> {
         let w = &svc.backends.config.webrtc;
