@@ -7,6 +7,7 @@
 //! protocol for Home Assistant (its own TCP listener); the kiosk's own microphone and speaker.
 
 pub mod auth;
+pub mod call;
 pub mod codec;
 pub mod events;
 pub mod grpc;

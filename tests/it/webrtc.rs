@@ -331,7 +331,9 @@ fn browser_calls_over_webrtc() {
     let mic = mic_file(dir.path(), "en", "jfk.wav");
     let reply = dir.path().join("reply-clean.wav");
     let clean = browser_call(&d, &url, &mic, &reply, &["--lang", "en"]);
-    let outcome = check_call(&clean, "en", "americans", &reply)
+    // "american": Whisper hears "my fellow Americans" with or without its `s`, depending on
+    // where a streaming pass cut the audio.
+    let outcome = check_call(&clean, "en", "american", &reply)
         .and_then(|()| check_reply_is_speech(&clean, &reply));
     results.push(("clean call", outcome));
 

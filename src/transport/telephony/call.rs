@@ -1,20 +1,20 @@
 //! One phone call = one session, whatever the provider: the stream's start, admission, the
-//! session, then the call loop, which feeds the pipeline what the reader (`reader.rs`) decoded
-//! and turns the pipeline's events into audio and control for the writer (`writer.rs`); the
-//! call's [`End`] (`end.rs`) says how it finished.
+//! session, then the call kernel (`transport::call`) with this file's [`Line`]: what the reader
+//! (`reader.rs`) decoded goes to the pipeline, and the pipeline's events become audio and
+//! control for the writer (`writer.rs`); the call's [`End`] (`end.rs`) says how it finished.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::frames::{Codec, Inbound, MediaFormat, StartInfo};
+use super::frames::{Codec, Inbound, MediaFormat, StartInfo, WireError};
 use super::Provider;
-use crate::flow::{Ingest, PipelineEvent, TurnId};
+use crate::flow::{Ingest, PipelineEvent, TurnControl, TurnId};
 use crate::metrics::Metrics;
-use crate::session::service::{OpenRequest, OpenSession, SessionService};
+use crate::session::service::{OpenRequest, SessionService};
+use crate::transport::call::{self, CallRules, Input, Overflow, Side};
 use crate::transport::codec::{Encoding, InputDecoder, OutputEncoder, WireFormat};
 use crate::transport::{language_list, sleep_until_opt};
 
@@ -107,7 +107,7 @@ pub async fn serve(
     };
     // A daemon that takes phone calls has the busy prompt ready before it is overloaded.
     setup.prompts.make(&svc, &prompt_language);
-    let mut decoder = match InputDecoder::new(wire_format(start.format)) {
+    let decoder = match InputDecoder::new(wire_format(start.format)) {
         Ok(d) => d,
         Err(s) => return refuse(&svc, conn, &mut reader, End::Internal(s.to_string())).await,
     };
@@ -123,16 +123,34 @@ pub async fn serve(
         "call started"
     );
     let turns = Arc::clone(&session.pipeline.turns);
-    let writer = Writer::spawn(&svc, conn, setup.provider, &start, turns);
-    let end = call_loop(
-        &svc,
-        &mut session,
-        &mut reader,
-        &writer,
-        &mut decoder,
-        start.format,
-    )
-    .await;
+    let writer = Writer::spawn(&svc, conn, setup.provider, &start, Arc::clone(&turns));
+    let tel = &cfg.telephony;
+    let mut line = Line {
+        svc: &svc,
+        reader: &mut reader,
+        writer: &writer,
+        decoder,
+        encoder: OutputEncoder::new(wire_format(start.format)),
+        turns,
+        handoff: tel.handoff_digit.chars().next(),
+        dtmf_wait: Duration::from_millis(tel.dtmf_turn_ms),
+        digits: String::new(),
+        digits_deadline: None,
+    };
+    let rules = CallRules {
+        // A phone line is live audio: a pipeline that is behind loses chunks, counted.
+        overflow: Overflow::DropAndCount,
+        idle: Some(Duration::from_secs(cfg.server.idle_timeout_s)),
+    };
+    let end = call::run(&svc, &mut session, &mut line, rules, &writer.cleared).await;
+    let end = match end {
+        call::End::Transport(end) => end,
+        call::End::ShuttingDown => End::ShuttingDown,
+        call::End::Idle(s) => End::Protocol(format!("no message from the provider for {s} s")),
+        call::End::PipelineStopped => End::Internal("the pipeline stopped".into()),
+        call::End::Gone => End::HungUp,
+        other => End::Finished(other.describe().unwrap_or_default()),
+    };
     session.cancel.cancel();
     log_end(&svc, &end);
     writer.close(end).await;
@@ -146,106 +164,154 @@ pub(super) async fn refuse(svc: &SessionService, conn: Connection, reader: &mut 
     reader.drain().await;
 }
 
-async fn call_loop(
-    svc: &SessionService,
-    session: &mut OpenSession,
-    reader: &mut Reader,
-    writer: &Writer,
-    decoder: &mut InputDecoder,
-    format: MediaFormat,
-) -> End {
-    let cfg = &svc.backends.config;
-    let idle = Duration::from_secs(cfg.server.idle_timeout_s);
-    let session_deadline = Instant::now() + Duration::from_secs(cfg.server.max_session_s);
-    let mut idle_deadline = Instant::now() + idle;
-    let shutdown = svc.shutdown_token().clone();
-    let input = session.pipeline.input.clone();
-    let turns = Arc::clone(&session.pipeline.turns);
-    let handoff = cfg.telephony.handoff_digit.chars().next();
-    let dtmf_wait = Duration::from_millis(cfg.telephony.dtmf_turn_ms);
-    let mut encoder = OutputEncoder::new(wire_format(format));
-    let mut pending: Option<Ingest> = None;
-    let mut digits = String::new();
-    let mut digits_deadline: Option<Instant> = None;
-    loop {
+/// A phone line's side of the call kernel: the provider's messages in (media decoded, keys
+/// gathered into a typed turn, marks reported as played), reply audio and clears out through
+/// the writer.
+struct Line<'a> {
+    svc: &'a SessionService,
+    reader: &'a mut Reader,
+    writer: &'a Writer,
+    decoder: InputDecoder,
+    encoder: OutputEncoder,
+    turns: Arc<TurnControl>,
+    handoff: Option<char>,
+    dtmf_wait: Duration,
+    digits: String,
+    digits_deadline: Option<Instant>,
+}
+
+impl Side for Line<'_> {
+    type End = End;
+
+    async fn next(&mut self) -> Input<End> {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return End::ShuttingDown,
-            _ = session.cancel.cancelled() => {
-                return End::Finished("the session was continued elsewhere or deleted".into())
+            _ = sleep_until_opt(self.digits_deadline) => {
+                self.digits_deadline = None;
+                Input::Ingest(keypad_turn(&mut self.digits))
             }
-            _ = tokio::time::sleep_until(session_deadline) => {
-                return End::Finished(format!(
-                    "the call reached its maximum length of {} s", cfg.server.max_session_s))
+            msg = self.reader.next() => self.on_message(msg),
+        }
+    }
+
+    async fn audio(&mut self, turn: TurnId, samples: Vec<f32>, rate: u32) -> Result<(), End> {
+        match self.encoder.encode(&samples, rate) {
+            Ok((bytes, n)) if n > 0 => {
+                self.send(Out::Audio {
+                    turn: turn.0,
+                    bytes,
+                })
+                .await
             }
-            _ = tokio::time::sleep_until(idle_deadline), if pending.is_none() => {
-                return End::Protocol(format!(
-                    "no message from the provider for {} s", cfg.server.idle_timeout_s))
+            Ok(_) => Ok(()),
+            Err(s) => {
+                warn!(error = %s, "cannot encode reply audio");
+                Ok(())
             }
-            _ = sleep_until_opt(digits_deadline), if pending.is_none() => {
-                digits_deadline = None;
-                pending = Some(keypad_turn(&mut digits));
-            }
-            permit = input.reserve(), if pending.is_some() => {
-                let Ok(permit) = permit else { return End::Internal("the pipeline stopped".into()) };
-                if let Some(msg) = pending.take() {
-                    permit.send(msg);
-                }
-            }
-            msg = reader.next(), if pending.is_none() => {
-                idle_deadline = Instant::now() + idle;
-                match msg {
-                    Ok(None) | Ok(Some(Inbound::Stop)) => return End::HungUp,
-                    Ok(Some(Inbound::Connected)) | Ok(Some(Inbound::Cleared)) => {}
-                    Ok(Some(Inbound::Start(_))) => {
-                        return End::Protocol("a second `start` in one stream".into())
-                    }
-                    Ok(Some(Inbound::Media(bytes))) => {
-                        if bytes.len() > cfg.server.max_message_bytes {
-                            return End::Protocol(format!(
-                                "media of {} bytes exceeds the limit of {} bytes",
-                                bytes.len(), cfg.server.max_message_bytes));
-                        }
-                        match decoder.decode(&bytes) {
-                            Ok(pcm) if pcm.is_empty() => {}
-                            Ok(pcm) => pending = Some(Ingest::Audio(pcm)),
-                            Err(s) => return End::Protocol(s.to_string()),
-                        }
-                    }
-                    Ok(Some(Inbound::Dtmf(d))) => {
-                        Metrics::incr(&svc.metrics.dtmf_digits);
-                        // Digits may be a PIN or an OTP: counted, never logged.
-                        // The hand-off key counts only as the first key: inside a number
-                        // being typed ("1 0 2") it is a digit.
-                        if Some(d) == handoff && digits.is_empty() {
-                            Metrics::incr(&svc.metrics.call_handoffs);
-                            return End::Handoff;
-                        }
-                        if d == '#' {
-                            if !digits.is_empty() {
-                                digits_deadline = None;
-                                pending = Some(keypad_turn(&mut digits));
-                            }
-                        } else if digits.len() < 32 {
-                            digits.push(d);
-                            digits_deadline = Some(Instant::now() + dtmf_wait);
-                        }
-                    }
-                    Ok(Some(Inbound::Played(name))) => {
-                        if let Some((turn, ms)) = parse_mark(&name) {
-                            turns.report_played(TurnId(turn), ms);
-                        }
-                    }
-                    Err(e) => return End::from_wire(e),
-                }
-            }
-            ev = session.pipeline.events.recv() => {
-                let Some(ev) = ev else { return End::Finished("the session ended".into()) };
-                if !forward(ev, writer, &mut encoder).await {
-                    return End::HungUp;
+        }
+    }
+
+    async fn reply_done(&mut self, turn: TurnId, cleared: bool) -> Result<(), End> {
+        if !cleared {
+            if let Ok((bytes, n)) = self.encoder.flush() {
+                if n > 0 {
+                    self.send(Out::Audio {
+                        turn: turn.0,
+                        bytes,
+                    })
+                    .await?;
                 }
             }
         }
+        self.send(Out::EndOfReply { turn: turn.0 }).await
+    }
+
+    async fn clear(&mut self, turn: TurnId) -> Result<(), End> {
+        self.encoder.reset();
+        let clear = Control::Clear { turn: turn.0 };
+        self.writer
+            .control
+            .send(clear)
+            .await
+            .map_err(|_| End::HungUp)
+    }
+
+    async fn event(&mut self, ev: PipelineEvent) -> Result<(), End> {
+        match ev {
+            PipelineEvent::Interrupted {
+                turn,
+                played_s,
+                kept_text,
+            } => {
+                // The reply's words may repeat the caller's numbers: only their count is logged.
+                info!(
+                    turn = turn.0,
+                    played_s,
+                    kept_words = kept_text.split_whitespace().count(),
+                    "barge-in: reply cleared"
+                );
+            }
+            PipelineEvent::TurnFailed { stage, .. } => warn!(stage, "turn failed"),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Line<'_> {
+    /// Reply audio to the writer; `Err` once it is gone (the caller hung up).
+    async fn send(&self, out: Out) -> Result<(), End> {
+        self.writer.data.send(out).await.map_err(|_| End::HungUp)
+    }
+
+    fn on_message(&mut self, msg: Result<Option<Inbound>, WireError>) -> Input<End> {
+        let msg = match msg {
+            Ok(None) => return Input::End(End::HungUp),
+            Ok(Some(m)) => m,
+            Err(e) => return Input::End(End::from_wire(e)),
+        };
+        let limit = self.svc.backends.config.server.max_message_bytes;
+        match msg {
+            Inbound::Stop => Input::End(End::HungUp),
+            Inbound::Connected | Inbound::Cleared => Input::Nothing,
+            Inbound::Start(_) => Input::End(End::Protocol("a second `start` in one stream".into())),
+            Inbound::Media(bytes) if bytes.len() > limit => Input::End(End::Protocol(format!(
+                "media of {} bytes exceeds the limit of {limit} bytes",
+                bytes.len()
+            ))),
+            Inbound::Media(bytes) => match self.decoder.decode(&bytes) {
+                Ok(pcm) if pcm.is_empty() => Input::Nothing,
+                Ok(pcm) => Input::Ingest(Ingest::Audio(pcm)),
+                Err(s) => Input::End(End::Protocol(s.to_string())),
+            },
+            Inbound::Dtmf(d) => self.on_key(d),
+            Inbound::Played(name) => {
+                if let Some((turn, ms)) = parse_mark(&name) {
+                    self.turns.report_played(TurnId(turn), ms);
+                }
+                Input::Nothing
+            }
+        }
+    }
+
+    fn on_key(&mut self, d: char) -> Input<End> {
+        Metrics::incr(&self.svc.metrics.dtmf_digits);
+        // Digits may be a PIN or an OTP: counted, never logged. The hand-off key counts only
+        // as the first key: inside a number being typed ("1 0 2") it is a digit.
+        if Some(d) == self.handoff && self.digits.is_empty() {
+            Metrics::incr(&self.svc.metrics.call_handoffs);
+            return Input::End(End::Handoff);
+        }
+        if d == '#' {
+            if !self.digits.is_empty() {
+                self.digits_deadline = None;
+                return Input::Ingest(keypad_turn(&mut self.digits));
+            }
+        } else if self.digits.len() < 32 {
+            self.digits.push(d);
+            self.digits_deadline = Some(Instant::now() + self.dtmf_wait);
+        }
+        Input::Nothing
     }
 }
 
@@ -256,84 +322,6 @@ fn keypad_turn(digits: &mut String) -> Ingest {
     info!(keys = keys.len(), "keypad turn");
     digits.clear();
     Ingest::Text(format!("(keypad) {}", keys.join(" ")))
-}
-
-/// Pipeline event → writer. False once the writer is gone.
-async fn forward(ev: PipelineEvent, writer: &Writer, encoder: &mut OutputEncoder) -> bool {
-    match ev {
-        PipelineEvent::ReplyAudio {
-            turn,
-            samples,
-            sample_rate,
-            ..
-        } => {
-            if turn.0 <= writer.cleared.load(Ordering::Acquire) {
-                return true;
-            }
-            match encoder.encode(&samples, sample_rate) {
-                Ok((bytes, n)) if n > 0 => writer
-                    .data
-                    .send(Out::Audio {
-                        turn: turn.0,
-                        bytes,
-                    })
-                    .await
-                    .is_ok(),
-                Ok(_) => true,
-                Err(s) => {
-                    warn!(error = %s, "cannot encode reply audio");
-                    true
-                }
-            }
-        }
-        PipelineEvent::TurnCompleted { turn, .. } => {
-            if let Ok((bytes, n)) = encoder.flush() {
-                if n > 0
-                    && turn.0 > writer.cleared.load(Ordering::Acquire)
-                    && writer
-                        .data
-                        .send(Out::Audio {
-                            turn: turn.0,
-                            bytes,
-                        })
-                        .await
-                        .is_err()
-                {
-                    return false;
-                }
-            }
-            writer
-                .data
-                .send(Out::EndOfReply { turn: turn.0 })
-                .await
-                .is_ok()
-        }
-        PipelineEvent::Interrupted {
-            turn,
-            played_s,
-            kept_text,
-        } => {
-            // The reply's words may repeat the caller's numbers: only their count is logged.
-            info!(
-                turn = turn.0,
-                played_s,
-                kept_words = kept_text.split_whitespace().count(),
-                "barge-in: reply cleared"
-            );
-            writer.cleared.fetch_max(turn.0, Ordering::AcqRel);
-            encoder.reset();
-            writer
-                .control
-                .send(Control::Clear { turn: turn.0 })
-                .await
-                .is_ok()
-        }
-        PipelineEvent::TurnFailed { stage, .. } => {
-            warn!(stage, "turn failed");
-            true
-        }
-        _ => true,
-    }
 }
 
 /// Waits for the call's `start` (skipping `connected`), bounded by [`START_TIMEOUT`].

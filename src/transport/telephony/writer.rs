@@ -3,7 +3,6 @@
 //! Control (clear, close) has its own channel that it serves first, so a barge-in's `clear`
 //! never waits behind queued audio, and audio of a cleared turn is dropped on arrival.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use super::frames::{Codec, MediaFormat, StartInfo};
 use super::{audiosocket, exotel, plivo, twilio, Provider};
 use crate::flow::{TurnControl, TurnId};
 use crate::session::service::SessionService;
+use crate::transport::call::Cleared;
 use crate::transport::unless_stalled;
 
 /// Reply audio queued towards the writer, in messages of `stages::tts::AUDIO_CHUNK_MS`
@@ -64,7 +64,7 @@ pub(super) struct Writer {
     pub(super) data: mpsc::Sender<Out>,
     pub(super) control: mpsc::Sender<Control>,
     /// Turns up to this one were cleared: their audio is dropped wherever it is.
-    pub(super) cleared: Arc<AtomicU64>,
+    pub(super) cleared: Cleared,
     pub(super) task: JoinHandle<()>,
 }
 
@@ -116,8 +116,8 @@ impl Writer {
     ) -> Self {
         let (data_tx, data_rx) = mpsc::channel(OUT_EDGE);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_EDGE);
-        let cleared = Arc::new(AtomicU64::new(0));
-        let c = Arc::clone(&cleared);
+        let cleared = Cleared::default();
+        let c = cleared.clone();
         // Writers log inside the call's span.
         let task = match conn {
             Connection::Ws(sink) => {
@@ -235,7 +235,7 @@ pub(super) async fn ws_writer(
     mut out: WsOut,
     mut data: mpsc::Receiver<Out>,
     mut control: mpsc::Receiver<Control>,
-    cleared: Arc<AtomicU64>,
+    cleared: Cleared,
 ) {
     // Exotel wants chunks of 3.2–100 kB in 320-byte multiples: audio gathers here first.
     let mut pending: Vec<u8> = Vec::new();
@@ -265,7 +265,7 @@ pub(super) async fn ws_writer(
             },
             d = data.recv(), if data_open => match d {
                 Some(Out::Audio { turn, bytes }) => {
-                    if turn <= cleared.load(Ordering::Acquire) {
+                    if cleared.covers(turn) {
                         continue;
                     }
                     if out.provider != Provider::Exotel {
@@ -289,7 +289,7 @@ pub(super) async fn ws_writer(
                 }
                 Some(Out::EndOfReply { turn }) => {
                     if out.provider == Provider::Exotel && !pending.is_empty()
-                        && turn > cleared.load(Ordering::Acquire)
+                        && !cleared.covers(turn)
                     {
                         let chunk = exotel::pad_chunk(std::mem::take(&mut pending), silence);
                         let end = sent.add(turn, chunk.len(), out.format);
@@ -311,7 +311,7 @@ pub(super) async fn audiosocket_writer(
     turns: Arc<TurnControl>,
     mut data: mpsc::Receiver<Out>,
     mut control: mpsc::Receiver<Control>,
-    cleared: Arc<AtomicU64>,
+    cleared: Cleared,
 ) {
     let frame_dur = Duration::from_millis(audiosocket::FRAME_MS);
     let mut queue: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
@@ -340,7 +340,7 @@ pub(super) async fn audiosocket_writer(
             },
             _ = tokio::time::sleep_until(next_at), if !queue.is_empty() => {
                 let Some((turn, frame)) = queue.pop_front() else { continue };
-                if turn <= cleared.load(Ordering::Acquire) {
+                if cleared.covers(turn) {
                     continue;
                 }
                 let frame = audiosocket::encode(audiosocket::KIND_AUDIO, &frame);
@@ -364,7 +364,7 @@ pub(super) async fn audiosocket_writer(
             },
             d = data.recv(), if data_open && queue.len() < MAX_QUEUED_FRAMES => match d {
                 Some(Out::Audio { turn, bytes }) => {
-                    if turn <= cleared.load(Ordering::Acquire) {
+                    if cleared.covers(turn) {
                         continue;
                     }
                     if queue.is_empty() {

@@ -1,10 +1,10 @@
-//! One browser call = one session: the call loop joins the pipeline to the peer connection.
+//! One browser call = one session: the call kernel (`transport::call`) joins the pipeline to
+//! the peer connection through this file's [`Browser`].
 //! A reader task decodes the caller's Opus into the pipeline (realtime capture: a full edge
 //! drops and counts); a writer task sends reply audio as paced 20 ms Opus frames and reports
 //! what was sent as played; a barge-in's clear reaches the writer ahead of queued audio and
 //! audio of a cleared turn is dropped on arrival. Events go to the page's data channel.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use crate::flow::{Ingest, PipelineEvent, TurnId};
 use crate::metrics::Metrics;
 use crate::session::service::{OpenSession, SessionService};
 use crate::text::input::typed_turn;
+use crate::transport::call::{self, CallRules, Cleared, Input, Overflow, Side};
 use crate::transport::sleep_until_opt;
 
 /// Reply audio towards the writer, in the pipeline's chunks (~200 ms each): 16 ≈ 3.2 s;
@@ -80,14 +81,14 @@ pub(super) async fn run(
 ) {
     let peer = Arc::new(peer);
     let stop = CancellationToken::new();
-    let cleared = Arc::new(AtomicU64::new(0));
+    let cleared = Cleared::default();
     let (out_tx, out_rx) = mpsc::channel(OUT_EDGE);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_EDGE);
     let writer = match Writer::new(
         &svc,
         Arc::clone(&peer),
         Arc::clone(&session.pipeline.turns),
-        Arc::clone(&cleared),
+        cleared.clone(),
     ) {
         Ok(w) => w,
         Err(e) => {
@@ -102,28 +103,50 @@ pub(super) async fn run(
             .run(out_rx, control_rx, events.state.clone(), stop.clone())
             .in_current_span(),
     );
-    let mut call = Call {
+    let mut browser = Browser {
         svc: &svc,
+        session_id: session.id.clone(),
+        resumed: session.resumed,
+        input: session.pipeline.input.clone(),
+        events: &mut events,
+        hangup: hangup.clone(),
+        stop: stop.clone(),
+        connect_deadline: Some(Instant::now() + CONNECT_TIMEOUT),
+        reconnect_deadline: None,
         out: out_tx,
         control: control_tx,
-        cleared,
         reply: ToRate::new(OPUS_RATE),
         channel: None,
         reader: None,
+        outbox: Vec::new(),
     };
-    let end = call.run(&mut session, &mut events, &hangup, &stop).await;
+    let rules = CallRules {
+        // Text from the page waits for room; the microphone's audio comes through the track
+        // reader, which drops and counts like every live capture.
+        overflow: Overflow::DropAndCount,
+        // A browser's liveness is ICE's business (the connection states below).
+        idle: None,
+    };
+    let end = call::run(&svc, &mut session, &mut browser, rules, &cleared).await;
+    let end = match end {
+        call::End::Transport(end) => end,
+        call::End::ShuttingDown => End::ShuttingDown,
+        call::End::Gone => End::HungUp,
+        call::End::PipelineStopped => End::Internal("the pipeline stopped".into()),
+        other => End::Finished(other.describe().unwrap_or_default()),
+    };
     match &end {
         End::Internal(_) | End::Network(_) => warn!(reason = %end, "browser call ended"),
         _ => info!(reason = %end, "browser call ended"),
     }
     session.cancel.cancel();
     stop.cancel();
-    if let Some(dc) = call.channel.take() {
+    if let Some(dc) = browser.channel.take() {
         let _ = tokio::time::timeout(TASK_DEADLINE, dc.close()).await;
     }
     let mut tasks = vec![writer_task];
-    tasks.extend(call.reader.take());
-    drop(call);
+    tasks.extend(browser.reader.take());
+    drop(browser);
     for mut t in tasks {
         if tokio::time::timeout(TASK_DEADLINE, &mut t).await.is_err() {
             warn!("a call task did not finish in time");
@@ -133,15 +156,27 @@ pub(super) async fn run(
     peer.close().await;
 }
 
-struct Call<'a> {
+/// A browser's side of the call kernel: the peer connection's states, its audio track (read
+/// by its own task) and the page's data channel in; reply audio to the paced writer, clears
+/// ahead of it, and every event as JSON to the page.
+struct Browser<'a> {
     svc: &'a SessionService,
+    session_id: String,
+    resumed: bool,
+    /// For the track reader.
+    input: mpsc::Sender<Ingest>,
+    events: &'a mut PeerEvents,
+    hangup: CancellationToken,
+    stop: CancellationToken,
+    connect_deadline: Option<Instant>,
+    reconnect_deadline: Option<Instant>,
     out: mpsc::Sender<Out>,
     control: mpsc::Sender<Control>,
-    /// Turns up to this one were cut off by a barge-in.
-    cleared: Arc<AtomicU64>,
     reply: ToRate,
     channel: Option<Arc<dyn DataChannel>>,
     reader: Option<JoinHandle<()>>,
+    /// Messages for the page that the last input asked for, sent by `respond`.
+    outbox: Vec<serde_json::Value>,
 }
 
 async fn next_page_event(dc: &Option<Arc<dyn DataChannel>>) -> Option<DataChannelEvent> {
@@ -151,117 +186,146 @@ async fn next_page_event(dc: &Option<Arc<dyn DataChannel>>) -> Option<DataChanne
     }
 }
 
-impl Call<'_> {
-    async fn run(
-        &mut self,
-        session: &mut OpenSession,
-        events: &mut PeerEvents,
-        hangup: &CancellationToken,
-        stop: &CancellationToken,
-    ) -> End {
-        let cfg = &self.svc.backends.config;
-        let session_deadline = Instant::now() + Duration::from_secs(cfg.server.max_session_s);
-        let shutdown = self.svc.shutdown_token().clone();
-        let mut connect_deadline = Some(Instant::now() + CONNECT_TIMEOUT);
-        let mut reconnect_deadline = None;
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return End::ShuttingDown,
-                _ = hangup.cancelled() => return End::HungUp,
-                _ = session.cancel.cancelled() => {
-                    return End::Finished("the session was continued elsewhere or deleted".into())
-                }
-                _ = tokio::time::sleep_until(session_deadline) => {
-                    return End::Finished(format!(
-                        "the call reached its maximum length of {} s", cfg.server.max_session_s))
-                }
-                _ = sleep_until_opt(connect_deadline) => {
-                    return End::Network(format!(
-                        "ICE/DTLS did not connect within {} s", CONNECT_TIMEOUT.as_secs()))
-                }
-                _ = sleep_until_opt(reconnect_deadline) => {
-                    return End::Network(format!(
-                        "the connection stayed lost for {} s", RECONNECT_GRACE.as_secs()))
-                }
-                changed = events.state.changed() => {
-                    if changed.is_err() {
-                        return End::Network("the peer connection went away".into());
-                    }
-                    let state = *events.state.borrow_and_update();
-                    debug!(?state, "peer connection state");
-                    match state {
-                        RTCPeerConnectionState::Connected => {
-                            connect_deadline = None;
-                            reconnect_deadline = None;
-                        }
-                        RTCPeerConnectionState::Disconnected => {
-                            reconnect_deadline = Some(Instant::now() + RECONNECT_GRACE);
-                        }
-                        RTCPeerConnectionState::Failed => {
-                            return End::Network("ICE or DTLS failed".into())
-                        }
-                        RTCPeerConnectionState::Closed => return End::PageLeft,
-                        _ => {}
-                    }
-                }
-                Some(track) = events.tracks.recv() => {
-                    if self.reader.is_some() {
-                        debug!("ignoring a second audio track");
-                        continue;
-                    }
-                    let task = reader(
-                        Arc::clone(&self.svc.metrics),
-                        track,
-                        session.pipeline.input.clone(),
-                        stop.clone(),
-                    );
-                    self.reader = Some(self.svc.tracker().spawn(task.in_current_span()));
-                }
-                Some(dc) = events.channels.recv() => {
-                    if self.channel.is_none() {
-                        self.channel = Some(dc);
-                        let hello = serde_json::json!({
-                            "type": "session", "session_id": session.id,
-                            "resumed": session.resumed,
-                        });
-                        self.send_json(&hello).await;
-                    }
-                }
-                ev = next_page_event(&self.channel) => match ev {
-                    Some(DataChannelEvent::OnMessage(m)) => {
-                        match events::parse_page_message(&m.data) {
-                            Ok(PageMessage::Hangup {}) => return End::PageLeft,
-                            Ok(PageMessage::Text { text }) => match typed_turn(&text) {
-                                Ok(Some(text)) => {
-                                    if session.pipeline.input.send(Ingest::Text(text)).await.is_err() {
-                                        return End::Internal("the pipeline stopped".into());
-                                    }
-                                }
-                                Ok(None) => {}
-                                Err(e) => self.send_json(&events::error("bad_message", &e.to_string())).await,
-                            },
-                            Ok(PageMessage::EndOfInput {}) => {
-                                if session.pipeline.input.send(Ingest::EndOfInput).await.is_err() {
-                                    return End::Internal("the pipeline stopped".into());
-                                }
-                            }
-                            Err(why) => self.send_json(&events::error("bad_message", &why)).await,
-                        }
-                    }
-                    Some(DataChannelEvent::OnClose) | None => {
-                        // Captions stop; the call's audio goes on until the peer closes.
-                        self.channel = None;
-                    }
-                    Some(_) => {}
-                },
-                ev = session.pipeline.events.recv() => {
-                    let Some(ev) = ev else { return End::Finished("the session ended".into()) };
-                    if !self.forward(ev).await {
-                        return End::Internal("the reply writer stopped".into());
-                    }
-                }
+impl Side for Browser<'_> {
+    type End = End;
+
+    async fn next(&mut self) -> Input<End> {
+        tokio::select! {
+            biased;
+            _ = sleep_until_opt(self.connect_deadline) => {
+                Input::End(End::Network(format!(
+                    "ICE/DTLS did not connect within {} s", CONNECT_TIMEOUT.as_secs())))
             }
+            _ = sleep_until_opt(self.reconnect_deadline) => {
+                Input::End(End::Network(format!(
+                    "the connection stayed lost for {} s", RECONNECT_GRACE.as_secs())))
+            }
+            changed = self.events.state.changed() => {
+                if changed.is_err() {
+                    return Input::End(End::Network("the peer connection went away".into()));
+                }
+                let state = *self.events.state.borrow_and_update();
+                self.on_state(state)
+            }
+            Some(track) = self.events.tracks.recv() => {
+                if self.reader.is_some() {
+                    debug!("ignoring a second audio track");
+                    return Input::Nothing;
+                }
+                let metrics = Arc::clone(&self.svc.metrics);
+                let task = reader(metrics, track, self.input.clone(), self.stop.clone());
+                self.reader = Some(self.svc.tracker().spawn(task.in_current_span()));
+                Input::Nothing
+            }
+            Some(dc) = self.events.channels.recv() => {
+                if self.channel.is_none() {
+                    self.channel = Some(dc);
+                    self.outbox.push(serde_json::json!({
+                        "type": "session", "session_id": self.session_id,
+                        "resumed": self.resumed,
+                    }));
+                }
+                Input::Nothing
+            }
+            ev = next_page_event(&self.channel) => self.on_page_event(ev),
+        }
+    }
+
+    async fn respond(&mut self) -> Result<(), End> {
+        for message in std::mem::take(&mut self.outbox) {
+            self.send_json(&message).await;
+        }
+        Ok(())
+    }
+
+    async fn audio(&mut self, turn: TurnId, samples: Vec<f32>, rate: u32) -> Result<(), End> {
+        let mut out = Vec::with_capacity(samples.len() * 2 + 64);
+        if let Err(e) = self.reply.push(&samples, rate, &mut out) {
+            warn!(error = %e, "cannot resample reply audio");
+            return Ok(());
+        }
+        self.send_audio(turn, out).await
+    }
+
+    async fn reply_done(&mut self, turn: TurnId, cleared: bool) -> Result<(), End> {
+        let mut out = Vec::new();
+        if cleared || self.reply.finish(&mut out).is_err() {
+            return Ok(());
+        }
+        self.send_audio(turn, out).await
+    }
+
+    async fn clear(&mut self, turn: TurnId) -> Result<(), End> {
+        self.reply.reset();
+        let clear = Control::Clear { turn: turn.0 };
+        self.control.send(clear).await.map_err(|_| writer_stopped())
+    }
+
+    async fn event(&mut self, ev: PipelineEvent) -> Result<(), End> {
+        if let PipelineEvent::Interrupted { turn, played_s, .. } = &ev {
+            info!(turn = turn.0, played_s, "barge-in: reply cleared");
+        }
+        if let Some(json) = crate::transport::events::to_json(&ev) {
+            self.send_json(&json).await;
+        }
+        Ok(())
+    }
+
+    fn gone(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // WHIP DELETE.
+        self.hangup.clone().cancelled_owned()
+    }
+}
+
+fn writer_stopped() -> End {
+    End::Internal("the reply writer stopped".into())
+}
+
+impl Browser<'_> {
+    fn on_state(&mut self, state: RTCPeerConnectionState) -> Input<End> {
+        debug!(?state, "peer connection state");
+        match state {
+            RTCPeerConnectionState::Connected => {
+                self.connect_deadline = None;
+                self.reconnect_deadline = None;
+            }
+            RTCPeerConnectionState::Disconnected => {
+                self.reconnect_deadline = Some(Instant::now() + RECONNECT_GRACE);
+            }
+            RTCPeerConnectionState::Failed => {
+                return Input::End(End::Network("ICE or DTLS failed".into()))
+            }
+            RTCPeerConnectionState::Closed => return Input::End(End::PageLeft),
+            _ => {}
+        }
+        Input::Nothing
+    }
+
+    fn on_page_event(&mut self, ev: Option<DataChannelEvent>) -> Input<End> {
+        match ev {
+            Some(DataChannelEvent::OnMessage(m)) => match events::parse_page_message(&m.data) {
+                Ok(PageMessage::Hangup {}) => Input::End(End::PageLeft),
+                Ok(PageMessage::Text { text }) => match typed_turn(&text) {
+                    Ok(Some(text)) => Input::Ingest(Ingest::Text(text)),
+                    Ok(None) => Input::Nothing,
+                    Err(e) => {
+                        self.outbox
+                            .push(events::error("bad_message", &e.to_string()));
+                        Input::Nothing
+                    }
+                },
+                Ok(PageMessage::EndOfInput {}) => Input::Ingest(Ingest::EndOfInput),
+                Err(why) => {
+                    self.outbox.push(events::error("bad_message", &why));
+                    Input::Nothing
+                }
+            },
+            Some(DataChannelEvent::OnClose) | None => {
+                // Captions stop; the call's audio goes on until the peer closes.
+                self.channel = None;
+                Input::Nothing
+            }
+            Some(_) => Input::Nothing,
         }
     }
 
@@ -277,59 +341,15 @@ impl Call<'_> {
         }
     }
 
-    /// Pipeline event → page. False once the writer is gone.
-    async fn forward(&mut self, ev: PipelineEvent) -> bool {
-        if let Some(json) = crate::transport::events::to_json(&ev) {
-            self.send_json(&json).await;
+    async fn send_audio(&mut self, turn: TurnId, samples: Vec<f32>) -> Result<(), End> {
+        if samples.is_empty() {
+            return Ok(());
         }
-        match ev {
-            PipelineEvent::ReplyAudio {
-                turn,
-                samples,
-                sample_rate,
-                ..
-            } => {
-                if turn.0 <= self.cleared.load(Ordering::Acquire) {
-                    return true;
-                }
-                let mut out = Vec::with_capacity(samples.len() * 2 + 64);
-                if let Err(e) = self.reply.push(&samples, sample_rate, &mut out) {
-                    warn!(error = %e, "cannot resample reply audio");
-                    return true;
-                }
-                self.send_audio(turn, out).await
-            }
-            PipelineEvent::TurnCompleted { turn, .. } => {
-                let mut out = Vec::new();
-                if self.reply.finish(&mut out).is_err() {
-                    return true;
-                }
-                self.send_audio(turn, out).await
-            }
-            PipelineEvent::Interrupted { turn, played_s, .. } => {
-                info!(turn = turn.0, played_s, "barge-in: reply cleared");
-                self.cleared.fetch_max(turn.0, Ordering::AcqRel);
-                self.reply.reset();
-                self.control
-                    .send(Control::Clear { turn: turn.0 })
-                    .await
-                    .is_ok()
-            }
-            _ => true,
-        }
-    }
-
-    async fn send_audio(&mut self, turn: TurnId, samples: Vec<f32>) -> bool {
-        if samples.is_empty() || turn.0 <= self.cleared.load(Ordering::Acquire) {
-            return true;
-        }
-        self.out
-            .send(Out::Audio {
-                turn: turn.0,
-                samples,
-            })
-            .await
-            .is_ok()
+        let audio = Out::Audio {
+            turn: turn.0,
+            samples,
+        };
+        self.out.send(audio).await.map_err(|_| writer_stopped())
     }
 }
 
@@ -381,12 +401,8 @@ async fn reader(
         if pcm.is_empty() {
             continue;
         }
-        match input.try_send(Ingest::Audio(std::mem::take(&mut pcm))) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                Metrics::incr(&metrics.audio_chunks_dropped);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
+        if !call::push_live(&input, std::mem::take(&mut pcm), &metrics) {
+            break;
         }
     }
 }
@@ -396,7 +412,7 @@ struct Writer {
     peer: Arc<Peer>,
     turns: Arc<crate::flow::TurnControl>,
     /// Turns up to this one were cut off: their audio is dropped on arrival.
-    cleared: Arc<AtomicU64>,
+    cleared: Cleared,
     encoder: OpusEncoder,
     /// One encoded frame of digital silence, sent between replies without encoding each one
     /// (encoding 50 silent frames a second was a sixth of an idle call's CPU).
@@ -408,7 +424,7 @@ impl Writer {
         svc: &SessionService,
         peer: Arc<Peer>,
         turns: Arc<crate::flow::TurnControl>,
-        cleared: Arc<AtomicU64>,
+        cleared: Cleared,
     ) -> Result<Self, crate::audio::opus::OpusError> {
         let w = &svc.backends.config.webrtc;
         let settings = (w.opus_complexity, w.opus_bitrate, w.opus_loss_perc);
@@ -489,7 +505,7 @@ impl Writer {
                 },
                 d = data.recv(), if queue.len() < MAX_QUEUED_SAMPLES => match d {
                     Some(Out::Audio { turn, samples }) => {
-                        if turn > self.cleared.load(Ordering::Acquire) {
+                        if !self.cleared.covers(turn) {
                             queue.push(turn, samples);
                         }
                     }
