@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -14,9 +15,10 @@ use crate::audio::wav::{WavError, WavInfo, WavSource};
 use crate::audio::PIPELINE_RATE;
 use crate::backend::Backends;
 use crate::flow::messages::StageTimings;
-use crate::flow::{Ingest, PipelineEvent, SessionSettings, TurnId};
+use crate::flow::{Ingest, PipelineEvent, TurnId};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, INGEST_CHUNK_MS};
+use crate::pipeline::INGEST_CHUNK_MS;
+use crate::session::service::{AudioSource, OpenRequest, SessionService};
 
 /// Silence between the replies to successive turns in the output file.
 const GAP_BETWEEN_REPLIES_MS: u32 = 300;
@@ -37,7 +39,12 @@ pub enum ConverseError {
     Output { path: PathBuf, detail: String },
     #[error("interrupted")]
     Cancelled,
+    #[error("cannot open a session: {0}")]
+    Session(String),
 }
+
+/// The tenant of conversations run on this machine from the command line.
+pub const LOCAL_TENANT: &str = "local";
 
 /// What happened in one turn.
 #[derive(Debug, Clone)]
@@ -92,30 +99,37 @@ pub async fn converse(
         }
     })?;
 
+    // The same door as the daemon's sessions (validation, memory, settings), with no store: a
+    // file's conversation is not kept.
     let tracker = TaskTracker::new();
     let session_token = shutdown.child_token();
-    let settings = SessionSettings {
-        speech_rate: req.speech_rate,
-        min_silence_ms: Some(req.min_silence_ms),
-        ..SessionSettings::new(
-            format!("converse-{}", std::process::id()),
-            req.languages.clone(),
-        )
-    };
-    let capacity =
-        pipeline::ingest_capacity(backends.config.pipeline.input_buffer_ms, FEED_CHUNK_MS);
-    let mut session = pipeline::spawn(
+    let svc = SessionService::new(
         backends,
-        settings,
-        capacity,
         metrics,
-        &tracker,
+        None,
+        tracker.clone(),
         session_token.clone(),
     );
+    let slot = svc
+        .admit("converse", LOCAL_TENANT)
+        .map_err(|e| ConverseError::Session(e.to_string()))?;
+    let open = OpenRequest {
+        tenant: LOCAL_TENANT.into(),
+        languages: req.languages.clone(),
+        speech_rate: req.speech_rate,
+        source: AudioSource::File {
+            min_silence_ms: req.min_silence_ms,
+        },
+        ..Default::default()
+    };
+    let mut session = svc
+        .open(slot, open)
+        .await
+        .map_err(|e| ConverseError::Session(e.to_string()))?;
 
-    // The feeder reads the file in chunks and applies backpressure (a file is not realtime).
-    let input = session.input.clone();
-    drop(session.input);
+    // The feeder reads the file in chunks and applies backpressure (a file is not realtime);
+    // it holds the only sender, so the session ends when the file does.
+    let input = std::mem::replace(&mut session.pipeline.input, mpsc::channel(1).0);
     let feed = tracker.spawn(feed_file(source, resampler, input, session_token.clone()));
     tracker.close();
 
@@ -123,7 +137,7 @@ pub async fn converse(
     let mut turns: Vec<TurnReport> = Vec::new();
     let mut no_speech = false;
     let mut pending_audio_s: f32 = 0.0;
-    while let Some(ev) = session.events.recv().await {
+    while let Some(ev) = session.pipeline.events.recv().await {
         match ev {
             PipelineEvent::SpeechStarted => {}
             PipelineEvent::SpeechStopped { turn, audio_s } => turns.push(TurnReport {

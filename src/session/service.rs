@@ -76,6 +76,19 @@ pub struct OpenRequest {
     pub narrowband: bool,
     /// The user's own language, used while language detection is unsure.
     pub preferred_language: Option<String>,
+    pub source: AudioSource,
+}
+
+/// Where a session's audio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AudioSource {
+    /// A person talking now: speculative starts at short pauses, reply audio paced to real
+    /// time so that an interruption stops what was not heard.
+    #[default]
+    Live,
+    /// A recording read as fast as the pipeline takes it: no speculation, no pacing, and only
+    /// `min_silence_ms` of silence ends a question (a file's pauses are part of it).
+    File { min_silence_ms: u32 },
 }
 
 /// An open conversation. Dropping it releases its slot; cancelling `cancel` stops its pipeline.
@@ -303,6 +316,13 @@ impl SessionService {
             }) as Arc<dyn HistorySink>
         });
         let memory = Arc::new(SessionMemory::new(conversation, sink));
+        let base = match req.source {
+            AudioSource::Live => SessionSettings::live(id.clone(), languages),
+            AudioSource::File { min_silence_ms } => SessionSettings {
+                min_silence_ms: Some(min_silence_ms),
+                ..SessionSettings::new(id.clone(), languages)
+            },
+        };
         let settings = SessionSettings {
             barge_in: req.barge_in,
             speech_rate,
@@ -312,7 +332,7 @@ impl SessionService {
             playback_acks: req.playback_acks,
             narrowband: req.narrowband,
             preferred_language: req.preferred_language,
-            ..SessionSettings::live(id.clone(), languages)
+            ..base
         };
         let capacity =
             pipeline::ingest_capacity(cfg.pipeline.input_buffer_ms, pipeline::INGEST_CHUNK_MS);

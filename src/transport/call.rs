@@ -38,6 +38,20 @@ pub struct CallRules {
     /// The call ends when the peer sends nothing for this long (`None`: no idle limit, e.g. a
     /// browser whose liveness is ICE's business).
     pub idle: Option<Duration>,
+    /// The call ends after this long (`server.max_session_s`; `None` for the kiosk, whose
+    /// conversation lasts as long as the machine runs).
+    pub max_length: Option<Duration>,
+}
+
+impl CallRules {
+    /// A caller over the network: idle and length limits from `[server]`.
+    pub fn remote(overflow: Overflow, server: &crate::config::ServerConfig) -> Self {
+        Self {
+            overflow,
+            idle: Some(Duration::from_secs(server.idle_timeout_s)),
+            max_length: Some(Duration::from_secs(server.max_session_s)),
+        }
+    }
 }
 
 /// What a peer's next message asks of the session.
@@ -152,9 +166,8 @@ pub(crate) async fn run<P: Side>(
     rules: CallRules,
     cleared: &Cleared,
 ) -> End<P::End> {
-    let server = &svc.backends.config.server;
     let shutdown = svc.shutdown_token().clone();
-    let session_deadline = Instant::now() + Duration::from_secs(server.max_session_s);
+    let session_deadline = rules.max_length.map(|d| Instant::now() + d);
     let next_idle = || rules.idle.map(|d| Instant::now() + d);
     let mut idle_deadline = next_idle();
     let mut input = Some(session.pipeline.input.clone());
@@ -170,8 +183,8 @@ pub(crate) async fn run<P: Side>(
             _ = shutdown.cancelled() => return End::ShuttingDown,
             _ = session.cancel.cancelled() => return End::TakenOver,
             _ = &mut gone => return End::Gone,
-            _ = tokio::time::sleep_until(session_deadline) => {
-                return End::MaxLength(server.max_session_s)
+            _ = sleep_until_opt(session_deadline) => {
+                return End::MaxLength(rules.max_length.map_or(0, |d| d.as_secs()))
             }
             _ = sleep_until_opt(idle_deadline), if input.is_some() && pending.is_none() => {
                 return End::Idle(rules.idle.map_or(0, |d| d.as_secs()))

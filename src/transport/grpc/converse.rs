@@ -15,7 +15,7 @@ use super::inbound::{self, Request};
 use super::open_error_status;
 use crate::flow::{Ingest, PipelineEvent, TurnId};
 use crate::proto::{self, server_event::Event};
-use crate::session::service::{OpenRequest, OpenSession, SessionService};
+use crate::session::service::{AudioSource, OpenRequest, OpenSession, SessionService};
 use crate::transport::call::{self, CallRules, Cleared, Input, Overflow, Side};
 use crate::transport::codec::{InputDecoder, OutputEncoder};
 use crate::transport::events;
@@ -67,6 +67,7 @@ pub async fn start(
         playback_acks: false,
         narrowband: input.rate == 8_000,
         preferred_language: Some(config.preferred_language.clone()).filter(|l| !l.is_empty()),
+        source: AudioSource::Live,
     };
     let session = svc.open(slot, req).await.map_err(open_error_status)?;
     let (tx, rx) = mpsc::channel(CLIENT_EVENT_EDGE);
@@ -133,16 +134,9 @@ enum Close {
     Error(Status),
 }
 
-/// The call's rules for gRPC: a client under HTTP/2 flow control is slowed, not dropped.
-fn rules(server: &crate::config::ServerConfig) -> CallRules {
-    CallRules {
-        overflow: Overflow::Backpressure,
-        idle: Some(Duration::from_secs(server.idle_timeout_s)),
-    }
-}
-
 async fn run(svc: Arc<SessionService>, mut session: OpenSession, mut s: Stream) {
-    let rules = rules(&svc.backends.config.server);
+    // A client under HTTP/2 flow control is slowed, not dropped.
+    let rules = CallRules::remote(Overflow::Backpressure, &svc.backends.config.server);
     let end = call::run(&svc, &mut session, &mut s, rules, &Cleared::default()).await;
     session.cancel.cancel();
     let status = match end {

@@ -1,7 +1,7 @@
 //! `vaak kiosk`: one conversation through this machine's microphone and speaker, with no
-//! network — for a kiosk in a government office or a village centre. The microphone feeds the
-//! same pipeline as every other transport; replies go to the speaker; captions go to the
-//! terminal. The kiosk does not hear itself (half duplex, or echo suppression against the reply
+//! network — for a kiosk in a government office or a village centre. The conversation opens
+//! through the session service and runs in the call kernel like every other transport's: the
+//! microphone feeds it, replies go to the speaker and captions to the terminal (`Room`). The kiosk does not hear itself (half duplex, or echo suppression against the reply
 //! being played), greets in its languages when idle, and survives an unplugged device.
 
 pub mod devices;
@@ -19,9 +19,10 @@ use crate::audio::resample::ToRate;
 use crate::audio::{rms, PIPELINE_RATE};
 use crate::backend::Backends;
 use crate::config::{Config, Duplex, LlmKind, Wake};
-use crate::flow::{Ingest, PipelineEvent, SessionSettings};
+use crate::flow::{Ingest, PipelineEvent, TurnId};
 use crate::metrics::Metrics;
-use crate::pipeline;
+use crate::session::service::{AudioSource, OpenRequest, SessionService};
+use crate::transport::call::{self, CallRules, Cleared, Input, Overflow, Side};
 use devices::{Captured, DeviceEvent, Devices, Playback};
 
 /// After the speaker falls silent, half duplex keeps the microphone muted this long (the
@@ -178,154 +179,78 @@ pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: Cancellatio
     let cfg = &config.kiosk;
     let metrics = Arc::new(Metrics::default());
     let tracker = TaskTracker::new();
-    let pipeline_stop = stop.child_token();
-    let settings = SessionSettings {
+    let session_stop = stop.child_token();
+    // The same door as the daemon's sessions, with no store: a kiosk keeps no conversation.
+    let svc = SessionService::new(
+        Arc::clone(&backends),
+        Arc::clone(&metrics),
+        None,
+        tracker.clone(),
+        session_stop.clone(),
+    );
+    let request = OpenRequest {
+        tenant: KIOSK_TENANT.into(),
+        languages: config.pipeline.languages.clone(),
         // Half duplex mutes the microphone while speaking: there is nothing to barge in with.
         barge_in: cfg.duplex == Duplex::EchoSuppression,
-        ..SessionSettings::live("kiosk", config.pipeline.languages.clone())
+        source: AudioSource::Live,
+        ..Default::default()
     };
-    let capacity = pipeline::ingest_capacity(config.pipeline.input_buffer_ms, 20);
-    let mut session = pipeline::spawn(
-        Arc::clone(&backends),
-        settings,
-        capacity,
-        Arc::clone(&metrics),
-        &tracker,
-        pipeline_stop.clone(),
-    );
-    let mut devices = Devices::start(
+    let opened = match svc.admit("kiosk", KIOSK_TENANT) {
+        Ok(slot) => svc.open(slot, request).await,
+        Err(e) => Err(e),
+    };
+    let mut session = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "the kiosk cannot open its conversation");
+            println!("[cannot start: {e}]");
+            return;
+        }
+    };
+    let devices = Devices::start(
         &cfg.input_device,
         &cfg.output_device,
         Duration::from_millis(cfg.device_retry_ms.max(100)),
     );
-    let (talk_tx, mut talk_rx) = mpsc::channel::<()>(4);
+    let (talk_tx, talk_rx) = mpsc::channel::<()>(4);
     if cfg.wake == Wake::PushToTalk {
         spawn_enter_reader(talk_tx);
         println!("[push to talk: press Enter to speak, Enter again when done]");
     }
-    let greetings = greetings(&config);
-    let mut gate = MicGate::new(cfg.duplex, cfg.wake);
-    let (mut mic_rs, mut spk_rs) = (Converter::new(), Converter::new());
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut device_delay_ms: std::collections::HashMap<u64, u64> = Default::default();
-    let mut last_activity = Instant::now();
-    let mut greeted = false;
-    let idle = Duration::from_secs(cfg.greeting_idle_s);
     let mut poll = tokio::time::interval(PLAYED_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut term = signals();
-    let playback = Arc::clone(&devices.playback);
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = next_signal(&mut term) => break,
-            Some(ev) = devices.events.recv() => match ev {
-                DeviceEvent::Ready { input_rate, output_rate } => {
-                    info!(input_rate, output_rate, "audio devices open");
-                    println!("[listening: microphone {input_rate} Hz, speaker {output_rate} Hz]");
-                    if !greeted {
-                        greeted = true;
-                        tracker.spawn(speak_greetings(
-                            Arc::clone(&backends),
-                            greetings.clone(),
-                            Arc::clone(&playback),
-                        ));
-                        last_activity = Instant::now();
-                    }
-                }
-                DeviceEvent::Failed(why) => {
-                    warn!(error = %why, "audio device unavailable; retrying");
-                    println!("[audio device problem: {why} — retrying]");
-                }
-            },
-            Some(Captured { mut samples, rate }) = devices.captured.recv() => {
-                let playing = playback.queued() > 0;
-                gate.pass(&mut samples, playing, playback.level(), Instant::now());
-                let pcm = mic_rs.run(&samples, rate, PIPELINE_RATE);
-                if pcm.is_empty() {
-                    continue;
-                }
-                match session.input.try_send(Ingest::Audio(pcm)) {
-                    Ok(()) => {}
-                    // Realtime capture: a pipeline that is behind loses audio, counted.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        Metrics::incr(&metrics.audio_chunks_dropped);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                }
-            }
-            Some(()) = talk_rx.recv() => {
-                gate.talking = !gate.talking;
-                println!("{}", if gate.talking { "[listening…]" } else { "[thinking…]" });
-                if !gate.talking && session.input.send(Ingest::EndOfInput).await.is_err() {
-                    break;
-                }
-            }
-            ev = session.events.recv() => {
-                let Some(ev) = ev else { break };
-                match ev {
-                    PipelineEvent::SpeechStarted => last_activity = Instant::now(),
-                    PipelineEvent::Transcript { text, language, is_final: true, .. } => {
-                        println!("you ({language}): {text}");
-                    }
-                    PipelineEvent::ReplyText { text, .. } => println!("vaak: {text}"),
-                    PipelineEvent::ReplyAudio { turn, samples, sample_rate, offset_samples } => {
-                        let out_rate = playback.rate.load(Ordering::Relaxed) as u32;
-                        let audio = spk_rs.run(&samples, sample_rate, out_rate);
-                        if offset_samples == 0 {
-                            pending.push(Pending {
-                                turn: turn.0,
-                                at_sample: playback.played.load(Ordering::Relaxed)
-                                    + playback.queued() as u64,
-                                handed_over: Instant::now(),
-                            });
-                        }
-                        if playback.push(&audio) > 0 {
-                            Metrics::incr(&metrics.audio_chunks_dropped);
-                        }
-                        last_activity = Instant::now();
-                    }
-                    PipelineEvent::Interrupted { .. } => playback.clear(),
-                    PipelineEvent::TurnCompleted { turn, timings, .. } => {
-                        let device = device_delay_ms.remove(&turn.0);
-                        if let (Some(to_audio), Some(device)) = (timings.end_to_first_audio, device) {
-                            let total = to_audio.as_millis() as u64 + device;
-                            info!(turn = turn.0, end_of_speech_to_speaker_ms = total, device_ms = device, "turn timing");
-                            println!("[turn {}: {total} ms from the end of speech to the speaker]", turn.0);
-                        }
-                        last_activity = Instant::now();
-                    }
-                    PipelineEvent::TurnFailed { message, .. } => {
-                        println!("[could not answer: {message}]");
-                    }
-                    _ => {}
-                }
-            }
-            _ = poll.tick() => {
-                let played = playback.played.load(Ordering::Relaxed);
-                pending.retain(|p| {
-                    if played > p.at_sample {
-                        device_delay_ms.insert(p.turn, p.handed_over.elapsed().as_millis() as u64);
-                        false
-                    } else {
-                        true
-                    }
-                });
-                if greeted && idle > Duration::ZERO && last_activity.elapsed() >= idle && playback.queued() == 0 {
-                    tracker.spawn(speak_greetings(
-                        Arc::clone(&backends),
-                        greetings.clone(),
-                        Arc::clone(&playback),
-                    ));
-                    last_activity = Instant::now();
-                }
-            }
-        }
-    }
-    pipeline_stop.cancel();
+    let mut room = Room {
+        backends: Arc::clone(&backends),
+        metrics: Arc::clone(&metrics),
+        tracker: tracker.clone(),
+        playback: Arc::clone(&devices.playback),
+        devices,
+        talk: talk_rx,
+        signals: signals(),
+        gate: MicGate::new(cfg.duplex, cfg.wake),
+        mic_rs: Converter::new(),
+        spk_rs: Converter::new(),
+        pending: Vec::new(),
+        device_delay_ms: Default::default(),
+        last_audio_turn: 0,
+        last_activity: Instant::now(),
+        greeted: false,
+        greetings: greetings(&config),
+        idle: Duration::from_secs(cfg.greeting_idle_s),
+        poll,
+    };
+    let rules = CallRules {
+        // The microphone is live capture: a pipeline that is behind loses chunks, counted.
+        overflow: Overflow::DropAndCount,
+        idle: None,
+        max_length: None,
+    };
+    let end = call::run(&svc, &mut session, &mut room, rules, &Cleared::default()).await;
+    info!(reason = ?end.describe(), "kiosk conversation ended");
+    session_stop.cancel();
     drop(session);
+    let devices = room.devices;
     info!(
         capture_chunks_dropped = devices.dropped.load(Ordering::Relaxed),
         device_glitches = devices.glitches.load(Ordering::Relaxed),
@@ -343,6 +268,190 @@ pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: Cancellatio
         dropped_capture = metrics.audio_chunks_dropped.load(Ordering::Relaxed),
         "kiosk stopped"
     );
+}
+
+/// The tenant of the kiosk's one conversation.
+const KIOSK_TENANT: &str = "kiosk";
+
+/// The kiosk's side of the call kernel: the microphone (gated against the kiosk's own voice),
+/// push-to-talk, the devices' state and a poll of the speaker in; replies to the speaker,
+/// captions to the terminal, greetings when the room is quiet.
+struct Room {
+    backends: Arc<Backends>,
+    metrics: Arc<Metrics>,
+    tracker: TaskTracker,
+    devices: Devices,
+    playback: Arc<Playback>,
+    talk: mpsc::Receiver<()>,
+    signals: Signals,
+    gate: MicGate,
+    mic_rs: Converter,
+    spk_rs: Converter,
+    pending: Vec<Pending>,
+    device_delay_ms: std::collections::HashMap<u64, u64>,
+    last_audio_turn: u64,
+    last_activity: Instant,
+    greeted: bool,
+    greetings: Vec<(String, String)>,
+    idle: Duration,
+    poll: tokio::time::Interval,
+}
+
+/// SIGINT or SIGTERM.
+#[derive(Debug)]
+struct Signalled;
+
+impl Side for Room {
+    type End = Signalled;
+
+    async fn next(&mut self) -> Input<Signalled> {
+        tokio::select! {
+            biased;
+            _ = next_signal(&mut self.signals) => Input::End(Signalled),
+            Some(ev) = self.devices.events.recv() => {
+                self.on_device(ev);
+                Input::Nothing
+            }
+            Some(Captured { mut samples, rate }) = self.devices.captured.recv() => {
+                let playing = self.playback.queued() > 0;
+                let level = self.playback.level();
+                self.gate.pass(&mut samples, playing, level, Instant::now());
+                let pcm = self.mic_rs.run(&samples, rate, PIPELINE_RATE);
+                if pcm.is_empty() {
+                    Input::Nothing
+                } else {
+                    Input::Ingest(Ingest::Audio(pcm))
+                }
+            }
+            Some(()) = self.talk.recv() => {
+                self.gate.talking = !self.gate.talking;
+                println!("{}", if self.gate.talking { "[listening…]" } else { "[thinking…]" });
+                if self.gate.talking {
+                    Input::Nothing
+                } else {
+                    Input::Ingest(Ingest::EndOfInput)
+                }
+            }
+            _ = self.poll.tick() => {
+                self.on_poll();
+                Input::Nothing
+            }
+        }
+    }
+
+    async fn audio(&mut self, turn: TurnId, samples: Vec<f32>, rate: u32) -> Result<(), Signalled> {
+        let out_rate = self.playback.rate.load(Ordering::Relaxed) as u32;
+        let audio = self.spk_rs.run(&samples, rate, out_rate);
+        if turn.0 != self.last_audio_turn {
+            // The reply's first audio: latency is known once the speaker plays it.
+            self.last_audio_turn = turn.0;
+            self.pending.push(Pending {
+                turn: turn.0,
+                at_sample: self.playback.played.load(Ordering::Relaxed)
+                    + self.playback.queued() as u64,
+                handed_over: Instant::now(),
+            });
+        }
+        if self.playback.push(&audio) > 0 {
+            // The speaker's queue is full (a stalled device): that audio is lost, counted.
+            Metrics::incr(&self.metrics.audio_chunks_dropped);
+        }
+        self.last_activity = Instant::now();
+        Ok(())
+    }
+
+    async fn reply_done(&mut self, _turn: TurnId, _cleared: bool) -> Result<(), Signalled> {
+        Ok(())
+    }
+
+    async fn clear(&mut self, _turn: TurnId) -> Result<(), Signalled> {
+        self.playback.clear();
+        Ok(())
+    }
+
+    async fn event(&mut self, ev: PipelineEvent) -> Result<(), Signalled> {
+        match ev {
+            PipelineEvent::SpeechStarted => self.last_activity = Instant::now(),
+            PipelineEvent::Transcript {
+                text,
+                language,
+                is_final: true,
+                ..
+            } => println!("you ({language}): {text}"),
+            PipelineEvent::ReplyText { text, .. } => println!("vaak: {text}"),
+            PipelineEvent::TurnCompleted { turn, timings, .. } => {
+                let device = self.device_delay_ms.remove(&turn.0);
+                if let (Some(to_audio), Some(device)) = (timings.end_to_first_audio, device) {
+                    let total = to_audio.as_millis() as u64 + device;
+                    info!(
+                        turn = turn.0,
+                        end_of_speech_to_speaker_ms = total,
+                        device_ms = device,
+                        "turn timing"
+                    );
+                    println!(
+                        "[turn {}: {total} ms from the end of speech to the speaker]",
+                        turn.0
+                    );
+                }
+                self.last_activity = Instant::now();
+            }
+            PipelineEvent::TurnFailed { message, .. } => {
+                println!("[could not answer: {message}]");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Room {
+    fn on_device(&mut self, ev: DeviceEvent) {
+        match ev {
+            DeviceEvent::Ready {
+                input_rate,
+                output_rate,
+            } => {
+                info!(input_rate, output_rate, "audio devices open");
+                println!("[listening: microphone {input_rate} Hz, speaker {output_rate} Hz]");
+                if !self.greeted {
+                    self.greeted = true;
+                    self.greet();
+                }
+            }
+            DeviceEvent::Failed(why) => {
+                warn!(error = %why, "audio device unavailable; retrying");
+                println!("[audio device problem: {why} — retrying]");
+            }
+        }
+    }
+
+    /// Notes when each reply's first sample reached the speaker; greets a quiet room.
+    fn on_poll(&mut self) {
+        let played = self.playback.played.load(Ordering::Relaxed);
+        let delays = &mut self.device_delay_ms;
+        self.pending.retain(|p| {
+            if played > p.at_sample {
+                delays.insert(p.turn, p.handed_over.elapsed().as_millis() as u64);
+                false
+            } else {
+                true
+            }
+        });
+        let quiet = self.last_activity.elapsed() >= self.idle && self.playback.queued() == 0;
+        if self.greeted && self.idle > Duration::ZERO && quiet {
+            self.greet();
+        }
+    }
+
+    fn greet(&mut self) {
+        self.tracker.spawn(speak_greetings(
+            Arc::clone(&self.backends),
+            self.greetings.clone(),
+            Arc::clone(&self.playback),
+        ));
+        self.last_activity = Instant::now();
+    }
 }
 
 /// Stops the device thread off the runtime (it joins a thread).

@@ -209,6 +209,7 @@ mod tests {
             playback_acks: true,
             narrowband: true,
             preferred_language: preferred.map(String::from),
+            ..Default::default()
         }
     }
 

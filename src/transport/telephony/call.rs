@@ -13,7 +13,7 @@ use super::frames::{Codec, Inbound, MediaFormat, StartInfo, WireError};
 use super::Provider;
 use crate::flow::{Ingest, PipelineEvent, TurnControl, TurnId};
 use crate::metrics::Metrics;
-use crate::session::service::{OpenRequest, SessionService};
+use crate::session::service::{AudioSource, OpenRequest, SessionService};
 use crate::transport::call::{self, CallRules, Input, Overflow, Side};
 use crate::transport::codec::{Encoding, InputDecoder, OutputEncoder, WireFormat};
 use crate::transport::{language_list, sleep_until_opt};
@@ -65,6 +65,7 @@ fn open_request(setup: &CallSetup, start: &StartInfo, default_languages: &[Strin
         narrowband: start.format.rate == 8_000,
         // `preferred_language=te`: a caller's IVR choice ("press 2 for Telugu").
         preferred_language: params.get("preferred_language").cloned(),
+        source: AudioSource::Live,
     }
 }
 
@@ -137,11 +138,8 @@ pub async fn serve(
         digits: String::new(),
         digits_deadline: None,
     };
-    let rules = CallRules {
-        // A phone line is live audio: a pipeline that is behind loses chunks, counted.
-        overflow: Overflow::DropAndCount,
-        idle: Some(Duration::from_secs(cfg.server.idle_timeout_s)),
-    };
+    // A phone line is live audio: a pipeline that is behind loses chunks, counted.
+    let rules = CallRules::remote(Overflow::DropAndCount, &cfg.server);
     let end = call::run(&svc, &mut session, &mut line, rules, &writer.cleared).await;
     let end = match end {
         call::End::Transport(end) => end,

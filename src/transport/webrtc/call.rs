@@ -120,12 +120,12 @@ pub(super) async fn run(
         reader: None,
         outbox: Vec::new(),
     };
+    // Text from the page waits for room; the microphone's audio comes through the track
+    // reader, which drops and counts like every live capture. A browser's liveness is ICE's
+    // business (the connection states below), not an idle limit.
     let rules = CallRules {
-        // Text from the page waits for room; the microphone's audio comes through the track
-        // reader, which drops and counts like every live capture.
-        overflow: Overflow::DropAndCount,
-        // A browser's liveness is ICE's business (the connection states below).
         idle: None,
+        ..CallRules::remote(Overflow::DropAndCount, &svc.backends.config.server)
     };
     let end = call::run(&svc, &mut session, &mut browser, rules, &cleared).await;
     let end = match end {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::metrics::Metrics;
-use crate::session::service::{OpenError, OpenRequest, SessionService};
+use crate::session::service::{AudioSource, OpenError, OpenRequest, SessionService};
 use crate::transport::auth::ApiKeys;
 use crate::transport::language_list;
 
@@ -182,6 +182,7 @@ fn open_request(tenant: String, q: &BTreeMap<String, String>, defaults: &[String
             .get("preferred_language")
             .filter(|l| !l.is_empty())
             .cloned(),
+        source: AudioSource::Live,
     }
 }
 
