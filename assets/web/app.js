@@ -74,7 +74,7 @@ function caption(who, text, opts = {}) {
 function onEvent(ev) {
   vaak.events.push(ev);
   switch (ev.type) {
-    case "session":
+    case "session_started":
       vaak.sessionId = ev.session_id;
       setStatus(ev.resumed ? "Reconnected. Go on." : "Connected. Speak now.");
       break;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::flow::PipelineEvent;
 use crate::proto::{self, server_event::Event};
+use crate::session::service::OpenSession;
 
 /// `ev` as the API's event; `None` for reply audio.
 pub fn to_proto(ev: &PipelineEvent) -> Option<Event> {
@@ -114,6 +115,17 @@ pub fn to_proto(ev: &PipelineEvent) -> Option<Event> {
             message: "no speech was heard in the audio".into(),
             turn: 0,
         }),
+    })
+}
+
+/// The first event of every session: its id, whether its history continues, and (gRPC) the
+/// reply audio's format — a page's audio is RTP, so it has none.
+pub fn session_started(session: &OpenSession, output_format: Option<proto::AudioFormat>) -> Event {
+    Event::SessionStarted(proto::SessionStarted {
+        session_id: session.id.clone(),
+        resumed: session.resumed,
+        history_turns: session.history_turns as u32,
+        output_format,
     })
 }
 

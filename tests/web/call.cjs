@@ -160,7 +160,7 @@ async function bargeIn(a) {
     const wav = fs.readFileSync(a.wav).toString("base64");
     await page.evaluate((b64) => (window.vaak.fileMic = b64), wav);
     await connect(page);
-    await until(page, () => window.vaak.events.some((e) => e.type === "session"), null, 20000);
+    await until(page, () => window.vaak.events.some((e) => e.type === "session_started"), null, 20000);
     await page.evaluate(() =>
       window.vaak.dc.send(JSON.stringify({ type: "text", text: "Please tell me a long story about the history of India." })),
     );

@@ -72,12 +72,7 @@ pub async fn start(
     let session = svc.open(slot, req).await.map_err(open_error_status)?;
     let (tx, rx) = mpsc::channel(CLIENT_EVENT_EDGE);
     let started = proto::ServerEvent {
-        event: Some(Event::SessionStarted(proto::SessionStarted {
-            session_id: session.id.clone(),
-            resumed: session.resumed,
-            history_turns: session.history_turns as u32,
-            output_format: Some(output.to_proto()),
-        })),
+        event: Some(events::session_started(&session, Some(output.to_proto()))),
     };
     // The channel is new and empty: this cannot block.
     let _ = tx.try_send(Ok(started));

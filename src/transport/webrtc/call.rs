@@ -105,8 +105,9 @@ pub(super) async fn run(
     );
     let mut browser = Browser {
         svc: &svc,
-        session_id: session.id.clone(),
-        resumed: session.resumed,
+        hello: crate::transport::events::json(&crate::transport::events::session_started(
+            &session, None,
+        )),
         input: session.pipeline.input.clone(),
         events: &mut events,
         hangup: hangup.clone(),
@@ -161,8 +162,8 @@ pub(super) async fn run(
 /// ahead of it, and every event as JSON to the page.
 struct Browser<'a> {
     svc: &'a SessionService,
-    session_id: String,
-    resumed: bool,
+    /// The page's first message once its channel opens (`session_started`).
+    hello: serde_json::Value,
     /// For the track reader.
     input: mpsc::Sender<Ingest>,
     events: &'a mut PeerEvents,
@@ -220,10 +221,7 @@ impl Side for Browser<'_> {
             Some(dc) = self.events.channels.recv() => {
                 if self.channel.is_none() {
                     self.channel = Some(dc);
-                    self.outbox.push(serde_json::json!({
-                        "type": "session", "session_id": self.session_id,
-                        "resumed": self.resumed,
-                    }));
+                    self.outbox.push(self.hello.clone());
                 }
                 Input::Nothing
             }
