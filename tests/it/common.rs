@@ -86,6 +86,67 @@ pub fn transcribe(input: &Path, extra: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("transcribe prints JSON")
 }
 
+/// Whether a reply's audio is speech, as Whisper hears it (decoded in `lang`; `None` detects):
+/// at least three words, and, given what the reply said, at least half of its words heard (a
+/// word counts when a heard word starts the same: Whisper may write "dialog" for "dialogue").
+/// A tone, a hum or codec noise fails. Returns what was heard, or why it is not speech.
+pub fn heard_reply(wav: &Path, lang: Option<&str>, said: Option<&str>) -> Result<String, String> {
+    let extra: Vec<&str> = lang.map(|l| vec!["--language", l]).unwrap_or_default();
+    let t = transcribe(wav, &extra);
+    let heard = t["text"].as_str().unwrap_or("").to_lowercase();
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 3)
+            .map(|w| w.chars().take(5).collect())
+            .collect()
+    };
+    let heard_words = words(&heard);
+    if heard.split_whitespace().count() < 3 {
+        return Err(format!("Whisper heard {heard:?} in the reply: not speech"));
+    }
+    if let Some(said) = said {
+        let said_words = words(&said.to_lowercase());
+        let hits = said_words
+            .iter()
+            .filter(|w| heard_words.contains(w))
+            .count();
+        if said_words.is_empty() || hits * 2 < said_words.len() {
+            return Err(format!(
+                "Whisper heard {heard:?} in the reply; it said {said:?} ({hits} of {} words heard)",
+                said_words.len()
+            ));
+        }
+    }
+    Ok(heard)
+}
+
+/// Whether audio's loudness rises and falls as speech does: measured over 20 ms windows, a
+/// good share are much quieter than the loud ones (the gaps between syllables and words) and
+/// the level varies widely. A steady tone, a hum or broadband noise has neither.
+pub fn syllabic_rhythm(samples: &[i16], rate: u32) -> Result<(), String> {
+    let window = (rate as usize / 50).max(1);
+    let levels: Vec<f64> = samples.chunks_exact(window).map(rms_i16).collect();
+    if levels.len() < 25 {
+        return Err(format!("only {} ms of audio", levels.len() * 20));
+    }
+    let mut sorted = levels.clone();
+    sorted.sort_by(f64::total_cmp);
+    let loud = sorted[sorted.len() * 9 / 10].max(1.0);
+    let quiet = levels.iter().filter(|&&l| l < loud / 10.0).count() as f64 / levels.len() as f64;
+    let mean = levels.iter().sum::<f64>() / levels.len() as f64;
+    let sd = (levels.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / levels.len() as f64).sqrt();
+    let variation = sd / mean.max(1e-9);
+    if quiet >= 0.05 && variation >= 0.4 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:.0}% of 20 ms windows are 20 dB below the loud ones (speech: ≥ 5%), level \
+             variation {variation:.2} (speech: ≥ 0.4)",
+            quiet * 100.0
+        ))
+    }
+}
+
 /// Reads a WAV (must be 16-bit PCM mono) and returns (samples, rate).
 pub fn read_pcm16(path: &Path) -> (Vec<i16>, u32) {
     let mut r = hound::WavReader::open(path).expect("valid WAV");

@@ -770,9 +770,19 @@ fn unary_calls(d: &Daemon) -> Outcome {
 
 fn converse_jfk(d: &Daemon) -> Outcome {
     let jfk = eval_clip("en", "jfk.wav");
+    let saved = tempfile::tempdir().unwrap();
+    let dir = saved.path().to_str().unwrap();
     let r = d.client(
         "converse",
-        &["--realtime", "--wav", &jfk, "--turn-timeout-s", "90"],
+        &[
+            "--realtime",
+            "--wav",
+            &jfk,
+            "--turn-timeout-s",
+            "90",
+            "--save-reply",
+            dir,
+        ],
         150,
     );
     ensure!(
@@ -787,6 +797,11 @@ fn converse_jfk(d: &Daemon) -> Outcome {
         r,
         "JFK transcript not recognisable: {text:?}"
     );
+    // The reply audio is the reply's words, not merely loud: Whisper hears them in it.
+    let wav = r.s("/turns/0/reply_audio/saved").to_string();
+    let said = r.s("/turns/0/reply_text").to_string();
+    let heard = super::common::heard_reply(Path::new(&wav), Some("en"), Some(&said));
+    ensure!(heard.is_ok(), r, "{}", heard.unwrap_err());
     Ok(())
 }
 

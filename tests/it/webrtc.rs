@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::common::{eval_dir, read_pcm16, rms_i16, transcribe};
+use super::common::{eval_dir, read_pcm16, rms_i16};
 use super::grpc_api::{run_json, Daemon, Outcome, Run};
 
 const CALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web/call.cjs");
@@ -178,36 +178,14 @@ fn check_call(run: &Run, lang: &str, want_word: &str, reply_wav: &Path) -> Outco
 
 /// What Whisper hears in the reply the browser received, against the reply's text.
 fn check_reply_is_speech(run: &Run, reply_wav: &Path) -> Outcome {
-    let t = transcribe(reply_wav, &["--language", "en"]);
-    let heard = t["text"].as_str().unwrap_or("").to_lowercase();
     let said = run
         .arr("/replies")
         .iter()
         .filter_map(Value::as_str)
         .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    let words = |s: &str| -> Vec<String> {
-        s.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.len() >= 3)
-            .map(|w| w.chars().take(5).collect())
-            .collect()
-    };
-    // A word of the reply counts as heard when a heard word starts the same (Whisper may
-    // spell "dialogue" as "dialog").
-    let said_words = words(&said);
-    let heard_words = words(&heard);
-    let hits = said_words
-        .iter()
-        .filter(|w| heard_words.contains(w))
-        .count();
-    ensure!(
-        !said_words.is_empty() && hits * 2 >= said_words.len(),
-        run,
-        "Whisper heard {heard:?} in the received reply; the reply said {said:?} \
-         ({hits} of {} words heard)",
-        said_words.len()
-    );
+        .join(" ");
+    let heard = super::common::heard_reply(reply_wav, Some("en"), Some(&said));
+    ensure!(heard.is_ok(), run, "{}", heard.unwrap_err());
     Ok(())
 }
 
