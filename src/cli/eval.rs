@@ -140,40 +140,53 @@ pub(crate) fn eval_asr_cmd(config: &Config, manifests: &[PathBuf], o: &EvalOptio
             ),
         });
     }
+    // Per-language groups the clips by their reference language, which the session's language
+    // hysteresis then benefits from: it is always reported beside the two groupings that do not.
+    let sessions = match session {
+        eval::Session::PerLanguage => vec![
+            eval::Session::PerLanguage,
+            eval::Session::None,
+            eval::Session::Interleaved,
+        ],
+        one => vec![one],
+    };
     let mut tables = Vec::new();
-    for mode in &modes {
-        let total = all.len();
-        let mut done = 0;
-        let results = eval::run(
-            asr.as_ref(),
-            &all,
-            &config.pipeline.languages,
-            channel,
-            session,
-            mode,
-            config.asr.switch_confidence,
-            |r| {
-                done += 1;
-                eprintln!(
-                    "[{} {done}/{total}] {} {} → {}: {} word errors of {}",
-                    mode.name(),
-                    r.language,
-                    r.path
-                        .file_name()
-                        .map(|f| f.to_string_lossy())
-                        .unwrap_or_default(),
-                    r.detected,
-                    r.word_edits,
-                    r.words
-                );
-            },
-        )?;
-        tables.push((mode, eval::table(&results)));
+    for &session in &sessions {
+        for mode in &modes {
+            let total = all.len();
+            let mut done = 0;
+            let results = eval::run(
+                asr.as_ref(),
+                &all,
+                &config.pipeline.languages,
+                channel,
+                session,
+                mode,
+                config.asr.switch_confidence,
+                |r| {
+                    done += 1;
+                    eprintln!(
+                        "[{} {} {done}/{total}] {} {} → {}: {} word errors of {}",
+                        session.name(),
+                        mode.name(),
+                        r.language,
+                        r.path
+                            .file_name()
+                            .map(|f| f.to_string_lossy())
+                            .unwrap_or_default(),
+                        r.detected,
+                        r.word_edits,
+                        r.words
+                    );
+                },
+            )?;
+            tables.push((session, mode, eval::table(&results)));
+        }
     }
     if o.json {
         let all: Vec<serde_json::Value> = tables
             .iter()
-            .map(|(mode, rows)| eval::to_json(rows, channel, session, mode))
+            .map(|(session, mode, rows)| eval::to_json(rows, channel, *session, mode))
             .collect();
         match all.as_slice() {
             [one] => println!("{one}"),
@@ -181,10 +194,20 @@ pub(crate) fn eval_asr_cmd(config: &Config, manifests: &[PathBuf], o: &EvalOptio
         }
         return Ok(());
     }
-    for (mode, rows) in &tables {
-        print!("{}", eval::render(rows, channel, session, mode));
+    if session == eval::Session::PerLanguage {
+        println!(
+            "per-language: the clips of each reference language form one conversation, so its \
+             LID is helped by that grouping; none (each clip alone) and interleaved (the \
+             language switches every turn) follow for comparison"
+        );
     }
-    if let [(eval::Mode::Whole, whole), (eval::Mode::Streaming(_), streaming)] = tables.as_slice() {
+    for (session, mode, rows) in &tables {
+        print!("{}", eval::render(rows, channel, *session, mode));
+    }
+    let whole_and_streaming: Vec<_> = tables.iter().map(|(_, m, rows)| (m, rows)).collect();
+    if let [(eval::Mode::Whole, whole), (eval::Mode::Streaming(_), streaming)] =
+        whole_and_streaming.as_slice()
+    {
         print!("{}", eval::render_comparison(whole, streaming));
     }
     Ok(())
