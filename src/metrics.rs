@@ -31,6 +31,10 @@ pub struct Metrics {
     /// Replies started at a short pause / abandoned because the user went on.
     pub speculative_started: AtomicU64,
     pub speculative_abandoned: AtomicU64,
+    /// Turns whose words at a pause sounded finished (their end came sooner) / unfinished
+    /// (their end waited longer).
+    pub turn_ends_sooner: AtomicU64,
+    pub turn_ends_later: AtomicU64,
     /// Short speech over a reply that did not interrupt it.
     pub backchannels: AtomicU64,
     /// Speech over a reply of a session with barge-in off: not heard (the reply plays out).
@@ -211,6 +215,16 @@ impl Metrics {
                 "speculative_abandoned",
                 "Speculative replies abandoned because the user went on",
                 c(&self.speculative_abandoned),
+            ),
+            (
+                "turn_ends_sooner",
+                "Pauses whose words sounded finished: the turn ended after turn.finished_pause_ms",
+                c(&self.turn_ends_sooner),
+            ),
+            (
+                "turn_ends_later",
+                "Pauses whose words trailed off: the turn waited turn.unfinished_pause_ms",
+                c(&self.turn_ends_later),
             ),
             (
                 "backchannels",

@@ -31,6 +31,15 @@ pub const DEFAULT_SESSION_TTL_S: u64 = 1_800;
 
 pub const DEFAULT_SPECULATIVE_PAUSE_MS: u32 = 200;
 
+/// A pause this long ends a turn whose words sound finished (a question, a sentence).
+pub const DEFAULT_FINISHED_PAUSE_MS: u32 = 300;
+
+/// A turn whose words trail off ("and…", "मतलब") ends only after a pause this long.
+pub const DEFAULT_UNFINISHED_PAUSE_MS: u32 = 1_000;
+
+/// Longer than this, a user who stopped would think vaak did not hear them.
+pub const MAX_UNFINISHED_PAUSE_MS: u32 = 3_000;
+
 pub const DEFAULT_BARGE_IN_MIN_MS: u32 = 600;
 
 pub const DEFAULT_OUTPUT_LEAD_MS: u32 = 400;
@@ -85,6 +94,13 @@ pub struct TurnConfig {
     /// A pause this long starts answering speculatively (held until `vad.min_silence_ms`
     /// confirms the end of the turn, cancelled if the user goes on); 0 = off.
     pub speculative_pause_ms: u32,
+    /// Once the speculative pause's transcript is known, a turn whose words sound finished (a
+    /// question, a sentence: `text::turn_end`) ends after this much silence instead of
+    /// `vad.min_silence_ms`; 0 = never shorter. Needs `speculative_pause_ms`.
+    pub finished_pause_ms: u32,
+    /// … and a turn that trails off on a conjunction or a filler waits this long; 0 = never
+    /// longer.
+    pub unfinished_pause_ms: u32,
     /// User speech over the reply must last this long to interrupt it (shorter speech is
     /// transcribed, and interrupts only if it is not a backchannel).
     pub barge_in_min_ms: u32,
@@ -102,6 +118,8 @@ impl Default for TurnConfig {
     fn default() -> Self {
         Self {
             speculative_pause_ms: DEFAULT_SPECULATIVE_PAUSE_MS,
+            finished_pause_ms: DEFAULT_FINISHED_PAUSE_MS,
+            unfinished_pause_ms: DEFAULT_UNFINISHED_PAUSE_MS,
             barge_in_min_ms: DEFAULT_BARGE_IN_MIN_MS,
             output_lead_ms: DEFAULT_OUTPUT_LEAD_MS,
             partial_every_ms: DEFAULT_PARTIAL_EVERY_MS,
@@ -275,6 +293,23 @@ impl TurnConfig {
                 "turn.speculative_pause_ms must be shorter than vad.min_silence_ms (0 = off)"
                     .into(),
             ));
+        }
+        let finished = self.finished_pause_ms;
+        if finished != 0 && (finished <= self.speculative_pause_ms || finished > vad.min_silence_ms)
+        {
+            return Err(ConfigError::Invalid(
+                "turn.finished_pause_ms must be longer than turn.speculative_pause_ms and at most \
+                 vad.min_silence_ms (0 = off)"
+                    .into(),
+            ));
+        }
+        let unfinished = self.unfinished_pause_ms;
+        if unfinished != 0 && !(vad.min_silence_ms..=MAX_UNFINISHED_PAUSE_MS).contains(&unfinished)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "turn.unfinished_pause_ms must be within vad.min_silence_ms..\
+                 {MAX_UNFINISHED_PAUSE_MS} (0 = off)"
+            )));
         }
         Ok(())
     }

@@ -33,6 +33,15 @@ fn invalid_values_are_rejected() {
             "[[webrtc.ice_servers]]\nurls = [\"turn:t.example:3478\"]\n",
             "credential_env",
         ),
+        // The end of a finished turn: after the speculative pause, at most the usual silence.
+        ("[turn]\nfinished_pause_ms = 150\n", "finished_pause_ms"),
+        ("[turn]\nfinished_pause_ms = 600\n", "finished_pause_ms"),
+        // An unfinished one: at least the usual silence, at most 3 s.
+        ("[turn]\nunfinished_pause_ms = 400\n", "unfinished_pause_ms"),
+        (
+            "[turn]\nunfinished_pause_ms = 5000\n",
+            "unfinished_pause_ms",
+        ),
     ] {
         let e = Config::parse(bad).unwrap_err();
         assert!(e.to_string().contains(names), "{bad}: {e}");
@@ -49,6 +58,17 @@ fn invalid_values_are_rejected() {
         (c.kiosk.wake, c.kiosk.duplex),
         (Wake::PushToTalk, Duplex::EchoSuppression)
     );
+}
+
+#[test]
+fn the_end_of_turn_by_its_words_can_be_turned_off() {
+    let cfg = Config::parse("[turn]\nfinished_pause_ms = 0\nunfinished_pause_ms = 0\n").unwrap();
+    assert_eq!(
+        (cfg.turn.finished_pause_ms, cfg.turn.unfinished_pause_ms),
+        (0, 0)
+    );
+    let cfg = Config::parse("[turn]\nfinished_pause_ms = 500\nunfinished_pause_ms = 500\n");
+    assert!(cfg.is_ok(), "the bounds themselves are allowed: {cfg:?}");
 }
 
 #[test]

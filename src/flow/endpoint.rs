@@ -41,6 +41,9 @@ pub struct Endpointer {
     /// Silence frames that make a [`Endpoint::Pause`]; 0 = never.
     pause_frames: usize,
     paused: bool,
+    /// Silence frames that end the utterance in progress, when its words said how long to wait
+    /// ([`Endpointer::end_after`]); cleared when speech resumes.
+    end_frames: Option<usize>,
 }
 
 impl Endpointer {
@@ -58,6 +61,7 @@ impl Endpointer {
             in_speech: false,
             pause_frames: 0,
             paused: false,
+            end_frames: None,
         }
     }
 
@@ -73,6 +77,14 @@ impl Endpointer {
             return 0;
         }
         (self.speech_frames as u64 * self.frame as u64 * 1000 / u64::from(PIPELINE_RATE)) as u32
+    }
+
+    /// For the utterance in progress, from its words so far: it ends after `ms` of silence
+    /// instead of `min_silence_ms` (until speech resumes). Ignored outside confirmed speech.
+    pub fn end_after(&mut self, ms: u32) {
+        if self.in_confirmed_speech() {
+            self.end_frames = Some(self.frames_for(ms));
+        }
     }
 
     fn frames_for(&self, ms: u32) -> usize {
@@ -107,6 +119,7 @@ impl Endpointer {
             if prob >= self.cfg.threshold {
                 self.speech_frames += 1;
                 resumed = std::mem::take(&mut self.paused);
+                self.end_frames = None;
             }
         }
         if !self.confirmed {
@@ -117,7 +130,10 @@ impl Endpointer {
             }
             return self.confirm_if_long_enough();
         }
-        if self.silence_frames >= self.frames_for(self.cfg.min_silence_ms) {
+        let end = self
+            .end_frames
+            .unwrap_or_else(|| self.frames_for(self.cfg.min_silence_ms));
+        if self.silence_frames >= end {
             return Some(Endpoint::Utterance(self.take_utterance()));
         }
         if self.utterance.len() >= ms_to_samples(self.cfg.max_utterance_ms) {
@@ -187,6 +203,7 @@ impl Endpointer {
 
     fn reset_to_silence(&mut self) {
         self.paused = false;
+        self.end_frames = None;
         self.in_speech = false;
         self.confirmed = false;
         self.speech_frames = 0;
@@ -240,6 +257,53 @@ mod tests {
         // 2 frames pre-roll (64 ms) + 10 speech + 2 frames of trailing pad.
         assert_eq!(u.len(), (2 + 10 + 2) * 512);
         assert_eq!(u[0], 3.0, "pre-roll starts two frames before speech");
+    }
+
+    /// Frames of silence after 10 frames of speech until the utterance ends, with `end_after`
+    /// called once `told_at` frames of silence have passed.
+    fn silence_until_end(end_after_ms: Option<u32>, told_at: usize) -> Option<usize> {
+        let mut ep = Endpointer::new(cfg(), 512);
+        for _ in 0..10 {
+            ep.push(&[0.0; 512], 0.9);
+        }
+        for n in 1..=40 {
+            if n == told_at + 1 {
+                if let Some(ms) = end_after_ms {
+                    ep.end_after(ms);
+                }
+            }
+            if let Some(Endpoint::Utterance(_)) = ep.push(&[0.0; 512], 0.1) {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_words_so_far_shorten_or_lengthen_the_end_of_the_turn() {
+        // min_silence 320 ms = 10 frames of 32 ms.
+        assert_eq!(silence_until_end(None, 0), Some(10));
+        // A finished question: 160 ms once known (told after 3 frames of silence) …
+        assert_eq!(silence_until_end(Some(160), 3), Some(5));
+        // … or at once if the silence is already longer when it becomes known.
+        assert_eq!(silence_until_end(Some(160), 7), Some(8));
+        // An unfinished one waits 640 ms.
+        assert_eq!(silence_until_end(Some(640), 3), Some(20));
+        // Speech that resumes clears it: the next pause waits the usual time again.
+        let mut ep = Endpointer::new(cfg(), 512);
+        for _ in 0..10 {
+            ep.push(&[0.0; 512], 0.9);
+        }
+        ep.push(&[0.0; 512], 0.1);
+        ep.end_after(64);
+        ep.push(&[0.0; 512], 0.9);
+        let ended =
+            (1..=40).find(|_| matches!(ep.push(&[0.0; 512], 0.1), Some(Endpoint::Utterance(_))));
+        assert_eq!(ended, Some(10));
+        // Outside speech it is ignored.
+        let mut idle = Endpointer::new(cfg(), 512);
+        idle.end_after(64);
+        assert_eq!(idle.end_frames, None);
     }
 
     #[test]

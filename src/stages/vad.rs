@@ -14,9 +14,10 @@ use crate::audio::PIPELINE_RATE;
 use crate::backend::vad::VoiceActivity;
 use crate::config::VadConfig;
 use crate::flow::endpoint::{Endpoint, Endpointer};
-use crate::flow::messages::{Ingest, SpeechInput, Turn};
+use crate::flow::messages::{Ingest, SpeechInput, Turn, TurnId};
 use crate::flow::PipelineEvent;
 use crate::metrics::Metrics;
+use crate::text::turn_end::{completeness, Completeness};
 
 /// The rate of Silero's telephone mode, used for sessions whose audio came from a phone line.
 pub const NARROWBAND_RATE: u32 = 8_000;
@@ -161,7 +162,8 @@ pub async fn run(ctx: StageCtx, mut rx: mpsc::Receiver<Ingest>, tx: mpsc::Sender
         while let Some(msg) = ctx.next(&mut rx).await {
             let (Some(w), outs) = (match msg {
                 Ingest::Audio(samples) => {
-                    let Some(w) = work.take() else { break };
+                    let Some(mut w) = work.take() else { break };
+                    turns.judge_end(&ctx, &mut w.endpointer);
                     let Some((w, outs)) = process(w, samples).await else {
                         break;
                     };
@@ -228,6 +230,8 @@ struct TurnTaking {
     /// heard, so the reply plays out whole.
     ignoring: bool,
     speculative: Option<Arc<Turn>>,
+    /// The speculative turn whose words already set how long its pause must last.
+    judged: Option<TurnId>,
     /// The latest confirmed turn and the length of all the audio it was heard from.
     base: Option<(Arc<Turn>, usize)>,
     /// Audio of an unanswered turn the user is continuing (it prefixes this utterance).
@@ -242,6 +246,37 @@ fn unanswered(ctx: &StageCtx, turn: &Turn) -> bool {
 }
 
 impl TurnTaking {
+    /// Once the words of the pause's speculative turn are known, they say how long the pause
+    /// must last to end the turn: a finished question or sentence ends it sooner
+    /// (`turn.finished_pause_ms`), words that trail off make it wait (`turn.unfinished_pause_ms`).
+    fn judge_end(&mut self, ctx: &StageCtx, endpointer: &mut Endpointer) {
+        let Some(turn) = &self.speculative else {
+            return;
+        };
+        if self.judged == Some(turn.id) || turn.is_stale() {
+            return;
+        }
+        let Some((text, language, _)) = turn.user_text.get() else {
+            return;
+        };
+        self.judged = Some(turn.id);
+        let cfg = &ctx.backends.config.turn;
+        let (ms, counter) = match completeness(text, language) {
+            Completeness::Finished => (cfg.finished_pause_ms, &ctx.metrics.turn_ends_sooner),
+            Completeness::Unfinished => (cfg.unfinished_pause_ms, &ctx.metrics.turn_ends_later),
+            Completeness::Unsure => return,
+        };
+        if ms > 0 {
+            debug!(
+                turn = turn.id.0,
+                pause_ms = ms,
+                "the words set the end of the turn"
+            );
+            Metrics::incr(counter);
+            endpointer.end_after(ms);
+        }
+    }
+
     async fn on_output(
         &mut self,
         ctx: &StageCtx,

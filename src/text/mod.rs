@@ -12,3 +12,4 @@ pub mod redact;
 pub mod reply_guard;
 pub mod script;
 pub mod speech;
+pub mod turn_end;

@@ -448,3 +448,60 @@ async fn long_speech_gets_partial_transcripts_and_one_answer() {
     );
     s.tracker.close();
 }
+
+/// Silence after the end of speech until the turn ended (`speech_stopped`), for a user whose
+/// words the recogniser hears as `text`; and the turn-end counters.
+async fn silence_until_turn_end(text: &str, language: &str) -> (Duration, u64, u64) {
+    let llm = Arc::new(ScriptedLlm::new(
+        "Okay.",
+        Duration::from_millis(100),
+        Duration::from_millis(20),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[(text, language)]));
+    let mut s = live(llm, asr);
+    let input = s.p.input.clone();
+    let speech_end = tokio::time::Instant::now() + Duration::from_millis(800);
+    let feeder = tokio::spawn(async move { speak(&input, 800, 3_000).await });
+    let mut stopped = None;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(60), s.p.events.recv()).await {
+        if matches!(e, PipelineEvent::SpeechStopped { .. }) {
+            stopped = Some(tokio::time::Instant::now() - speech_end);
+            break;
+        }
+    }
+    feeder.abort();
+    s.tracker.close();
+    let m = &s.metrics;
+    (
+        stopped.expect("speech_stopped"),
+        Metrics::counter(&m.turn_ends_sooner),
+        Metrics::counter(&m.turn_ends_later),
+    )
+}
+
+/// The words heard at the pause set how long it must last: a finished question ends the turn
+/// after `turn.finished_pause_ms` (300 ms), words that trail off wait `turn.unfinished_pause_ms`
+/// (1 s), anything else the usual `vad.min_silence_ms` (500 ms).
+#[tokio::test(start_paused = true)]
+async fn a_finished_question_ends_the_turn_sooner_a_trailing_and_waits() {
+    let (finished, sooner, later) = silence_until_turn_end("What time is it?", "en").await;
+    assert_eq!((sooner, later), (1, 0));
+    let (unsure, sooner, later) = silence_until_turn_end("what time is it", "en").await;
+    assert_eq!((sooner, later), (0, 0));
+    let (trailing, sooner, later) = silence_until_turn_end("मुझे दिल्ली जाना है और", "hi").await;
+    assert_eq!((sooner, later), (0, 1));
+    let ms = |d: Duration| d.as_millis();
+    assert!(
+        ms(finished) < 450 && (450..650).contains(&ms(unsure)) && ms(trailing) >= 950,
+        "turn ends after {} / {} / {} ms of silence (finished / unsure / trailing)",
+        ms(finished),
+        ms(unsure),
+        ms(trailing)
+    );
+    eprintln!(
+        "turn ended after {} / {} / {} ms of silence (finished / unsure / trailing)",
+        ms(finished),
+        ms(unsure),
+        ms(trailing)
+    );
+}
