@@ -1,10 +1,12 @@
 //! `vaak kiosk`: one conversation through this machine's microphone and speaker, with no
 //! network — for a kiosk in a government office or a village centre. The conversation opens
 //! through the session service and runs in the call kernel like every other transport's: the
-//! microphone feeds it, replies go to the speaker and captions to the terminal (`Room`). The kiosk does not hear itself (half duplex, or echo suppression against the reply
-//! being played), greets in its languages when idle, and survives an unplugged device.
+//! microphone feeds it, replies go to the speaker and captions to the terminal (`room.rs`). The
+//! kiosk does not hear itself (half duplex, or echo suppression against the reply being played),
+//! greets in its languages when idle, and survives an unplugged device.
 
 pub mod devices;
+mod room;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,15 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::audio::resample::ToRate;
-use crate::audio::{rms, PIPELINE_RATE};
+use crate::audio::rms;
 use crate::backend::Backends;
 use crate::config::{Config, Duplex, LlmKind, Wake};
-use crate::flow::{Ingest, PipelineEvent, TurnId};
 use crate::metrics::Metrics;
 use crate::session::service::{AudioSource, OpenRequest, SessionService};
-use crate::transport::call::{self, CallRules, Cleared, Input, Overflow, Side};
-use devices::{Captured, DeviceEvent, Devices, Playback};
+use crate::transport::call::{self, CallRules, Cleared, Overflow};
+use devices::Devices;
+use room::Room;
 
 /// After the speaker falls silent, half duplex keeps the microphone muted this long (the
 /// room's reverberation and the device's buffer).
@@ -33,8 +34,6 @@ pub const HALF_DUPLEX_TAIL: Duration = Duration::from_millis(300);
 pub const ECHO_MARGIN: f32 = 3.0;
 /// At most this many languages are greeted in (the first of `pipeline.languages`).
 pub const GREETING_LANGUAGES: usize = 3;
-/// How often the kiosk checks whether a reply's first sample has reached the speaker.
-const PLAYED_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KioskError {
@@ -144,35 +143,6 @@ impl MicGate {
     }
 }
 
-/// A turn's reply on its way to the speaker: when its first sample is played, latency is known.
-struct Pending {
-    turn: u64,
-    /// The speaker's sample count at which the reply's first sample is played.
-    at_sample: u64,
-    /// When the pipeline handed the first reply audio over.
-    handed_over: Instant,
-}
-
-/// A [`ToRate`] whose target follows a device that may reopen at another rate.
-struct Converter(Option<ToRate>);
-
-impl Converter {
-    fn new() -> Self {
-        Self(None)
-    }
-
-    /// `samples` at `from` converted to `to`; nothing if they cannot be (a rate of 0).
-    fn run(&mut self, samples: &[f32], from: u32, to: u32) -> Vec<f32> {
-        if self.0.as_ref().map(ToRate::rate) != Some(to) {
-            self.0 = Some(ToRate::new(to));
-        }
-        self.0
-            .as_mut()
-            .and_then(|c| c.convert(samples, from).ok())
-            .unwrap_or_default()
-    }
-}
-
 /// Runs the kiosk until `stop` is cancelled (or SIGINT/SIGTERM); returns after every task it
 /// started has finished (or the deadline passed).
 pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: CancellationToken) {
@@ -218,28 +188,14 @@ pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: Cancellatio
         spawn_enter_reader(talk_tx);
         println!("[push to talk: press Enter to speak, Enter again when done]");
     }
-    let mut poll = tokio::time::interval(PLAYED_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut room = Room {
-        backends: Arc::clone(&backends),
-        metrics: Arc::clone(&metrics),
-        tracker: tracker.clone(),
-        playback: Arc::clone(&devices.playback),
+    let mut room = Room::new(
+        &config,
+        Arc::clone(&backends),
+        Arc::clone(&metrics),
+        tracker.clone(),
         devices,
-        talk: talk_rx,
-        signals: signals(),
-        gate: MicGate::new(cfg.duplex, cfg.wake),
-        mic_rs: Converter::new(),
-        spk_rs: Converter::new(),
-        pending: Vec::new(),
-        device_delay_ms: Default::default(),
-        last_audio_turn: 0,
-        last_activity: Instant::now(),
-        greeted: false,
-        greetings: greetings(&config),
-        idle: Duration::from_secs(cfg.greeting_idle_s),
-        poll,
-    };
+        talk_rx,
+    );
     let rules = CallRules {
         // The microphone is live capture: a pipeline that is behind loses chunks, counted.
         overflow: Overflow::DropAndCount,
@@ -250,7 +206,7 @@ pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: Cancellatio
     info!(reason = ?end.describe(), "kiosk conversation ended");
     session_stop.cancel();
     drop(session);
-    let devices = room.devices;
+    let devices = room.into_devices();
     info!(
         capture_chunks_dropped = devices.dropped.load(Ordering::Relaxed),
         device_glitches = devices.glitches.load(Ordering::Relaxed),
@@ -273,229 +229,9 @@ pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: Cancellatio
 /// The tenant of the kiosk's one conversation.
 const KIOSK_TENANT: &str = "kiosk";
 
-/// The kiosk's side of the call kernel: the microphone (gated against the kiosk's own voice),
-/// push-to-talk, the devices' state and a poll of the speaker in; replies to the speaker,
-/// captions to the terminal, greetings when the room is quiet.
-struct Room {
-    backends: Arc<Backends>,
-    metrics: Arc<Metrics>,
-    tracker: TaskTracker,
-    devices: Devices,
-    playback: Arc<Playback>,
-    talk: mpsc::Receiver<()>,
-    signals: Signals,
-    gate: MicGate,
-    mic_rs: Converter,
-    spk_rs: Converter,
-    pending: Vec<Pending>,
-    device_delay_ms: std::collections::HashMap<u64, u64>,
-    last_audio_turn: u64,
-    last_activity: Instant,
-    greeted: bool,
-    greetings: Vec<(String, String)>,
-    idle: Duration,
-    poll: tokio::time::Interval,
-}
-
-/// SIGINT or SIGTERM.
-#[derive(Debug)]
-struct Signalled;
-
-impl Side for Room {
-    type End = Signalled;
-
-    async fn next(&mut self) -> Input<Signalled> {
-        tokio::select! {
-            biased;
-            _ = next_signal(&mut self.signals) => Input::End(Signalled),
-            Some(ev) = self.devices.events.recv() => {
-                self.on_device(ev);
-                Input::Nothing
-            }
-            Some(Captured { mut samples, rate }) = self.devices.captured.recv() => {
-                let playing = self.playback.queued() > 0;
-                let level = self.playback.level();
-                self.gate.pass(&mut samples, playing, level, Instant::now());
-                let pcm = self.mic_rs.run(&samples, rate, PIPELINE_RATE);
-                if pcm.is_empty() {
-                    Input::Nothing
-                } else {
-                    Input::Ingest(Ingest::Audio(pcm))
-                }
-            }
-            Some(()) = self.talk.recv() => {
-                self.gate.talking = !self.gate.talking;
-                println!("{}", if self.gate.talking { "[listening…]" } else { "[thinking…]" });
-                if self.gate.talking {
-                    Input::Nothing
-                } else {
-                    Input::Ingest(Ingest::EndOfInput)
-                }
-            }
-            _ = self.poll.tick() => {
-                self.on_poll();
-                Input::Nothing
-            }
-        }
-    }
-
-    async fn audio(&mut self, turn: TurnId, samples: Vec<f32>, rate: u32) -> Result<(), Signalled> {
-        let out_rate = self.playback.rate.load(Ordering::Relaxed) as u32;
-        let audio = self.spk_rs.run(&samples, rate, out_rate);
-        if turn.0 != self.last_audio_turn {
-            // The reply's first audio: latency is known once the speaker plays it.
-            self.last_audio_turn = turn.0;
-            self.pending.push(Pending {
-                turn: turn.0,
-                at_sample: self.playback.played.load(Ordering::Relaxed)
-                    + self.playback.queued() as u64,
-                handed_over: Instant::now(),
-            });
-        }
-        if self.playback.push(&audio) > 0 {
-            // The speaker's queue is full (a stalled device): that audio is lost, counted.
-            Metrics::incr(&self.metrics.audio_chunks_dropped);
-        }
-        self.last_activity = Instant::now();
-        Ok(())
-    }
-
-    async fn reply_done(&mut self, _turn: TurnId, _cleared: bool) -> Result<(), Signalled> {
-        Ok(())
-    }
-
-    async fn clear(&mut self, _turn: TurnId) -> Result<(), Signalled> {
-        self.playback.clear();
-        Ok(())
-    }
-
-    async fn event(&mut self, ev: PipelineEvent) -> Result<(), Signalled> {
-        match ev {
-            PipelineEvent::SpeechStarted => self.last_activity = Instant::now(),
-            PipelineEvent::Transcript {
-                text,
-                language,
-                is_final: true,
-                ..
-            } => println!("you ({language}): {text}"),
-            PipelineEvent::ReplyText { text, .. } => println!("vaak: {text}"),
-            PipelineEvent::TurnCompleted { turn, timings, .. } => {
-                let device = self.device_delay_ms.remove(&turn.0);
-                if let (Some(to_audio), Some(device)) = (timings.end_to_first_audio, device) {
-                    let total = to_audio.as_millis() as u64 + device;
-                    info!(
-                        turn = turn.0,
-                        end_of_speech_to_speaker_ms = total,
-                        device_ms = device,
-                        "turn timing"
-                    );
-                    println!(
-                        "[turn {}: {total} ms from the end of speech to the speaker]",
-                        turn.0
-                    );
-                }
-                self.last_activity = Instant::now();
-            }
-            PipelineEvent::TurnFailed { message, .. } => {
-                println!("[could not answer: {message}]");
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-impl Room {
-    fn on_device(&mut self, ev: DeviceEvent) {
-        match ev {
-            DeviceEvent::Ready {
-                input_rate,
-                output_rate,
-            } => {
-                info!(input_rate, output_rate, "audio devices open");
-                println!("[listening: microphone {input_rate} Hz, speaker {output_rate} Hz]");
-                if !self.greeted {
-                    self.greeted = true;
-                    self.greet();
-                }
-            }
-            DeviceEvent::Failed(why) => {
-                warn!(error = %why, "audio device unavailable; retrying");
-                println!("[audio device problem: {why} — retrying]");
-            }
-        }
-    }
-
-    /// Notes when each reply's first sample reached the speaker; greets a quiet room.
-    fn on_poll(&mut self) {
-        let played = self.playback.played.load(Ordering::Relaxed);
-        let delays = &mut self.device_delay_ms;
-        self.pending.retain(|p| {
-            if played > p.at_sample {
-                delays.insert(p.turn, p.handed_over.elapsed().as_millis() as u64);
-                false
-            } else {
-                true
-            }
-        });
-        let quiet = self.last_activity.elapsed() >= self.idle && self.playback.queued() == 0;
-        if self.greeted && self.idle > Duration::ZERO && quiet {
-            self.greet();
-        }
-    }
-
-    fn greet(&mut self) {
-        self.tracker.spawn(speak_greetings(
-            Arc::clone(&self.backends),
-            self.greetings.clone(),
-            Arc::clone(&self.playback),
-        ));
-        self.last_activity = Instant::now();
-    }
-}
-
 /// Stops the device thread off the runtime (it joins a thread).
 async fn devices_stop(devices: Devices) {
     let _ = tokio::task::spawn_blocking(move || devices.stop()).await;
-}
-
-/// Speaks each greeting (with its caption) through the speaker; a task of its own, so that the
-/// kiosk loop keeps taking the microphone meanwhile.
-async fn speak_greetings(
-    backends: Arc<Backends>,
-    greetings: Vec<(String, String)>,
-    playback: Arc<Playback>,
-) {
-    let mut spk_rs = Converter::new();
-    for (lang, text) in &greetings {
-        let engine = match backends.tts.for_language(lang) {
-            Ok(e) => e,
-            Err(e) => {
-                warn!(language = %lang, error = %e, "no voice for the greeting");
-                continue;
-            }
-        };
-        let (spoken, speed) = (
-            crate::text::speech::normalize_for_speech(text, lang),
-            backends.config.tts.default_speed,
-        );
-        let synth = tokio::task::spawn_blocking(move || {
-            engine
-                .synthesize(&spoken, speed)
-                .map(|s| (s, engine.sample_rate()))
-        })
-        .await;
-        match synth {
-            Ok(Ok((samples, rate))) => {
-                let out_rate = playback.rate.load(Ordering::Relaxed) as u32;
-                // The caption goes with the audio.
-                println!("vaak: {text}");
-                playback.push(&spk_rs.run(&samples, rate, out_rate));
-            }
-            Ok(Err(e)) => warn!(language = %lang, error = %e, "greeting synthesis failed"),
-            Err(e) => warn!(error = %e, "greeting task failed"),
-        }
-    }
 }
 
 /// Each Enter on the terminal toggles push-to-talk (a blocking reader thread; it ends at EOF).
@@ -510,28 +246,6 @@ fn spawn_enter_reader(tx: mpsc::Sender<()>) {
                 }
             }
         });
-}
-
-type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
-
-fn signals() -> Signals {
-    use tokio::signal::unix::{signal, SignalKind};
-    Some((
-        signal(SignalKind::terminate()).ok()?,
-        signal(SignalKind::interrupt()).ok()?,
-    ))
-}
-
-async fn next_signal(s: &mut Signals) {
-    match s {
-        Some((term, int)) => {
-            tokio::select! {
-                _ = term.recv() => info!("SIGTERM"),
-                _ = int.recv() => info!("SIGINT"),
-            }
-        }
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
