@@ -15,8 +15,10 @@
 //!  transport::wyoming (Home Assistant: transcribe, synthesize, one agent turn) ─► the same
 //!  transport::grpc ─────────┐
 //!  transport::webrtc ───────┤
-//!  transport::telephony ────┴─► session::service (admission, tenant, resume from the store:
-//!                               SQLite, or PostgreSQL shared by replicas)
+//!  transport::telephony ────┼─► session::service (admission, tenant, resume from the store:
+//!  transport::kiosk ────────┘   SQLite, or PostgreSQL shared by replicas); every live call then
+//!                               runs in transport::call (deadlines, ingest overflow policy,
+//!                               cleared-turn watermark), the transport supplying its `Side`
 //!   (Twilio/Exotel/Plivo WS,     ──► pipeline::spawn(settings, memory) ──► the stages above
 //!    Asterisk AudioSocket;       telephony: marks/paced frames report what was played, 8 kHz
 //!    one writer task per call)   audio through G.711 + resampling, Silero's 8 kHz mode

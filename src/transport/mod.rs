@@ -5,6 +5,8 @@
 //! web page at `/`); the OpenAI-compatible speech endpoints on the HTTP listener (one-off
 //! recognition and synthesis, `oneoff.rs`, shared with gRPC's unary calls); the Wyoming
 //! protocol for Home Assistant (its own TCP listener); the kiosk's own microphone and speaker.
+//! Every live call (gRPC `Converse`, phone, browser, kiosk) runs in one kernel, `call.rs`; each
+//! of those transports supplies only its protocol, as the kernel's `Side`.
 
 pub mod auth;
 pub mod call;
