@@ -208,7 +208,7 @@ pub(crate) async fn run<P: Side>(
                 }
                 match step {
                     Input::Ingest(msg) => {
-                        pending = offer(svc, input.as_ref(), msg, rules.overflow);
+                        pending = offer(&svc.metrics, input.as_ref(), msg, rules.overflow);
                     }
                     Input::Nothing => {}
                     Input::Interrupt => {
@@ -244,7 +244,7 @@ pub(crate) async fn run<P: Side>(
 /// Hands `msg` to the pipeline now if there is room; otherwise audio under
 /// [`Overflow::DropAndCount`] is dropped and counted, and anything else is returned to wait.
 fn offer(
-    svc: &SessionService,
+    metrics: &Metrics,
     input: Option<&mpsc::Sender<Ingest>>,
     msg: Ingest,
     overflow: Overflow,
@@ -253,7 +253,7 @@ fn offer(
     match (msg, overflow) {
         (Ingest::Audio(pcm), Overflow::DropAndCount) => {
             // A closed input shows on the next event: the pipeline has ended.
-            let _ = push_live(input, pcm, &svc.metrics);
+            let _ = push_live(input, pcm, metrics);
             None
         }
         (msg, _) => match input.try_send(msg) {
@@ -315,5 +315,228 @@ async fn deliver<P: Side>(
             peer.event(ev).await
         }
         ev => peer.event(ev).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::{EnergyVad, ScriptedAsr, ScriptedLlm, ToneBank};
+    use crate::backend::Backends;
+    use crate::session::service::OpenRequest;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    /// A caller that says nothing and records what reaches it.
+    #[derive(Default)]
+    struct Recorder {
+        seen: Vec<String>,
+    }
+
+    impl Side for Recorder {
+        type End = ();
+
+        async fn next(&mut self) -> Input<()> {
+            std::future::pending().await
+        }
+
+        async fn audio(&mut self, turn: TurnId, _: Vec<f32>, _: u32) -> Result<(), ()> {
+            self.seen.push(format!("audio {}", turn.0));
+            Ok(())
+        }
+
+        async fn reply_done(&mut self, turn: TurnId, cleared: bool) -> Result<(), ()> {
+            self.seen.push(format!("done {} cleared={cleared}", turn.0));
+            Ok(())
+        }
+
+        async fn clear(&mut self, turn: TurnId) -> Result<(), ()> {
+            self.seen.push(format!("clear {}", turn.0));
+            Ok(())
+        }
+
+        async fn event(&mut self, ev: PipelineEvent) -> Result<(), ()> {
+            let name = match ev {
+                PipelineEvent::Interrupted { .. } => "interrupted",
+                PipelineEvent::TurnCompleted { .. } => "completed",
+                _ => "other",
+            };
+            self.seen.push(format!("event {name}"));
+            Ok(())
+        }
+    }
+
+    fn audio(turn: u64) -> PipelineEvent {
+        PipelineEvent::ReplyAudio {
+            turn: TurnId(turn),
+            samples: vec![0.1; 160],
+            sample_rate: 16_000,
+            offset_samples: 0,
+        }
+    }
+
+    fn completed(turn: u64) -> PipelineEvent {
+        PipelineEvent::TurnCompleted {
+            turn: TurnId(turn),
+            reply_text: String::new(),
+            voice: String::new(),
+            language: "en".into(),
+            timings: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_turn_is_cleared_before_its_event_and_its_late_audio_dropped() {
+        let (mut side, cleared, metrics) =
+            (Recorder::default(), Cleared::default(), Metrics::default());
+        let interrupted = PipelineEvent::Interrupted {
+            turn: TurnId(2),
+            played_s: 0.5,
+            kept_text: String::new(),
+        };
+        for ev in [
+            audio(2),
+            interrupted,
+            audio(2),
+            completed(2),
+            audio(3),
+            completed(3),
+        ] {
+            deliver(&mut side, &cleared, &metrics, ev).await.unwrap();
+        }
+        assert_eq!(
+            side.seen,
+            [
+                "audio 2",
+                "clear 2",
+                "event interrupted",
+                "done 2 cleared=true",
+                "event completed",
+                "audio 3",
+                "done 3 cleared=false",
+                "event completed"
+            ]
+        );
+        assert_eq!(Metrics::counter(&metrics.stale_messages_dropped), 1);
+        assert!(cleared.covers(1) && cleared.covers(2) && !cleared.covers(3));
+    }
+
+    #[test]
+    fn live_audio_is_dropped_and_counted_at_a_full_input_anything_else_waits() {
+        let metrics = Metrics::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let pcm = || Ingest::Audio(vec![0.0; 320]);
+        assert!(offer(&metrics, Some(&tx), pcm(), Overflow::DropAndCount).is_none());
+        // Full now: live audio is dropped and counted …
+        assert!(offer(&metrics, Some(&tx), pcm(), Overflow::DropAndCount).is_none());
+        assert_eq!(Metrics::counter(&metrics.audio_chunks_dropped), 1);
+        // … typed text and the end of input wait, as does audio from a client that can slow down.
+        let text = Ingest::Text("hello".into());
+        assert!(offer(&metrics, Some(&tx), text, Overflow::DropAndCount).is_some());
+        assert!(offer(
+            &metrics,
+            Some(&tx),
+            Ingest::EndOfInput,
+            Overflow::DropAndCount
+        )
+        .is_some());
+        assert!(offer(&metrics, Some(&tx), pcm(), Overflow::Backpressure).is_some());
+        assert_eq!(Metrics::counter(&metrics.audio_chunks_dropped), 1);
+    }
+
+    /// A session on scripted backends, opened through the session service as transports do.
+    async fn open_session(stop: &CancellationToken) -> (SessionService, OpenSession) {
+        let backends = Arc::new(Backends {
+            config: Arc::new(crate::config::Config::default()),
+            vad: Arc::new(EnergyVad { threshold: 0.05 }),
+            asr: Arc::new(ScriptedAsr::new(&[("hello", "en")])),
+            llm: Arc::new(ScriptedLlm::new(
+                "Hi.",
+                Duration::from_millis(10),
+                Duration::from_millis(10),
+            )),
+            tts: Arc::new(ToneBank::default()),
+            worker: None,
+            cpu: crate::scheduler::CpuScheduler::new(1),
+        });
+        let svc = SessionService::new(
+            backends,
+            Arc::new(Metrics::default()),
+            None,
+            TaskTracker::new(),
+            stop.clone(),
+        );
+        let slot = svc.admit("test", "t").unwrap();
+        let req = OpenRequest {
+            tenant: "t".into(),
+            languages: vec!["en".into()],
+            ..Default::default()
+        };
+        let session = svc.open(slot, req).await.unwrap();
+        (svc, session)
+    }
+
+    fn rules(idle_s: Option<u64>, max_s: Option<u64>) -> CallRules {
+        CallRules {
+            overflow: Overflow::DropAndCount,
+            idle: idle_s.map(Duration::from_secs),
+            max_length: max_s.map(Duration::from_secs),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_caller_ends_at_idle_the_length_limit_or_shutdown_whichever_is_first() {
+        let stop = CancellationToken::new();
+        let (svc, mut session) = open_session(&stop).await;
+        let started = Instant::now();
+        let end = run(
+            &svc,
+            &mut session,
+            &mut Recorder::default(),
+            rules(Some(5), Some(60)),
+            &Cleared::default(),
+        )
+        .await;
+        assert!(matches!(end, End::Idle(5)), "{end:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+        let (svc, mut session) = open_session(&stop).await;
+        let end = run(
+            &svc,
+            &mut session,
+            &mut Recorder::default(),
+            rules(None, Some(30)),
+            &Cleared::default(),
+        )
+        .await;
+        assert!(matches!(end, End::MaxLength(30)), "{end:?}");
+
+        let (svc, mut session) = open_session(&stop).await;
+        let taken = session.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            taken.cancel();
+        });
+        let end = run(
+            &svc,
+            &mut session,
+            &mut Recorder::default(),
+            rules(None, None),
+            &Cleared::default(),
+        )
+        .await;
+        assert!(matches!(end, End::TakenOver), "{end:?}");
+
+        let (svc, mut session) = open_session(&stop).await;
+        stop.cancel();
+        let end = run(
+            &svc,
+            &mut session,
+            &mut Recorder::default(),
+            rules(Some(5), Some(60)),
+            &Cleared::default(),
+        )
+        .await;
+        assert!(matches!(end, End::ShuttingDown), "{end:?}");
     }
 }
