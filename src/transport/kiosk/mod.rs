@@ -203,7 +203,7 @@ pub async fn run(config: Arc<Config>, backends: Arc<Backends>, stop: Cancellatio
         max_length: None,
     };
     let end = call::run(&svc, &mut session, &mut room, rules, &Cleared::default()).await;
-    info!(reason = ?end.describe(), "kiosk conversation ended");
+    info!(reason = ?end, "kiosk conversation ended");
     session_stop.cancel();
     drop(session);
     let devices = room.into_devices();
