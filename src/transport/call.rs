@@ -476,67 +476,53 @@ mod tests {
         (svc, session)
     }
 
-    fn rules(idle_s: Option<u64>, max_s: Option<u64>) -> CallRules {
-        CallRules {
+    /// How a call of a caller who never says anything ends, with these limits (seconds).
+    async fn silent_call(
+        stop: &CancellationToken,
+        idle_s: Option<u64>,
+        max_s: Option<u64>,
+        before: impl FnOnce(&OpenSession),
+    ) -> End<()> {
+        let (svc, mut session) = open_session(stop).await;
+        before(&session);
+        let rules = CallRules {
             overflow: Overflow::DropAndCount,
             idle: idle_s.map(Duration::from_secs),
             max_length: max_s.map(Duration::from_secs),
-        }
+        };
+        let cleared = Cleared::default();
+        run(
+            &svc,
+            &mut session,
+            &mut Recorder::default(),
+            rules,
+            &cleared,
+        )
+        .await
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_caller_ends_at_idle_the_length_limit_or_shutdown_whichever_is_first() {
         let stop = CancellationToken::new();
-        let (svc, mut session) = open_session(&stop).await;
         let started = Instant::now();
-        let end = run(
-            &svc,
-            &mut session,
-            &mut Recorder::default(),
-            rules(Some(5), Some(60)),
-            &Cleared::default(),
-        )
-        .await;
+        let end = silent_call(&stop, Some(5), Some(60), |_| {}).await;
         assert!(matches!(end, End::Idle(5)), "{end:?}");
         assert_eq!(started.elapsed(), Duration::from_secs(5));
 
-        let (svc, mut session) = open_session(&stop).await;
-        let end = run(
-            &svc,
-            &mut session,
-            &mut Recorder::default(),
-            rules(None, Some(30)),
-            &Cleared::default(),
-        )
-        .await;
+        let end = silent_call(&stop, None, Some(30), |_| {}).await;
         assert!(matches!(end, End::MaxLength(30)), "{end:?}");
 
-        let (svc, mut session) = open_session(&stop).await;
-        let taken = session.cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            taken.cancel();
-        });
-        let end = run(
-            &svc,
-            &mut session,
-            &mut Recorder::default(),
-            rules(None, None),
-            &Cleared::default(),
-        )
+        let end = silent_call(&stop, None, None, |session| {
+            let taken = session.cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                taken.cancel();
+            });
+        })
         .await;
         assert!(matches!(end, End::TakenOver), "{end:?}");
 
-        let (svc, mut session) = open_session(&stop).await;
-        stop.cancel();
-        let end = run(
-            &svc,
-            &mut session,
-            &mut Recorder::default(),
-            rules(Some(5), Some(60)),
-            &Cleared::default(),
-        )
-        .await;
+        let end = silent_call(&stop, Some(5), Some(60), |_| stop.cancel()).await;
         assert!(matches!(end, End::ShuttingDown), "{end:?}");
     }
 }
