@@ -134,6 +134,8 @@ pub struct ScriptedLlm {
     pub first_token: Duration,
     pub per_token: Duration,
     pub requests: Mutex<Vec<ChatRequest>>,
+    /// Prefills asked for, in order (as the embedded worker would take them).
+    pub prefills: Mutex<Vec<ChatRequest>>,
     /// Fail this many requests first (backend-down scenarios).
     pub fail_first: AtomicUsize,
 }
@@ -145,12 +147,21 @@ impl ScriptedLlm {
             first_token,
             per_token,
             requests: Mutex::new(Vec::new()),
+            prefills: Mutex::new(Vec::new()),
             fail_first: AtomicUsize::new(0),
         }
     }
 }
 
 impl Llm for ScriptedLlm {
+    fn prefill(&self, req: ChatRequest) -> BoxFuture<'_, Result<bool, LlmError>> {
+        self.prefills
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(req);
+        Box::pin(async { Ok(true) })
+    }
+
     fn stream_chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<LlmStream, LlmError>> {
         self.requests
             .lock()

@@ -322,12 +322,16 @@ pub enum SpeechInput {
 /// ASR → language id.
 /// What the streaming recogniser has committed of the utterance still being spoken: the LLM
 /// stage prefills it into the session's KV cache, so that at the end of the turn only the rest
-/// of the sentence remains to be read. Travels on a `watch` edge (one slot, the newest text
-/// replaces an unread older one: only the latest words matter).
+/// of the sentence remains to be read. Sent from the first partial on, when the language is
+/// known, even before any word is committed (`text` empty): the history and the language's
+/// greeting are then read while the user speaks. Travels on a `watch` edge (one slot, the
+/// newest replaces an unread older one: only the latest words matter).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heard {
     pub text: String,
     pub language: String,
+    /// Which utterance (the recogniser's count): the same words in a new utterance are news.
+    pub utterance: u64,
 }
 
 #[derive(Debug)]

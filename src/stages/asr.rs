@@ -460,17 +460,16 @@ async fn emit_partial(ctx: &StageCtx, rec: &mut Recognition) {
     }
     rec.last_partial = text.clone();
     let committed = stream.committed_text();
-    if !committed.trim().is_empty() {
-        let heard = Heard {
-            text: committed.clone(),
-            language: language.code.clone(),
-        };
-        ctx.heard.send_if_modified(|last| {
-            let changed = last.as_ref() != Some(&heard);
-            *last = Some(heard);
-            changed
-        });
-    }
+    let heard = Heard {
+        text: committed.trim().to_string(),
+        language: language.code.clone(),
+        utterance: rec.generation,
+    };
+    ctx.heard.send_if_modified(|last| {
+        let changed = last.as_ref() != Some(&heard);
+        *last = Some(heard);
+        changed
+    });
     ctx.emit(PipelineEvent::Transcript {
         turn: ctx.turns.next_id(),
         text,

@@ -505,3 +505,55 @@ async fn a_finished_question_ends_the_turn_sooner_a_trailing_and_waits() {
         ms(trailing)
     );
 }
+
+/// From the first partial transcript, while the user still speaks and before any word is
+/// committed, the conversation so far (the history and the language's greeting) is prefilled:
+/// the turn's own request then only adds the user's words.
+#[tokio::test(start_paused = true)]
+async fn the_history_is_prefilled_from_the_first_partial_before_any_word_is_committed() {
+    let llm = Arc::new(ScriptedLlm::new(
+        "Okay.",
+        Duration::from_millis(100),
+        Duration::from_millis(10),
+    ));
+    let asr = Arc::new(ScriptedAsr::new(&[(
+        "I would like to book a ticket to Chennai",
+        "en",
+    )]));
+    let mut s = live(llm.clone(), asr);
+    let input = s.p.input.clone();
+    let feeder = tokio::spawn(async move { speak(&input, 3_000, 3_000).await });
+    collect(&mut s.p.events, |e| completed(e, 1) || completed(e, 2)).await;
+    feeder.abort();
+    s.tracker.close();
+    let prefills = llm.prefills.lock().unwrap().clone();
+    let requests = llm.requests.lock().unwrap().clone();
+    assert!(
+        !prefills.is_empty(),
+        "nothing was prefilled while the user spoke"
+    );
+    assert_eq!(requests.len(), 1);
+    let first = &prefills[0].messages;
+    let last = first.last().expect("a prompt");
+    assert!(
+        last.content.is_empty(),
+        "the first prefill came before any committed word, with an empty user message: {last:?}"
+    );
+    // Everything before the user's message is what the turn's request starts with.
+    let request = &requests[0].messages;
+    let shared = first.len() - 1;
+    assert_eq!(
+        &request[..shared]
+            .iter()
+            .map(|m| &m.content)
+            .collect::<Vec<_>>(),
+        &first[..shared]
+            .iter()
+            .map(|m| &m.content)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        request.last().map(|m| m.content.as_str()),
+        Some("I would like to book a ticket to Chennai")
+    );
+}
