@@ -109,6 +109,9 @@ pub struct TurnSample {
     pub first_partial_ms: Option<f64>,
     /// The longest wait for a new partial while the user was speaking (gRPC only).
     pub partial_gap_ms: Option<f64>,
+    /// The longest silence inside the reply, as a listener playing it on arrival hears it:
+    /// audio that came after what had come before had finished playing (gRPC only).
+    pub reply_stall_ms: Option<f64>,
     pub error: Option<String>,
 }
 
@@ -208,6 +211,10 @@ impl LatencyReport {
                 "longest wait for a partial (speaking)",
                 self.partials(|s| s.partial_gap_ms),
             );
+            out += &row(
+                "longest silence inside a reply",
+                self.partials(|s| s.reply_stall_ms),
+            );
         }
         for f in failed.iter().take(5) {
             out += &format!(
@@ -237,6 +244,7 @@ impl LatencyReport {
             "cpu_wait": s(self.stage(|t| t.cpu_wait_ms)),
             "first_partial": s(self.partials(|t| t.first_partial_ms)),
             "partial_gap": s(self.partials(|t| t.partial_gap_ms)),
+            "reply_stall": s(self.partials(|t| t.reply_stall_ms)),
         })
     }
 }
@@ -344,6 +352,8 @@ async fn run_session(
         let deadline = speech_end_at + REPLY_TIMEOUT;
         let speech_start_at = start + clip.speech_start;
         let mut last_partial: Option<Instant> = None;
+        // When the reply audio received so far finishes playing.
+        let mut played_until: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -360,6 +370,14 @@ async fn run_session(
                             answered_turn = Some(a.turn);
                             sample.cut_in |= now < speech_end_at;
                             sample.latency_ms = Some(now.saturating_duration_since(speech_end_at).as_secs_f64() * 1000.0);
+                            played_until = Some(now + pcm16_duration(&a));
+                        }
+                        Some(Event::ReplyAudio(a)) if Some(a.turn) == answered_turn => {
+                            let now = Instant::now();
+                            let until = played_until.unwrap_or(now);
+                            let stall = now.saturating_duration_since(until).as_secs_f64() * 1000.0;
+                            sample.reply_stall_ms = Some(sample.reply_stall_ms.unwrap_or(0.0).max(stall));
+                            played_until = Some(until.max(now) + pcm16_duration(&a));
                         }
                         Some(Event::Transcript(t)) if !t.is_final && Instant::now() < speech_end_at => {
                             let now = Instant::now();
@@ -379,6 +397,8 @@ async fn run_session(
                             first_audio = None;
                             answered_turn = None;
                             sample.latency_ms = None;
+                            played_until = None;
+                            sample.reply_stall_ms = None;
                         }
                         Some(Event::TurnCompleted(t)) if Some(t.turn) == answered_turn => {
                             if let Some(tm) = t.timings {
@@ -752,6 +772,11 @@ fn child_pids(pid: u32) -> Vec<u32> {
             rest.split_whitespace().nth(1) == Some(&pid.to_string())
         })
         .collect()
+}
+
+/// How long a reply chunk plays (PCM16 at its rate; other encodings are not measured).
+fn pcm16_duration(a: &proto::ReplyAudio) -> Duration {
+    Duration::from_secs_f64(a.audio.len() as f64 / 2.0 / f64::from(a.sample_rate.max(1)))
 }
 
 #[cfg(test)]
