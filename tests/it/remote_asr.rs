@@ -16,6 +16,9 @@ use futures::StreamExt;
 
 use super::common::{eval_dir, run, stderr, vaak};
 
+/// How long the slow and stalling test servers hold a request.
+const SERVER_HOLD: Duration = Duration::from_secs(300);
+
 const KEY_ENV: &str = "VAAK_TEST_ASR_KEY";
 const KEY: &str = "asr-secret-0123456789";
 const REMOTE_TEXT: &str = "రిమోట్ సర్వర్ నుండి పాఠం";
@@ -90,7 +93,7 @@ async fn serve(log: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
             "/slow/v1/audio/transcriptions",
             post(move |h: HeaderMap, b: Bytes| async move {
                 r3(h, b);
-                tokio::time::sleep(Duration::from_secs(300)).await;
+                tokio::time::sleep(SERVER_HOLD).await;
                 (StatusCode::OK, "{\"text\": \"too late\"}".to_string())
             }),
         )
@@ -103,7 +106,7 @@ async fn serve(log: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
                     Ok::<_, std::io::Error>(Bytes::from_static(b"{\"text\": \"half an ans"))
                 })
                 .chain(futures::stream::once(async {
-                    tokio::time::sleep(Duration::from_secs(300)).await;
+                    tokio::time::sleep(SERVER_HOLD).await;
                     Ok(Bytes::from_static(b"wer\"}"))
                 }));
                 (StatusCode::OK, axum::body::Body::from_stream(chunks))
@@ -214,10 +217,12 @@ async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
     // Slow: given up after the timeout, then the embedded model answers.
     let (_, log_text, took) = transcribe_via(dir.path(), addr, "slow", 1_000).await;
     assert!(log_text.contains("no answer within 1000 ms"), "{log_text}");
-    // As long as the 503 case (model load + fallback decode) plus the 1 s timeout and slack for
-    // a loaded machine — far from the server's 300 s.
+    // The give-up is the log line above (at the 1 s limit); what follows is the embedded
+    // fallback decode, whose time varies far more than the limit: Whisper base loops on this
+    // Telugu clip and its temperature fallback took 5 s in one run and 38 s in another. So the
+    // bound only shows the call did not wait for the server's 300 s.
     assert!(
-        took < down_took + Duration::from_secs(30),
+        took < SERVER_HOLD / 2,
         "took {took:?} (the 503 case {down_took:?})"
     );
 
@@ -230,7 +235,7 @@ async fn remote_recogniser_answers_and_falls_back_when_down_or_slow() {
     let text = json["text"].as_str().unwrap();
     assert!(!text.is_empty() && !text.contains("half"), "{text}");
     assert!(
-        took < down_took + Duration::from_secs(30),
+        took < SERVER_HOLD / 2,
         "took {took:?} (the 503 case {down_took:?})"
     );
     assert_eq!(log.lock().unwrap().len(), 4);
