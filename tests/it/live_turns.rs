@@ -398,8 +398,8 @@ async fn a_typed_turn_and_an_explicit_interrupt() {
     s.tracker.close();
 }
 
-#[tokio::test(start_paused = true)]
-async fn long_speech_gets_partial_transcripts_and_one_answer() {
+/// A session whose user asks to book a ticket, answered "Okay.".
+fn booking() -> (Arc<ScriptedLlm>, Live) {
     let llm = Arc::new(ScriptedLlm::new(
         "Okay.",
         Duration::from_millis(100),
@@ -409,7 +409,12 @@ async fn long_speech_gets_partial_transcripts_and_one_answer() {
         "I would like to book a ticket to Chennai",
         "en",
     )]));
-    let mut s = live(llm.clone(), asr);
+    (Arc::clone(&llm), live(llm, asr))
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_speech_gets_partial_transcripts_and_one_answer() {
+    let (llm, mut s) = booking();
     let input = s.p.input.clone();
     let feeder = tokio::spawn(async move { speak(&input, 6_000, 3_000).await });
     let events = collect(&mut s.p.events, |e| {
@@ -511,16 +516,7 @@ async fn a_finished_question_ends_the_turn_sooner_a_trailing_and_waits() {
 /// the turn's own request then only adds the user's words.
 #[tokio::test(start_paused = true)]
 async fn the_history_is_prefilled_from_the_first_partial_before_any_word_is_committed() {
-    let llm = Arc::new(ScriptedLlm::new(
-        "Okay.",
-        Duration::from_millis(100),
-        Duration::from_millis(10),
-    ));
-    let asr = Arc::new(ScriptedAsr::new(&[(
-        "I would like to book a ticket to Chennai",
-        "en",
-    )]));
-    let mut s = live(llm.clone(), asr);
+    let (llm, mut s) = booking();
     let input = s.p.input.clone();
     let feeder = tokio::spawn(async move { speak(&input, 3_000, 3_000).await });
     collect(&mut s.p.events, |e| completed(e, 1) || completed(e, 2)).await;

@@ -145,7 +145,9 @@ pub async fn serve(
         call::End::Transport(end) => end,
         call::End::ShuttingDown => End::ShuttingDown,
         call::End::Idle(s) => End::Protocol(format!("no message from the provider for {s} s")),
-        call::End::PipelineStopped => End::Internal("the pipeline stopped".into()),
+        stopped @ call::End::PipelineStopped => {
+            End::Internal(stopped.describe().unwrap_or_default())
+        }
         call::End::Gone => End::HungUp,
         other => End::Finished(other.describe().unwrap_or_default()),
     };

@@ -133,7 +133,9 @@ pub(super) async fn run(
         call::End::Transport(end) => end,
         call::End::ShuttingDown => End::ShuttingDown,
         call::End::Gone => End::HungUp,
-        call::End::PipelineStopped => End::Internal("the pipeline stopped".into()),
+        stopped @ call::End::PipelineStopped => {
+            End::Internal(stopped.describe().unwrap_or_default())
+        }
         other => End::Finished(other.describe().unwrap_or_default()),
     };
     match &end {
