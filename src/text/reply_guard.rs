@@ -192,41 +192,52 @@ fn foreign_share(stats: &ScriptStats, language: &str) -> f32 {
 /// A clause of at least this many words found inside the user's words is read back, not said.
 const ECHO_MIN_WORDS: usize = 3;
 
-/// Whether a reply clause reads the user's words back: the clause (three words or more) is
-/// part of what the user said, or holds all of it (two words or more), after normalisation.
-pub fn echoes(clause: &str, user: &str) -> bool {
-    let c = super::normalize::normalize_for_scoring(clause);
-    let u = super::normalize::normalize_for_scoring(user);
-    let words = |s: &str| s.split(' ').filter(|w| !w.is_empty()).count();
-    (words(&c) >= ECHO_MIN_WORDS && u.contains(&c)) || (words(&u) >= 2 && c.contains(&u))
-}
-
-/// How a reply clause stands to the model's instructions (its system prompt).
+/// How a reply clause stands to words the model was given (the user's, or its instructions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recital {
-    /// Not found in the prompt (or a short sentence that merely shares its words): spoken.
+pub enum ReadBack {
+    /// Not found there (or a short sentence that merely shares their words): spoken.
     No,
-    /// Found in the prompt, sentence not finished: held and judged with what follows ("No
-    /// lists," may go on to "no markdown, no emoji.").
+    /// Found there, sentence not finished, however short: held and judged with what follows
+    /// ("No lists," may go on to "no markdown, no emoji."; "भारत की" to "राजधानी नई दिल्ली है।"),
+    /// so a read-back cut into short first clauses is still caught whole.
     Fragment,
-    /// A whole sentence of three words or more found in the prompt ("No lists, no markdown,
-    /// no emoji." spoken to a caller): not an answer, not spoken.
+    /// A whole sentence of three words or more found there ("No lists, no markdown, no emoji."
+    /// spoken to a caller), or one that holds all the user's words: not an answer, not spoken.
     Whole,
 }
 
-/// Whether `clause` recites `prompt`, after normalisation.
-pub fn recital(clause: &str, prompt: &str) -> Recital {
+/// Whether `clause` is `source`'s words (whole words, after normalisation), and how much.
+fn read_back(clause: &str, source: &str) -> ReadBack {
     let c = super::normalize::normalize_for_scoring(clause);
     let words = c.split(' ').filter(|w| !w.is_empty()).count();
-    if words == 0 || !super::normalize::normalize_for_scoring(prompt).contains(&c) {
-        Recital::No
+    let s = super::normalize::normalize_for_scoring(source);
+    if words == 0 || !format!(" {s} ").contains(&format!(" {c} ")) {
+        ReadBack::No
     } else if !ends_sentence(clause) {
-        Recital::Fragment
+        ReadBack::Fragment
     } else if words >= ECHO_MIN_WORDS {
-        Recital::Whole
+        ReadBack::Whole
     } else {
-        Recital::No
+        ReadBack::No
     }
+}
+
+/// Whether a reply clause reads the user's words back: part of what the user said (see
+/// [`ReadBack`]), or all of it (two words or more) inside the clause.
+pub fn echo(clause: &str, user: &str) -> ReadBack {
+    let c = super::normalize::normalize_for_scoring(clause);
+    let u = super::normalize::normalize_for_scoring(user);
+    let holds_all = u.split(' ').filter(|w| !w.is_empty()).count() >= 2 && c.contains(&u);
+    match (holds_all, ends_sentence(clause)) {
+        (true, true) => ReadBack::Whole,
+        (true, false) => ReadBack::Fragment,
+        (false, _) => read_back(clause, user),
+    }
+}
+
+/// Whether `clause` recites `prompt`.
+pub fn recital(clause: &str, prompt: &str) -> ReadBack {
+    read_back(clause, prompt)
 }
 
 /// Whether a clause ends a sentence (rather than being cut at a comma or at the length limit).
@@ -314,23 +325,46 @@ mod tests {
 
     #[test]
     fn clauses_reading_the_user_back_are_echoes() {
+        use ReadBack::*;
         let q = "दो और तीन कितने होते हैं?";
-        assert!(echoes("दो और तीन कितने होते हैं?", q));
-        assert!(echoes("दो और तीन", q), "a cut-off start of the question");
-        assert!(!echoes("दो और तीन पाँच होते हैं।", q));
-        assert!(!echoes(
-            "एक साल में 12 महीने होते हैं।",
-            "एक साल में कितने महीने होते हैं?"
-        ));
-        assert!(echoes(
-            "Sure. What is the capital of India?",
-            "What is the capital of India"
-        ));
-        assert!(
-            !echoes("It is.", "It is noon, is it?"),
-            "too short to be an echo"
+        assert_eq!(echo("दो और तीन कितने होते हैं?", q), Whole);
+        assert_eq!(
+            echo("दो और तीन", q),
+            Fragment,
+            "a cut-off start of the question"
         );
-        assert!(!echoes("Bees make honey.", "What do bees make?"));
+        assert_eq!(echo("दो और तीन पाँच होते हैं।", q), No);
+        assert_eq!(
+            echo("एक साल में 12 महीने होते हैं।", "एक साल में कितने महीने होते हैं?"),
+            No
+        );
+        assert_eq!(
+            echo(
+                "Sure. What is the capital of India?",
+                "What is the capital of India"
+            ),
+            Whole
+        );
+        assert_eq!(echo("It is.", "It is noon, is it?"), No, "too short");
+        assert_eq!(echo("Bees make honey.", "What do bees make?"), No);
+    }
+
+    #[test]
+    fn a_read_back_cut_short_is_held_however_few_its_words() {
+        use ReadBack::*;
+        let q = "भारत की राजधानी क्या है?";
+        // A first clause of one or two words that only repeats the question is held …
+        assert_eq!(echo("राजधानी", q), Fragment);
+        assert_eq!(echo("भारत की", q), Fragment);
+        // … judged with what follows: an answer, or the question again.
+        assert_eq!(echo("भारत की राजधानी नई दिल्ली है।", q), No);
+        assert_eq!(echo("भारत की राजधानी क्या है?", q), Whole);
+        // Whole words only: a word that merely begins like one of the user's is no read-back.
+        assert_eq!(echo("भार", q), No);
+        assert_eq!(echo("Capital", "What is the capital city?"), Fragment);
+        assert_eq!(echo("Capitalism", "What is the capital city?"), No);
+        // A short finished sentence that shares the user's words is an answer ("Yes.").
+        assert_eq!(echo("हाँ।", "क्या आप हाँ या ना में बता सकते हैं?"), No);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::{with_deadlines, ChatRequest, Llm, LlmError, LlmEvent, Role, Usage};
 use crate::text::clauses::{speakable, ClauseSplitter};
 use crate::text::phrases::cannot_answer;
 use crate::text::reply_guard::{
-    clause_fits, echoes, ends_sentence, recital, script_reminder, Recital, ECHO_REMINDER,
+    clause_fits, echo, recital, script_reminder, ReadBack, ECHO_REMINDER,
 };
 
 /// Where the checked clauses of a reply go.
@@ -248,21 +248,18 @@ async fn hand_out(
         Some(h) => format!("{h} {}", text.trim()),
         None => text,
     };
-    if echoes(&text, spec.user_text) {
-        if ends_sentence(&text) {
-            out.echoed += 1;
-        } else {
-            *held = Some(text);
-        }
-        return Handed::Skipped;
-    }
-    match recital(&text, checks.prompt) {
-        Recital::No => {}
-        Recital::Fragment => {
+    // The user's words first, then the instructions: either read back is not an answer.
+    let found = match echo(&text, spec.user_text) {
+        ReadBack::No => recital(&text, checks.prompt),
+        found => found,
+    };
+    match found {
+        ReadBack::No => {}
+        ReadBack::Fragment => {
             *held = Some(text);
             return Handed::Skipped;
         }
-        Recital::Whole => {
+        ReadBack::Whole => {
             out.echoed += 1;
             return Handed::Skipped;
         }
@@ -430,6 +427,15 @@ mod tests {
             "The national animal of India is the Bengal tiger."
         );
         assert_eq!((out.echoed, out.regenerated), (0, false));
+        // The same in Hindi, whose first clause is cut after a word or two ("भारत की").
+        let llm = Scripted::new(&["भारत की राजधानी नई दिल्ली है। वह बड़ा शहर है।"]);
+        let mut sink = Collect::default();
+        let out = run(&llm, "hi", &mut sink).await;
+        assert_eq!(
+            sink.clauses,
+            ["भारत की राजधानी नई दिल्ली है।", "वह बड़ा शहर है।"]
+        );
+        assert_eq!((out.echoed, out.regenerated), (0, false));
     }
 
     #[tokio::test]
@@ -455,7 +461,9 @@ mod tests {
         let llm = Scripted::new(&["భారతదేశ రాజధాని ఢిల్లీ. 北京是中国的首都，我很高兴。 ఇంకా ఏమైనా?"]);
         let mut sink = Collect::default();
         let out = run(&llm, "te", &mut sink).await;
-        assert_eq!(sink.clauses, ["భారతదేశ రాజధాని ఢిల్లీ."]);
+        // The first clause is cut short in Indic scripts (text::clauses), so the sentence comes
+        // as two clauses.
+        assert_eq!(sink.clauses, ["భారతదేశ", "రాజధాని ఢిల్లీ."]);
         assert!(!out.regenerated && !out.fallback);
         assert_eq!(out.wrong_script, 1);
     }
