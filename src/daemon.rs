@@ -177,6 +177,7 @@ pub async fn serve(
         auth = !config.server.api_keys.is_empty(),
         max_sessions = config.server.max_sessions,
         cpu_slots = backends.cpu.slots(),
+        devices = ?backends.devices_line(),
         load_ms = started.elapsed().as_millis() as u64,
         vad_ms = times.vad.as_millis() as u64,
         asr_ms = times.asr.as_millis() as u64,

@@ -57,12 +57,17 @@
 //!                                                      (crates/vaak-llm, links llama.cpp)
 //!       or ──► a remote OpenAI-compatible server, wrapped in backend::llm::fallback
 //!              (retry, time-outs, cool-down) with vaak-llm as the fallback
+//!
+//!  devices (backend::device, `[compute]`): CPU by default; with an NVIDIA GPU, whisper.cpp
+//!  (`--features cuda`), llama.cpp (vaak-llm's `cuda`) and ONNX Runtime's CUDA provider (the
+//!  onnxruntime-gpu library) run on it, each falling back to the CPU with one warning; VAD stays
+//!  on the CPU
 //! ```
 //!
 //! Modules: [`audio`] pcm/resample/G.711/Opus/wav · [`text`] clauses/script/redaction/code-switching/
 //! speech normalisation (numbers, money, dates in 12 languages)/reply checks · [`config`] the
 //! one config door · [`models`] manifest/fetch/verify/CT2→ggml · [`backend`] VAD/ASR/LLM/TTS
-//! engines, remote clients with fallback, fakes · [`flow`] what the stages share (messages, events,
+//! engines, remote clients with fallback, fakes, which device each runs on (CPU or CUDA) · [`flow`] what the stages share (messages, events,
 //! turns, language, memory, endpointer, settings) · [`pipeline`] `spawn()` and edges · [`stages`] the stage tasks · [`scheduler`] one priority queue for the cores ·
 //! [`conversation`] a session's history and its budgets · [`session`] the session service
 //! (admission, rates, tenants, resume) and the stores (SQLite, PostgreSQL) · [`transport`] gRPC (`vaak.v1.Vaak`, health,

@@ -316,11 +316,7 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", Config::default_toml());
                 Ok(())
             }
-            ConfigCmd::Check { file } => {
-                Config::load(&file)?;
-                println!("{}: ok", file.display());
-                Ok(())
-            }
+            ConfigCmd::Check { file } => cli::check_config(&file),
         },
         Cmd::Models { cmd } => models_cmd(cmd, &config),
         Cmd::Kiosk {

@@ -3,6 +3,7 @@
 //! per process; sessions share them through `Arc`.
 
 pub mod asr;
+pub mod device;
 pub mod fake;
 pub mod llm;
 pub mod onnx;
@@ -22,10 +23,12 @@ use asr::remote::{RemoteAsr, RemoteAsrOptions};
 use asr::routed::RoutedAsr;
 use asr::whisper::{WhisperAsr, WhisperOptions};
 use asr::Asr;
+use device::{Device, Plan};
 use llm::fallback::{FallbackLlm, FallbackPolicy};
 use llm::openai::{Endpoint, OpenAiClient};
 use llm::worker::{self, WorkerHandle, WorkerSpec};
 use llm::Llm;
+use onnx::OnnxRuntime;
 use tts::{TtsEngine, TtsError, Voices};
 use vad::silero::SileroModel;
 use vad::VadFactory;
@@ -83,6 +86,30 @@ pub struct Backends {
     pub worker: Option<WorkerHandle>,
     /// The one queue for the cores, shared by every session's inference.
     pub cpu: CpuScheduler,
+    /// Where the embedded models run.
+    pub devices: Devices,
+}
+
+/// Where the embedded models run (the LLM worker reports its own: [`WorkerHandle::device`]).
+#[derive(Debug, Clone)]
+pub struct Devices {
+    pub asr: Device,
+    pub tts: Device,
+}
+
+impl Devices {
+    /// Everything on the CPU (the scripted backends of tests).
+    pub fn cpu() -> Self {
+        Self {
+            asr: Device::Cpu,
+            tts: Device::Cpu,
+        }
+    }
+
+    /// `vad=cpu asr=… llm=… tts=…`, for the ready line.
+    pub fn describe(&self, llm: &str) -> String {
+        format!("vad=cpu asr={} llm={llm} tts={}", self.asr, self.tts)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,17 +128,20 @@ pub enum BackendError {
     Llm(#[from] llm::LlmError),
 }
 
-/// Whisper decoder options from the config.
 /// The embedded recogniser, behind a router when some languages have a model of their own
 /// (`asr.models`) or go to a remote service (`asr.remote`).
-pub fn recognisers(config: &Config, embedded: WhisperAsr) -> Result<Arc<dyn Asr>, BackendError> {
+pub fn recognisers(
+    config: &Config,
+    plan: &Plan,
+    embedded: WhisperAsr,
+) -> Result<Arc<dyn Asr>, BackendError> {
     let asr = &config.asr;
     if asr.models.is_empty() && asr.remote.is_none() {
         return Ok(Arc::new(embedded));
     }
     let mut routed = RoutedAsr::new(Arc::new(embedded));
     for (lang, path) in &asr.models {
-        let model = WhisperAsr::load(path, whisper_options(config))?;
+        let model = WhisperAsr::load(path, whisper_options(config, plan))?;
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -139,8 +169,10 @@ pub fn recognisers(config: &Config, embedded: WhisperAsr) -> Result<Arc<dyn Asr>
     Ok(Arc::new(routed))
 }
 
-pub fn whisper_options(config: &Config) -> WhisperOptions {
+/// Whisper decoder options from the config, on the planned device.
+pub fn whisper_options(config: &Config, plan: &Plan) -> WhisperOptions {
     WhisperOptions {
+        gpu: plan.asr.gpu_index(),
         threads: config.asr.threads,
         audio_ctx_padding_ms: config.asr.audio_ctx_padding_ms,
         beam_size: config.asr.beam_size,
@@ -161,6 +193,7 @@ pub struct LoadTimes {
 /// Starts the supervised `vaak-llm` worker and a client that follows it across restarts.
 fn start_worker(
     config: &Config,
+    plan: &Plan,
     models: &ResolvedModels,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
@@ -177,6 +210,7 @@ fn start_worker(
         ctx_size: config.llm.worker.ctx_size,
         max_slots: config.llm.worker.max_slots,
         hung_after: std::time::Duration::from_millis(config.llm.worker.hung_after_ms),
+        gpu: plan.llm.gpu_index(),
     };
     let handle = worker::supervise(spec, tracker, shutdown)?;
     // A restarting worker may take a while: wait up to the start-up timeout.
@@ -191,6 +225,17 @@ fn start_worker(
 }
 
 impl Backends {
+    /// Where each model runs, e.g. `vad=cpu asr=cuda:0 (NVIDIA L4) llm=cuda:0 (NVIDIA L4) tts=cpu`.
+    pub fn devices_line(&self) -> String {
+        let llm = match (self.config.llm.kind, &self.worker) {
+            (LlmKind::Worker, Some(w)) => w.device(),
+            (LlmKind::Openai, Some(w)) => format!("remote, fallback {}", w.device()),
+            (LlmKind::Openai, None) => "remote".into(),
+            (LlmKind::Worker, None) => "scripted".into(),
+        };
+        self.devices.describe(&llm)
+    }
+
     /// Loads every embedded model once and starts the LLM worker (owned by `tracker`).
     pub fn load(
         config: Arc<Config>,
@@ -199,12 +244,16 @@ impl Backends {
         shutdown: CancellationToken,
     ) -> Result<(Self, LoadTimes), BackendError> {
         let mut times = LoadTimes::default();
+        let plan = Plan::for_machine(&config.compute);
+        for warning in &plan.warnings {
+            tracing::warn!("{warning}");
+        }
         // The LLM worker loads its model in its own process: start it first so that it loads
         // while this process loads the others.
         let connect = Duration::from_millis(config.llm.connect_timeout_ms);
         let (llm, worker): (Arc<dyn Llm>, Option<WorkerHandle>) = match config.llm.kind {
             LlmKind::Worker => {
-                let (client, handle) = start_worker(&config, models, tracker, shutdown)?;
+                let (client, handle) = start_worker(&config, &plan, models, tracker, shutdown)?;
                 (Arc::new(client), Some(handle))
             }
             LlmKind::Openai => {
@@ -223,7 +272,7 @@ impl Backends {
                 // The embedded worker answers while the server is down (it loads its model
                 // now, so it is ready by the time it is needed).
                 let (fallback, handle) = if config.llm.openai.fallback_to_worker {
-                    let (client, handle) = start_worker(&config, models, tracker, shutdown)?;
+                    let (client, handle) = start_worker(&config, &plan, models, tracker, shutdown)?;
                     (Some(Arc::new(client) as Arc<dyn Llm>), Some(handle))
                 } else {
                     (None, None)
@@ -233,10 +282,17 @@ impl Backends {
             }
         };
 
-        let env = onnx::environment(&models.onnxruntime_lib)?;
+        let onnx = OnnxRuntime::load(
+            config
+                .compute
+                .onnxruntime_lib
+                .as_deref()
+                .unwrap_or(&models.onnxruntime_lib),
+            plan.tts.gpu().cloned(),
+        )?;
 
         let t = std::time::Instant::now();
-        let vad = SileroModel::load(&env, &models.silero_vad)?;
+        let vad = SileroModel::load(&onnx.env, &models.silero_vad)?;
         times.vad = t.elapsed();
 
         let t = std::time::Instant::now();
@@ -247,19 +303,25 @@ impl Backends {
             .unwrap_or_else(|| models.whisper_ggml.clone());
         let asr = recognisers(
             &config,
-            WhisperAsr::load(&whisper_path, whisper_options(&config))?,
+            &plan,
+            WhisperAsr::load(&whisper_path, whisper_options(&config, &plan))?,
         )?;
         times.asr = t.elapsed();
 
         let t = std::time::Instant::now();
-        let voices = Voices::build(&config.tts, &tts::TtsAssets::of(models), &env)?;
+        let voices = Voices::build(&config.tts, &tts::TtsAssets::of(models), &onnx)?;
         voices.warm_up()?;
         times.tts = t.elapsed();
 
         // Jobs of whichever engine uses the most threads fit the cores one slot at a time.
         let cpu = CpuScheduler::for_cores(config.asr.threads.max(config.tts.onnx_threads));
+        let devices = Devices {
+            asr: plan.asr.clone(),
+            tts: voices.device().clone(),
+        };
         Ok((
             Self {
+                devices,
                 config,
                 vad: Arc::new(vad),
                 asr,

@@ -26,9 +26,17 @@ pub(crate) fn bench_tts_cmd(
         config.tts.onnx_threads = t;
     }
     let resolved = models::resolve(&store_for(&config), parse_set(&config.models.set)?)?;
-    let env = vaak::backend::onnx::environment(&resolved.onnxruntime_lib)?;
+    let plan = vaak::backend::device::Plan::for_machine(&config.compute);
+    let onnx = vaak::backend::onnx::OnnxRuntime::load(
+        config
+            .compute
+            .onnxruntime_lib
+            .as_deref()
+            .unwrap_or(&resolved.onnxruntime_lib),
+        plan.tts.gpu().cloned(),
+    )?;
     let assets = vaak::backend::tts::TtsAssets::of(&resolved);
-    let voices = vaak::backend::tts::Voices::build(&config.tts, &assets, &env)?;
+    let voices = vaak::backend::tts::Voices::build(&config.tts, &assets, &onnx)?;
     let rows =
         vaak::bench::tts::bench_tts(&voices, languages, repeats).map_err(anyhow::Error::msg)?;
     print!(

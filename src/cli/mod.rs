@@ -18,6 +18,37 @@ use vaak::backend::Backends;
 use vaak::config::Config;
 use vaak::models::{ModelSet, ModelStore};
 
+/// `vaak config check FILE`: the file is valid, and where each model would run on this machine.
+pub(crate) fn check_config(file: &std::path::Path) -> Result<()> {
+    use vaak::backend::device::{Device, Plan};
+    use vaak::backend::llm::worker;
+    let config = Config::load(file)?;
+    println!("{}: ok", file.display());
+    let plan = Plan::for_machine(&config.compute);
+    let llm = match (config.llm.kind, &plan.llm) {
+        (vaak::config::LlmKind::Openai, _) if !config.llm.openai.fallback_to_worker => {
+            "remote".to_string()
+        }
+        (_, Device::Cpu) => "cpu".to_string(),
+        (_, Device::Cuda(gpu)) => worker::locate_binary(config.llm.worker.binary.as_deref())
+            .and_then(|bin| worker::probe_device(&bin, gpu.index))
+            .unwrap_or_else(|e| format!("unknown ({e})")),
+    };
+    let tts = match &plan.tts {
+        Device::Cpu => "cpu".to_string(),
+        gpu => format!("{gpu} if compute.onnxruntime_lib has the CUDA provider"),
+    };
+    print!("devices: vad=cpu asr={} llm={llm} tts={tts}", plan.asr);
+    match &plan.cpu_because {
+        Some(why) => println!(" ({why})"),
+        None => println!(),
+    }
+    for warning in &plan.warnings {
+        println!("warning: {warning}");
+    }
+    Ok(())
+}
+
 pub(crate) fn store_for(config: &Config) -> ModelStore {
     match &config.models.dir {
         Some(dir) => ModelStore::new(dir.clone()),
@@ -101,6 +132,10 @@ pub(crate) fn load_recognisers(
     let store = store_for(config);
     let resolved = vaak::models::resolve(&store, parse_set(&config.models.set)?)?;
     let path = config.asr.model.clone().unwrap_or(resolved.whisper_ggml);
-    let embedded = WhisperAsr::load(&path, vaak::backend::whisper_options(config))?;
-    Ok(vaak::backend::recognisers(config, embedded)?)
+    let plan = vaak::backend::device::Plan::for_machine(&config.compute);
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    let embedded = WhisperAsr::load(&path, vaak::backend::whisper_options(config, &plan))?;
+    Ok(vaak::backend::recognisers(config, &plan, embedded)?)
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod asr;
+mod compute;
 mod kiosk;
 mod llm;
 mod pipeline;
@@ -18,6 +19,7 @@ mod webrtc;
 mod wyoming;
 
 pub use asr::*;
+pub use compute::*;
 pub use kiosk::*;
 pub use llm::*;
 pub use pipeline::*;
@@ -31,6 +33,7 @@ pub use wyoming::*;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub models: ModelsConfig,
+    pub compute: ComputeConfig,
     pub server: ServerConfig,
     pub pipeline: PipelineConfig,
     pub vad: VadConfig,
@@ -122,6 +125,7 @@ impl Config {
         }
         let served = &self.pipeline.languages;
         self.pipeline.validate()?;
+        self.compute.validate()?;
         self.vad.validate()?;
         self.asr.validate(served)?;
         self.llm.validate()?;

@@ -458,6 +458,7 @@ mod tests {
             tts: Arc::new(ToneBank::default()),
             worker: None,
             cpu: crate::scheduler::CpuScheduler::new(1),
+            devices: crate::backend::Devices::cpu(),
         });
         let svc = SessionService::new(
             backends,

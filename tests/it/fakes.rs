@@ -37,6 +37,7 @@ pub fn backends_with_voices(
         tts,
         worker: None,
         cpu: CpuScheduler::new(1),
+        devices: vaak::backend::Devices::cpu(),
     })
 }
 

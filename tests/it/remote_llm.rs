@@ -139,6 +139,7 @@ async fn start_worker(tracker: &TaskTracker, shutdown: CancellationToken) -> Wor
         ctx_size: 2048,
         max_slots: 1,
         hung_after: Duration::from_secs(20),
+        gpu: None,
     };
     let handle = worker::supervise(spec, tracker, shutdown).expect("worker starts");
     handle

@@ -48,6 +48,12 @@ fn serve_reports_ready_serves_health_and_stops_on_sigterm() {
         }
         if line.contains("vaak ready") {
             grpc = log_field(&line, "grpc");
+            // This machine (and CI's) has no NVIDIA driver: every model on the CPU, the LLM
+            // worker's own report included.
+            assert!(
+                line.contains(r#"devices="vad=cpu asr=cpu llm=cpu tts=cpu""#),
+                "{line}"
+            );
         }
     }
     let addr = grpc.unwrap();

@@ -6,11 +6,13 @@
 //! (streaming over SSE) on loopback, with per-session KV-cache slots — the same protocol the
 //! daemon uses for a remote vLLM / llama.cpp server.
 //!
-//! Start-up contract: exactly one line `VAAK_LLM_LISTENING <host>:<port>` on stdout once the
-//! model is loaded and the socket is bound; logs go to stderr. A missing or unreadable model is
+//! Start-up contract: one line `VAAK_LLM_DEVICE <where the model runs>` on stdout, then exactly
+//! one line `VAAK_LLM_LISTENING <host>:<port>` once the model is loaded and the socket is bound
+//! (`--probe` prints the first and exits, loading nothing); logs go to stderr. A missing or unreadable model is
 //! exit code 2 with a one-line message naming the path. SIGTERM/SIGINT stop at once.
 
 mod api;
+mod device;
 mod engine;
 mod prompt;
 mod server;
@@ -26,7 +28,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +41,15 @@ use crate::server::AppState;
 #[command(name = "vaak-llm", version)]
 struct Cli {
     /// GGUF model file.
+    #[arg(long, required_unless_present = "probe")]
+    model: Option<PathBuf>,
+    /// Offload the model to this CUDA GPU (a build with `--features cuda`; else the CPU, with a
+    /// warning).
     #[arg(long)]
-    model: PathBuf,
+    gpu: Option<u32>,
+    /// Print where the model would run (`VAAK_LLM_DEVICE …`) and exit.
+    #[arg(long)]
+    probe: bool,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -86,7 +94,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let model = match load_model(&backend, &cli.model) {
+    let placement = device::place(&backend, cli.gpu);
+    if let Some(w) = &placement.warning {
+        tracing::warn!("{w}");
+    }
+    if let Err(e) = say_device(&placement) {
+        eprintln!("vaak-llm: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let Some(path) = cli.model.clone().filter(|_| !cli.probe) else {
+        return ExitCode::SUCCESS;
+    };
+    let model = match load_model(&backend, &path, &placement) {
         Ok(m) => m,
         Err(msg) => {
             eprintln!("vaak-llm: {msg}");
@@ -117,8 +136,18 @@ fn load_backend() -> anyhow::Result<Arc<LlamaBackend>> {
     Ok(Arc::new(backend))
 }
 
-/// Loads the model, or returns the one-line message for exit code 2.
-fn load_model(backend: &LlamaBackend, path: &Path) -> Result<Arc<LlamaModel>, String> {
+fn say_device(placement: &device::Placement) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}{}", device::DEVICE_PREFIX, placement.shown).context("writing to stdout")?;
+    out.flush().context("flushing stdout")
+}
+
+/// Loads the model where `placement` says, or returns the one-line message for exit code 2.
+fn load_model(
+    backend: &LlamaBackend,
+    path: &Path,
+    placement: &device::Placement,
+) -> Result<Arc<LlamaModel>, String> {
     let shown = path.display();
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => {}
@@ -126,10 +155,12 @@ fn load_model(backend: &LlamaBackend, path: &Path) -> Result<Arc<LlamaModel>, St
         Err(e) => return Err(format!("cannot read model {shown}: {e}")),
     }
     let started = std::time::Instant::now();
-    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+    let params = device::model_params(placement)?;
+    let model = LlamaModel::load_from_file(backend, path, &params)
         .map_err(|e| format!("cannot load model {shown}: not a valid GGUF model ({e})"))?;
     tracing::info!(
         path = %shown,
+        device = %placement.shown,
         params = model.n_params(),
         n_ctx_train = model.n_ctx_train(),
         ms = started.elapsed().as_millis() as u64,
@@ -143,7 +174,8 @@ fn model_name(cli: &Cli, model: &LlamaModel) -> String {
         return n.clone();
     }
     cli.model
-        .file_stem()
+        .as_deref()
+        .and_then(Path::file_stem)
         .map(|s| s.to_string_lossy().into_owned())
         .or_else(|| model.meta_val_str("general.name").ok())
         .unwrap_or_else(|| "vaak-llm".into())

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -16,6 +17,8 @@ use tracing::{error, info, warn};
 
 /// Line the worker prints on stdout once it listens.
 pub const READY_PREFIX: &str = "VAAK_LLM_LISTENING ";
+/// Line the worker prints on stdout before that: where its model runs (`cpu`, `cuda:0 (…)`).
+pub const DEVICE_PREFIX: &str = "VAAK_LLM_DEVICE ";
 /// How long a worker may take to load its model before it is considered failed.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
 /// Restart back-off bounds.
@@ -33,6 +36,9 @@ pub struct WorkerSpec {
     pub max_slots: u32,
     /// Silent on `/health` this long: hung, killed, restarted.
     pub hung_after: Duration,
+    /// CUDA's index of the GPU to offload the model to (`--gpu`); the worker falls back to the
+    /// CPU, saying so, where it has no CUDA or no such GPU.
+    pub gpu: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,13 +78,44 @@ pub fn locate_binary(configured: Option<&Path>) -> Result<PathBuf, WorkerError> 
         .ok_or_else(|| WorkerError::BinaryMissing(candidates[0].clone()))
 }
 
+/// Asks the worker `binary` where it would run a model on CUDA GPU `gpu` (`vaak-llm --probe`):
+/// `cuda:0 (…)`, or `cpu (why not)`. Loads no model; blocking, for `vaak config check`.
+pub fn probe_device(binary: &Path, gpu: u32) -> Result<String, WorkerError> {
+    let out = std::process::Command::new(binary)
+        .args(["--probe", "--gpu", &gpu.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| WorkerError::Startup(format!("{}: {e}", binary.display())))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(DEVICE_PREFIX))
+        .map(|d| d.trim().to_string())
+        .ok_or_else(|| {
+            WorkerError::Startup(format!(
+                "{} --probe said nothing about its device ({})",
+                binary.display(),
+                out.status
+            ))
+        })
+}
+
 /// Handle to the supervised worker: its current base URL (`None` while it is down).
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub endpoint: watch::Receiver<Option<String>>,
+    device: Arc<Mutex<String>>,
 }
 
 impl WorkerHandle {
+    /// Where the worker's model runs, as it said when it last started.
+    pub fn device(&self) -> String {
+        self.device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Waits until the worker is ready (first start can take a while: the model loads).
     pub async fn ready(&self, timeout: Duration) -> Result<String, WorkerError> {
         let mut rx = self.endpoint.clone();
@@ -109,10 +146,12 @@ pub fn supervise(
         return Err(WorkerError::ModelMissing(spec.model));
     }
     let (tx, rx) = watch::channel(None);
+    let device = Arc::new(Mutex::new("not started".to_string()));
+    let reported = Arc::clone(&device);
     tracker.spawn(async move {
         let mut backoff = BACKOFF_MIN;
         loop {
-            match run_once(&spec, &tx, &shutdown).await {
+            match run_once(&spec, &tx, &reported, &shutdown).await {
                 RunEnd::Shutdown => break,
                 RunEnd::Exited { ran_for } => {
                     // A worker that ran a while resets the back-off; a crash loop grows it.
@@ -135,7 +174,10 @@ pub fn supervise(
         }
         let _ = tx.send(None);
     });
-    Ok(WorkerHandle { endpoint: rx })
+    Ok(WorkerHandle {
+        endpoint: rx,
+        device,
+    })
 }
 
 enum RunEnd {
@@ -146,10 +188,15 @@ enum RunEnd {
 async fn run_once(
     spec: &WorkerSpec,
     tx: &watch::Sender<Option<String>>,
+    device: &Mutex<String>,
     shutdown: &CancellationToken,
 ) -> RunEnd {
     let started = tokio::time::Instant::now();
-    let mut child = match Command::new(&spec.binary)
+    let mut command = Command::new(&spec.binary);
+    if let Some(gpu) = spec.gpu {
+        command.args(["--gpu", &gpu.to_string()]);
+    }
+    let mut child = match command
         .arg("--model")
         .arg(&spec.model)
         .args(["--host", "127.0.0.1", "--port", "0"])
@@ -184,6 +231,9 @@ async fn run_once(
             if let Some(addr) = line.strip_prefix(READY_PREFIX) {
                 return Some(addr.trim().to_string());
             }
+            if let Some(on) = line.strip_prefix(DEVICE_PREFIX) {
+                *device.lock().unwrap_or_else(|p| p.into_inner()) = on.trim().to_string();
+            }
         }
         None
     };
@@ -194,7 +244,8 @@ async fn run_once(
     };
     let addr = match addr {
         Ok(Some(addr)) => {
-            info!(%addr, pid = child.id().unwrap_or(0), "LLM worker ready");
+            let on = device.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            info!(%addr, pid = child.id().unwrap_or(0), device = %on, "LLM worker ready");
             let _ = tx.send(Some(format!("http://{addr}")));
             addr
         }

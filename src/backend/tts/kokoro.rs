@@ -16,6 +16,8 @@ use ort::value::{Tensor, ValueType};
 
 use super::espeak::phonemize_tied;
 use super::{effective_speed, sanitize_audio, TtsEngine, TtsError};
+use crate::backend::device::Device;
+use crate::backend::onnx::OnnxRuntime;
 
 /// Kokoro's output sample rate.
 pub const KOKORO_SAMPLE_RATE: u32 = 24_000;
@@ -40,6 +42,7 @@ pub struct KokoroModel {
     signature: Signature,
     vocab: HashMap<char, i64>,
     path: PathBuf,
+    device: Device,
 }
 
 impl std::fmt::Debug for KokoroModel {
@@ -52,27 +55,25 @@ impl std::fmt::Debug for KokoroModel {
     }
 }
 
-/// Opens an ONNX model file with `threads` intra-op threads (no spinning), naming the file on
-/// failure.
+/// Opens an ONNX model file on the runtime's planned device with `threads` intra-op threads
+/// (no spinning), naming the file on failure. Returns where it runs.
 pub(crate) fn load_session(
-    env: &ort::environment::Environment,
+    runtime: &OnnxRuntime,
     path: &Path,
     threads: usize,
-) -> Result<Session, TtsError> {
+) -> Result<(Session, Device), TtsError> {
     if !path.is_file() {
         return Err(TtsError::model_load(path, "file not found"));
     }
-    Session::builder(env)
-        .map_err(|e| TtsError::model_load(path, e))?
-        .with_intra_threads(threads)
-        .map_err(|e| TtsError::model_load(path, e))?
-        .with_inter_threads(1)
-        .map_err(|e| TtsError::model_load(path, e))?
-        // Idle ORT threads spin by default; on a small box shared with ASR and the LLM worker
-        // that burns the cores the other stages need.
-        .with_intra_op_spinning(false)
-        .map_err(|e| TtsError::model_load(path, e))?
-        .commit_from_file(path)
+    runtime
+        .session(path, |b| {
+            b.with_intra_threads(threads)?
+                .with_inter_threads(1)?
+                // Idle ORT threads spin by default; on a small box shared with ASR and the LLM
+                // worker that burns the cores the other stages need.
+                .with_intra_op_spinning(false)
+                .map_err(ort::Error::from)
+        })
         .map_err(|e| TtsError::model_load(path, e))
 }
 
@@ -124,27 +125,33 @@ pub(crate) fn f32_output(session: &Session, path: &Path) -> Result<String, TtsEr
 }
 
 impl KokoroModel {
+    /// Where the model runs.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Loads the ONNX model and `vocab.json`.
     pub fn load(
-        env: &ort::environment::Environment,
+        runtime: &OnnxRuntime,
         model: &Path,
         vocab: &Path,
         threads: usize,
     ) -> Result<Self, TtsError> {
         let vocab = load_vocab(vocab)?;
-        let session = load_session(env, model, threads)?;
+        let (session, device) = load_session(runtime, model, threads)?;
         let signature = Signature {
             tokens: input_name(&session, model, &["tokens", "input_ids"])?,
             style: input_name(&session, model, &["style", "ref_s"])?,
             speed: input_name(&session, model, &["speed"])?,
             audio: f32_output(&session, model)?,
         };
-        tracing::info!(path = %model.display(), threads, "Kokoro model loaded");
+        tracing::info!(path = %model.display(), threads, %device, "Kokoro model loaded");
         Ok(KokoroModel {
             session: Mutex::new(session),
             signature,
             vocab,
             path: model.to_path_buf(),
+            device,
         })
     }
 
@@ -629,7 +636,7 @@ mod tests {
         let config = crate::config::Config::default();
         let asr = crate::backend::asr::whisper::WhisperAsr::load(
             &path,
-            crate::backend::whisper_options(&config),
+            crate::backend::whisper_options(&config, &crate::backend::device::Plan::cpu()),
         )
         .unwrap();
         let pcm = crate::audio::resample::resample_all(audio, KOKORO_SAMPLE_RATE, 16_000).unwrap();

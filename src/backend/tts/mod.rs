@@ -31,6 +31,9 @@ pub use kokoro::{KokoroModel, KokoroVoice, KOKORO_SAMPLE_RATE};
 pub use piper::{PiperModel, PiperVoice};
 pub use remote::{FallbackTts, RemoteTts};
 
+use crate::backend::device::Device;
+use crate::backend::onnx::OnnxRuntime;
+
 /// A speech synthesiser for one voice.
 pub trait TtsEngine: Send + Sync {
     /// Engine and voice, e.g. `"kokoro:hf_alpha"`, `"piper:en_US-joe-medium"`, `"espeak:te"`.
@@ -156,6 +159,8 @@ pub struct Voices {
     /// The Kokoro model (when any language uses it) and its voice-pack folder.
     kokoro: Option<(Arc<KokoroModel>, PathBuf)>,
     chosen: std::sync::Mutex<HashMap<String, Arc<dyn TtsEngine>>>,
+    /// Where the neural voices run (the CPU without any).
+    device: Device,
 }
 
 impl std::fmt::Debug for Voices {
@@ -175,12 +180,11 @@ impl std::fmt::Debug for Voices {
 impl Voices {
     /// Validates `config` and loads every engine it names: one Kokoro session shared by all
     /// Kokoro voices, one session per distinct Piper model file, each voice pack read once.
-    /// `env` is the process's ONNX Runtime environment (`ort::init_from(..).build()`), which the
-    /// caller creates once.
+    /// `runtime` is the process's ONNX Runtime, which the caller loads once.
     pub fn build(
         config: &TtsConfig,
         assets: &TtsAssets,
-        env: &ort::environment::Environment,
+        runtime: &OnnxRuntime,
     ) -> Result<Voices, TtsError> {
         config.validate().map_err(|e| match e {
             crate::config::ConfigError::Invalid(m) => TtsError::Config(m),
@@ -191,6 +195,11 @@ impl Voices {
         let mut kokoro_voices: HashMap<(String, String), Arc<dyn TtsEngine>> = HashMap::new();
         let mut piper_models: HashMap<PathBuf, Arc<PiperModel>> = HashMap::new();
         let mut by_language: BTreeMap<String, Arc<dyn TtsEngine>> = BTreeMap::new();
+        let mut device = Device::Cpu;
+        let on_gpu = |so_far: Device, model: &Device| match model {
+            Device::Cuda(_) => model.clone(),
+            Device::Cpu => so_far,
+        };
 
         for (language, spec) in &config.voices {
             let engine: Arc<dyn TtsEngine> = match spec {
@@ -210,11 +219,12 @@ impl Voices {
                             Some(m) => m.clone(),
                             None => {
                                 let m = Arc::new(KokoroModel::load(
-                                    env,
+                                    runtime,
                                     &assets.kokoro_model,
                                     &assets.kokoro_vocab,
                                     threads,
                                 )?);
+                                device = on_gpu(device, m.device());
                                 kokoro_model = Some(m.clone());
                                 m
                             }
@@ -241,7 +251,8 @@ impl Voices {
                     let shared = match piper_models.get(model) {
                         Some(m) => m.clone(),
                         None => {
-                            let m = Arc::new(PiperModel::load(env, model, &json, threads)?);
+                            let m = Arc::new(PiperModel::load(runtime, model, &json, threads)?);
+                            device = on_gpu(device, m.device());
                             piper_models.insert(model.clone(), m.clone());
                             m
                         }
@@ -280,7 +291,13 @@ impl Voices {
             default_speed: config.default_speed,
             kokoro: kokoro_model.map(|m| (m, assets.kokoro_voices_dir.clone())),
             chosen: std::sync::Mutex::new(HashMap::new()),
+            device,
         })
+    }
+
+    /// Where the neural voices run.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// A voice chosen by name for `language`: a configured voice, a Kokoro voice pack that
@@ -491,19 +508,16 @@ pub(crate) mod test_support {
         path
     }
 
-    /// The process-wide ONNX Runtime environment (what the daemon does once at start-up).
-    pub fn ort_env() -> &'static ort::environment::Environment {
-        static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
-        ENV.get_or_init(|| {
+    /// The process-wide ONNX Runtime on the CPU (what the daemon loads once at start-up).
+    pub fn ort_env() -> &'static OnnxRuntime {
+        static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
+        RUNTIME.get_or_init(|| {
             let dylib = must_exist(
                 env_path("VAAK_TEST_ORT_DYLIB", DEFAULT_ORT),
                 "VAAK_TEST_ORT_DYLIB",
             );
-            ort::init_from(&dylib)
+            OnnxRuntime::load(&dylib, None)
                 .unwrap_or_else(|e| panic!("cannot load ONNX Runtime {}: {e}", dylib.display()))
-                .with_name("vaak-tts-tests")
-                .build()
-                .unwrap_or_else(|e| panic!("cannot create the ONNX Runtime environment: {e}"))
         })
     }
 

@@ -18,6 +18,8 @@ use serde::Deserialize;
 use super::espeak::{check_voice, phonemize};
 use super::kokoro::{f32_output, input_name, load_session};
 use super::{effective_speed, sanitize_audio, TtsEngine, TtsError};
+use crate::backend::device::Device;
+use crate::backend::onnx::OnnxRuntime;
 
 #[derive(Debug, Deserialize)]
 struct PiperJson {
@@ -95,6 +97,7 @@ pub struct PiperModel {
     bos: Vec<i64>,
     eos: Vec<i64>,
     pad: Vec<i64>,
+    device: Device,
 }
 
 impl std::fmt::Debug for PiperModel {
@@ -144,9 +147,14 @@ fn decompose(c: char, out: &mut Vec<char>) {
 }
 
 impl PiperModel {
+    /// Where the model runs.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Loads the ONNX model and its JSON config.
     pub fn load(
-        env: &ort::environment::Environment,
+        runtime: &OnnxRuntime,
         model: &Path,
         config: &Path,
         threads: usize,
@@ -192,7 +200,7 @@ impl PiperModel {
         let text_phonemes = json.phoneme_type.as_deref() == Some("text");
         let espeak_voice = json.espeak.map(|e| e.voice);
 
-        let session = load_session(env, model, threads)?;
+        let (session, device) = load_session(runtime, model, threads)?;
         let signature = Signature {
             input: input_name(&session, model, &["input"])?,
             lengths: input_name(&session, model, &["input_lengths"])?,
@@ -229,6 +237,7 @@ impl PiperModel {
             bos,
             eos,
             pad,
+            device,
         })
     }
 

@@ -35,6 +35,8 @@ const MIN_SAMPLES: usize = PIPELINE_RATE as usize / 10;
 /// Decoder settings (from `config::AsrConfig`).
 #[derive(Debug, Clone)]
 pub struct WhisperOptions {
+    /// CUDA's index of the GPU to decode on (a `--features cuda` build); `None` = the CPU.
+    pub gpu: Option<u32>,
     pub threads: usize,
     /// Extra audio context beyond the utterance, in ms (trimming too tightly costs accuracy).
     pub audio_ctx_padding_ms: u32,
@@ -116,7 +118,8 @@ impl WhisperAsr {
         }
         whisper_rs::install_logging_hooks();
         let params = WhisperContextParameters {
-            use_gpu: false,
+            use_gpu: opts.gpu.is_some(),
+            gpu_device: opts.gpu.map_or(0, |g| i32::try_from(g).unwrap_or(0)),
             ..WhisperContextParameters::default()
         };
         let ctx = WhisperContext::new_with_params(path, params).map_err(|e| AsrError::Load {
