@@ -303,7 +303,12 @@ fn thread_main(
         vocab: model.vocab(),
         ctx,
         batch,
-        slots: SlotTable::new(n_seqs, cfg.max_slots),
+        // Recurrent memories (Mamba-like) keep no positions to move.
+        slots: SlotTable::new(
+            n_seqs,
+            cfg.max_slots,
+            !(model.is_recurrent() || model.is_hybrid()),
+        ),
         active: Vec::new(),
         waiting: VecDeque::new(),
         ctx_per_slot: cfg.ctx_per_slot as usize,
@@ -469,6 +474,22 @@ impl Worker<'_> {
                     && self
                         .ctx
                         .kv_cache_seq_cp(from, seq, Some(0), Some(len))
+                        .is_ok()
+            }
+            KvOp::Shift { keep, from, len } => {
+                let pos = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                let gap = i32::try_from(from - keep).unwrap_or(i32::MAX);
+                tracing::debug!(seq, keep, from, len, "moving a cached run back");
+                self.ctx
+                    .kv_cache_seq_rm(seq, Some(pos(from + len)), None)
+                    .is_ok()
+                    && self
+                        .ctx
+                        .kv_cache_seq_rm(seq, Some(pos(keep)), Some(pos(from)))
+                        .is_ok()
+                    && self
+                        .ctx
+                        .kv_cache_seq_add(seq, Some(pos(from)), Some(pos(from + len)), -gap)
                         .is_ok()
             }
         };

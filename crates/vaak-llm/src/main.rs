@@ -6,9 +6,9 @@
 //! (streaming over SSE) on loopback, with per-session KV-cache slots — the same protocol the
 //! daemon uses for a remote vLLM / llama.cpp server.
 //!
-//! Start-up contract: one line `VAAK_LLM_DEVICE <where the model runs>` on stdout, then exactly
-//! one line `VAAK_LLM_LISTENING <host>:<port>` once the model is loaded and the socket is bound
-//! (`--probe` prints the first and exits, loading nothing); logs go to stderr. A missing or unreadable model is
+//! Start-up contract on stdout, nothing else: once the model is loaded, one line
+//! `VAAK_LLM_DEVICE <where it runs>`, then one line `VAAK_LLM_LISTENING <host>:<port>` once the
+//! socket is bound (`--probe` prints the first and exits, loading nothing); logs go to stderr. A missing or unreadable model is
 //! exit code 2 with a one-line message naming the path. SIGTERM/SIGINT stop at once.
 
 mod api;
@@ -98,12 +98,14 @@ fn main() -> ExitCode {
     if let Some(w) = &placement.warning {
         tracing::warn!("{w}");
     }
-    if let Err(e) = say_device(&placement) {
-        eprintln!("vaak-llm: {e:#}");
-        return ExitCode::FAILURE;
-    }
     let Some(path) = cli.model.clone().filter(|_| !cli.probe) else {
-        return ExitCode::SUCCESS;
+        return match say_device(&placement) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vaak-llm: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     };
     let model = match load_model(&backend, &path, &placement) {
         Ok(m) => m,
@@ -112,6 +114,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_MODEL);
         }
     };
+    if let Err(e) = say_device(&placement) {
+        eprintln!("vaak-llm: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match run(cli, backend, model) {
         Ok(code) => code,
         Err(e) => {

@@ -8,6 +8,12 @@
 //! the shared system prompt) from any other slot: in a unified cache that copy only tags the
 //! cells with a second sequence id, so it is free.
 //!
+//! When the daemon trims a long conversation (the oldest turns dropped), the new prompt is the
+//! system prompt, then turns the cache already holds further on: that run is moved back into
+//! place (removed gap, positions shifted, RoPE re-applied by llama.cpp) instead of re-read, as
+//! llama.cpp's server does with `--cache-reuse`. On two cores a re-read of 400–600 history tokens
+//! cost 2–4 s before the first word of the reply.
+//!
 //! This module is pure bookkeeping (no model, no FFI), so its policy is unit-tested here; the
 //! engine applies the returned [`KvOp`] to the real cache.
 
@@ -23,6 +29,33 @@ pub enum KvOp {
     Truncate { keep: usize },
     /// Remove this whole sequence, then share positions `0..len` of sequence `from`.
     CopyPrefix { from: SeqId, len: usize },
+    /// Keep the first `keep` cached tokens and the run `from..from + len`, moved to start at
+    /// `keep`; remove the rest.
+    Shift {
+        keep: usize,
+        from: usize,
+        len: usize,
+    },
+}
+
+/// The shortest cached run worth moving rather than re-reading (a turn is longer than this).
+pub const MIN_SHIFTED_RUN: usize = 32;
+
+/// The longest run of `cached` after position `keep` that equals `prompt[keep..limit]`'s start,
+/// as `(from, len)`, if at least [`MIN_SHIFTED_RUN`] long.
+pub fn shifted_run(
+    cached: &[Token],
+    prompt: &[Token],
+    keep: usize,
+    limit: usize,
+) -> Option<(usize, usize)> {
+    let wanted = prompt.get(keep..limit.max(keep))?;
+    let first = *wanted.first()?;
+    (keep + 1..cached.len())
+        .filter(|&from| cached[from] == first)
+        .map(|from| (from, common_prefix(&cached[from..], wanted)))
+        .max_by_key(|&(_, len)| len)
+        .filter(|&(_, len)| len >= MIN_SHIFTED_RUN)
 }
 
 /// A slot handed to one request until [`SlotTable::release`].
@@ -55,6 +88,8 @@ pub struct SlotTable {
     slots: Vec<Slot>,
     max_sessions: usize,
     clock: u64,
+    /// The model's KV cache can move tokens to new positions (not a recurrent model).
+    can_shift: bool,
 }
 
 /// Length of the longest common prefix of two token lists.
@@ -64,8 +99,9 @@ pub fn common_prefix(a: &[Token], b: &[Token]) -> usize {
 
 impl SlotTable {
     /// `n_seqs` sequences (ids `0..n_seqs`), of which at most `max_sessions` are owned by a
-    /// session key at once; the rest serve requests without a key.
-    pub fn new(n_seqs: usize, max_sessions: usize) -> Self {
+    /// session key at once; the rest serve requests without a key. `can_shift`: cached runs may
+    /// be moved ([`KvOp::Shift`]).
+    pub fn new(n_seqs: usize, max_sessions: usize, can_shift: bool) -> Self {
         let slots = (0..n_seqs)
             .map(|i| Slot {
                 seq: SeqId::try_from(i).unwrap_or(SeqId::MAX),
@@ -79,6 +115,7 @@ impl SlotTable {
             slots,
             max_sessions,
             clock: 0,
+            can_shift,
         }
     }
 
@@ -128,6 +165,23 @@ impl SlotTable {
         // Always leave at least one prompt token to decode: its logits start generation.
         let limit = prompt.len().saturating_sub(1);
         let own = common_prefix(&self.slots[idx].tokens, prompt).min(limit);
+        // Cells another sequence borrowed (a copied prefix) have one position for both: moving
+        // them would move the other's too, so a run that reaches into them stays put.
+        let mine = &self.slots[idx].tokens;
+        let lent = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != idx)
+            .map(|(_, s)| common_prefix(&s.tokens, mine))
+            .max()
+            .unwrap_or(0);
+        let shifted = self
+            .can_shift
+            .then(|| shifted_run(mine, prompt, own, limit))
+            .flatten()
+            .filter(|&(from, _)| lent <= from);
+        let own_total = own + shifted.map_or(0, |(_, len)| len);
         let donor = self
             .slots
             .iter()
@@ -135,7 +189,7 @@ impl SlotTable {
             .filter(|(j, _)| *j != idx)
             .map(|(_, s)| (s.seq, common_prefix(&s.tokens, prompt).min(limit)))
             .max_by_key(|(_, n)| *n)
-            .filter(|(_, n)| *n > own);
+            .filter(|(_, n)| *n > own_total);
 
         self.clock += 1;
         let now = self.clock;
@@ -146,10 +200,24 @@ impl SlotTable {
                 slot.tokens.extend_from_slice(&prompt[..len]);
                 (KvOp::CopyPrefix { from, len }, len)
             }
-            None => {
-                slot.tokens.truncate(own);
-                (KvOp::Truncate { keep: own }, own)
-            }
+            None => match shifted {
+                Some((from, len)) => {
+                    slot.tokens.truncate(from + len);
+                    slot.tokens.drain(own..from);
+                    (
+                        KvOp::Shift {
+                            keep: own,
+                            from,
+                            len,
+                        },
+                        own + len,
+                    )
+                }
+                None => {
+                    slot.tokens.truncate(own);
+                    (KvOp::Truncate { keep: own }, own)
+                }
+            },
         };
         slot.key = key.map(str::to_owned);
         slot.busy = true;
@@ -211,6 +279,80 @@ mod tests {
     }
 
     #[test]
+    fn a_trimmed_history_moves_its_cached_turns_back_instead_of_rereading_them() {
+        // Turn 9's cache: system prompt 0..100, turns 1–8 at 100..900, turn 9's reply.
+        let mut t = SlotTable::new(2, 1, true);
+        let before = toks(0..950);
+        let l = t.acquire(Some("a"), &before).unwrap();
+        t.push_decoded(l.slot, &before);
+        t.release(l.slot);
+        // The daemon drops turns 1–4: system prompt, turns 5–8 (cached at 500..950), a new turn.
+        let mut after = toks(0..100);
+        after.extend(500..950);
+        after.extend(2000..2040);
+        let l = t.acquire(Some("a"), &after).unwrap();
+        assert_eq!(
+            l.op,
+            KvOp::Shift {
+                keep: 100,
+                from: 500,
+                len: 450
+            }
+        );
+        assert_eq!(l.cached, 550, "only the new turn is read");
+        assert_eq!(t.tokens(l.slot), &after[..550]);
+
+        // A model whose cache cannot move tokens re-reads, as before.
+        let mut fixed = SlotTable::new(2, 1, false);
+        let l = fixed.acquire(Some("a"), &before).unwrap();
+        fixed.push_decoded(l.slot, &before);
+        fixed.release(l.slot);
+        let l = fixed.acquire(Some("a"), &after).unwrap();
+        assert_eq!((l.op, l.cached), (KvOp::Truncate { keep: 100 }, 100));
+    }
+
+    #[test]
+    fn a_run_that_another_sequence_shares_is_not_moved() {
+        let mut t = SlotTable::new(2, 2, true);
+        let before = toks(0..950);
+        let a = t.acquire(Some("a"), &before).unwrap();
+        t.push_decoded(a.slot, &before);
+        t.release(a.slot);
+        // Session b's prompt is the same conversation up to 600: it borrows those cells.
+        let mut other = toks(0..600);
+        other.extend(3000..3010);
+        let b = t.acquire(Some("b"), &other).unwrap();
+        assert_eq!(
+            b.op,
+            KvOp::CopyPrefix {
+                from: a.seq,
+                len: 600
+            }
+        );
+        t.push_decoded(b.slot, &other[600..]);
+        t.release(b.slot);
+        let mut after = toks(0..100);
+        after.extend(500..950);
+        after.extend(2000..2040);
+        let l = t.acquire(Some("a"), &after).unwrap();
+        assert_eq!((l.op, l.cached), (KvOp::Truncate { keep: 100 }, 100));
+    }
+
+    #[test]
+    fn only_runs_worth_moving_are_moved_and_one_token_is_left_to_decode() {
+        let cached = toks(0..200);
+        let mut prompt = toks(0..50);
+        prompt.extend(150..170); // 20 tokens: shorter than a run worth moving
+        prompt.extend(900..910);
+        assert_eq!(shifted_run(&cached, &prompt, 50, prompt.len() - 1), None);
+        let mut prompt = toks(0..50);
+        prompt.extend(100..200); // everything after the gap, and nothing new
+        let limit = prompt.len() - 1;
+        assert_eq!(shifted_run(&cached, &prompt, 50, limit), Some((100, 99)));
+        assert_eq!(shifted_run(&cached, &prompt, 50, 50), None);
+    }
+
+    #[test]
     fn prefix_length() {
         assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4]), 2);
         assert_eq!(common_prefix(&[], &[1]), 0);
@@ -219,7 +361,7 @@ mod tests {
 
     #[test]
     fn second_turn_reuses_first_turn() {
-        let mut t = SlotTable::new(3, 2);
+        let mut t = SlotTable::new(3, 2, true);
         let turn1 = toks(0..100);
         let l = t.acquire(Some("a"), &turn1).unwrap();
         assert_eq!(l.cached, 0);
@@ -241,7 +383,7 @@ mod tests {
 
     #[test]
     fn identical_prompt_keeps_one_token_to_decode() {
-        let mut t = SlotTable::new(2, 1);
+        let mut t = SlotTable::new(2, 1, true);
         let p = toks(0..10);
         let l = t.acquire(Some("a"), &p).unwrap();
         t.push_decoded(l.slot, &p);
@@ -253,7 +395,7 @@ mod tests {
 
     #[test]
     fn new_session_borrows_system_prompt_from_another_slot() {
-        let mut t = SlotTable::new(3, 2);
+        let mut t = SlotTable::new(3, 2, true);
         let system = toks(0..150);
         let mut p1 = system.clone();
         p1.extend(1000..1010);
@@ -280,7 +422,7 @@ mod tests {
 
     #[test]
     fn copies_from_busy_slot_too() {
-        let mut t = SlotTable::new(3, 2);
+        let mut t = SlotTable::new(3, 2, true);
         let p1 = toks(0..50);
         let l1 = t.acquire(Some("a"), &p1).unwrap();
         t.push_decoded(l1.slot, &p1);
@@ -297,7 +439,7 @@ mod tests {
 
     #[test]
     fn lru_session_is_evicted_beyond_max() {
-        let mut t = SlotTable::new(3, 2);
+        let mut t = SlotTable::new(3, 2, true);
         for k in ["a", "b"] {
             let l = t.acquire(Some(k), &[1, 2, 3]).unwrap();
             t.release(l.slot);
@@ -318,7 +460,7 @@ mod tests {
 
     #[test]
     fn keyless_requests_use_scratch_and_never_exceed_sessions() {
-        let mut t = SlotTable::new(3, 2);
+        let mut t = SlotTable::new(3, 2, true);
         let a = t.acquire(Some("a"), &[1]).unwrap();
         let b = t.acquire(Some("b"), &[1]).unwrap();
         let s = t.acquire(None, &[1]).unwrap();
@@ -338,7 +480,7 @@ mod tests {
 
     #[test]
     fn same_session_concurrent_request_waits() {
-        let mut t = SlotTable::new(3, 2);
+        let mut t = SlotTable::new(3, 2, true);
         let a = t.acquire(Some("a"), &[1, 2]).unwrap();
         assert!(t.acquire(Some("a"), &[1, 2, 3]).is_none());
         t.release(a.slot);
@@ -347,7 +489,7 @@ mod tests {
 
     #[test]
     fn new_session_at_cap_waits_when_all_sessions_busy() {
-        let mut t = SlotTable::new(3, 2);
+        let mut t = SlotTable::new(3, 2, true);
         let _a = t.acquire(Some("a"), &[1]).unwrap();
         let _b = t.acquire(Some("b"), &[1]).unwrap();
         // The scratch slot is free, but taking it would make three sessions.
@@ -357,7 +499,7 @@ mod tests {
 
     #[test]
     fn keyless_prefers_free_slot_with_matching_prefix() {
-        let mut t = SlotTable::new(3, 1);
+        let mut t = SlotTable::new(3, 1, true);
         let x = t.acquire(None, &[9, 9, 9]).unwrap();
         t.push_decoded(x.slot, &[9, 9, 9]);
         t.release(x.slot);

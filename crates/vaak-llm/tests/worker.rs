@@ -61,8 +61,16 @@ fn start_worker(model: &str, extra: &[&str]) -> Worker {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        // The device line comes first: on these CPU-only machines, with no --gpu, the CPU.
+        let mut lines = BufReader::new(stdout);
+        let mut device = String::new();
+        let _ = lines.read_line(&mut device);
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        if device.trim() == "VAAK_LLM_DEVICE cpu" {
+            let _ = lines.read_line(&mut line);
+        } else {
+            line = device;
+        }
         let _ = tx.send(line);
     });
     let line = match rx.recv_timeout(Duration::from_secs(180)) {
@@ -634,6 +642,74 @@ fn worker_end_to_end() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A conversation trimmed by the daemon (its oldest turns dropped) keeps the cached later turns:
+/// they are moved back into place, and only the new turn is read.
+#[test]
+fn a_trimmed_history_is_moved_back_not_read_again() {
+    let model = model_path();
+    let _turn = model_lock();
+    let w = start_worker(&model, &["--ctx-size", "2048", "--max-slots", "2"]);
+    let addr = w.addr.as_str();
+    let exchange = |n: usize| {
+        json!([
+            {"role":"user","content":format!(
+                "Question {n}: tell me something about the city number {n} on my list of \
+                 places to visit in India this winter, please, in one sentence.")},
+            {"role":"assistant","content":format!(
+                "City number {n} is lovely in winter: mild days, cool nights, busy markets \
+                 and plenty of food stalls along its old streets.")},
+        ])
+    };
+    let conversation = |turns: std::ops::Range<usize>, last: &str| {
+        let mut m = vec![json!({"role":"system","content":SYSTEM})];
+        for n in turns {
+            m.extend(exchange(n).as_array().unwrap().iter().cloned());
+        }
+        m.push(json!({"role":"user","content":last}));
+        Value::Array(m)
+    };
+    let usage = |t: &Streamed| {
+        let u = &t.final_chunk["usage"];
+        (
+            u["prompt_tokens"].as_u64().unwrap(),
+            u["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap(),
+        )
+    };
+    let full = stream_chat(
+        addr,
+        &chat_body(conversation(1..7, "And city 7?"), 4, "trim"),
+    );
+    let (prompt1, _) = usage(&full);
+    // Turns 1–3 dropped, 4–6 kept, a new question.
+    let trimmed = stream_chat(
+        addr,
+        &chat_body(conversation(4..7, "Which one is best?"), 8, "trim"),
+    );
+    let (prompt2, cached2) = usage(&trimmed);
+    eprintln!("full {prompt1} tokens; trimmed {prompt2}, of which {cached2} cached");
+    assert!(prompt2 + 100 < prompt1, "the history was not trimmed");
+    assert!(
+        prompt2 - cached2 <= 30,
+        "read {} of {prompt2} tokens again: the kept turns were not moved back",
+        prompt2 - cached2
+    );
+    assert!(!trimmed.text.trim().is_empty(), "no reply after the move");
+    // The moved cache is the session's cache from now on: the next turn extends it.
+    let mut next = conversation(4..7, "Which one is best?");
+    next.as_array_mut().unwrap().extend([
+        json!({"role":"assistant","content":trimmed.text}),
+        json!({"role":"user","content":"Thanks!"}),
+    ]);
+    let (prompt3, cached3) = usage(&stream_chat(addr, &chat_body(next, 4, "trim")));
+    assert!(
+        prompt3 - cached3 <= 30,
+        "the turn after the move read {} of {prompt3} tokens",
+        prompt3 - cached3
+    );
 }
 
 #[test]
