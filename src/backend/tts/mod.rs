@@ -508,14 +508,19 @@ pub(crate) mod test_support {
         path
     }
 
+    /// The ONNX Runtime library of the tests (the fetched CPU wheel's).
+    pub fn ort_dylib() -> PathBuf {
+        must_exist(
+            env_path("VAAK_TEST_ORT_DYLIB", DEFAULT_ORT),
+            "VAAK_TEST_ORT_DYLIB",
+        )
+    }
+
     /// The process-wide ONNX Runtime on the CPU (what the daemon loads once at start-up).
     pub fn ort_env() -> &'static OnnxRuntime {
         static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
         RUNTIME.get_or_init(|| {
-            let dylib = must_exist(
-                env_path("VAAK_TEST_ORT_DYLIB", DEFAULT_ORT),
-                "VAAK_TEST_ORT_DYLIB",
-            );
+            let dylib = ort_dylib();
             OnnxRuntime::load(&dylib, None)
                 .unwrap_or_else(|e| panic!("cannot load ONNX Runtime {}: {e}", dylib.display()))
         })

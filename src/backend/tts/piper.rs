@@ -416,6 +416,24 @@ mod tests {
         );
     }
 
+    /// A GPU planned but the loaded ONNX Runtime (the CPU wheel's, here) has no CUDA provider:
+    /// the voice loads on the CPU and speaks.
+    #[test]
+    fn a_voice_planned_for_a_gpu_the_runtime_cannot_use_runs_on_the_cpu() {
+        let gpu = crate::backend::device::Gpu {
+            index: 0,
+            name: "NVIDIA L4".into(),
+            memory_mib: 23_034,
+        };
+        let runtime = OnnxRuntime::load(&ort_dylib(), Some(gpu)).unwrap();
+        let model = piper_model();
+        let loaded = PiperModel::load(&runtime, &model, &piper_config_path(&model), 1).unwrap();
+        assert_eq!(loaded.device(), &Device::Cpu);
+        let voice = PiperVoice::new(Arc::new(loaded), None, None).unwrap();
+        let audio = voice.synthesize("Still speaking.", 1.0).unwrap();
+        assert_speech(&audio, 22_050, 0.3, "piper on the CPU after the GPU failed");
+    }
+
     #[test]
     fn phoneme_ids_follow_piper_layout() {
         let model = joe();
