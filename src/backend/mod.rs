@@ -282,14 +282,7 @@ impl Backends {
             }
         };
 
-        let onnx = OnnxRuntime::load(
-            config
-                .compute
-                .onnxruntime_lib
-                .as_deref()
-                .unwrap_or(&models.onnxruntime_lib),
-            plan.tts.gpu().cloned(),
-        )?;
+        let onnx = OnnxRuntime::for_plan(&config.compute, &models.onnxruntime_lib, &plan)?;
 
         let t = std::time::Instant::now();
         let vad = SileroModel::load(&onnx.env, &models.silero_vad)?;

@@ -67,6 +67,17 @@ impl OnnxRuntime {
         })
     }
 
+    /// The library `compute.onnxruntime_lib` names (else the fetched one, `fetched`), for the
+    /// voices' planned device.
+    pub fn for_plan(
+        compute: &crate::config::ComputeConfig,
+        fetched: &Path,
+        plan: &crate::backend::device::Plan,
+    ) -> Result<Self, OnnxError> {
+        let dylib = compute.onnxruntime_lib.as_deref().unwrap_or(fetched);
+        Self::load(dylib, plan.tts.gpu().cloned())
+    }
+
     /// Opens `path` with the options `configure` sets, on the planned GPU through ONNX Runtime's
     /// CUDA provider where there is one; where the library lacks that provider or it fails, on
     /// the CPU, with one warning. Returns the session and where it runs.

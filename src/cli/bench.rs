@@ -27,13 +27,10 @@ pub(crate) fn bench_tts_cmd(
     }
     let resolved = models::resolve(&store_for(&config), parse_set(&config.models.set)?)?;
     let plan = vaak::backend::device::Plan::for_machine(&config.compute);
-    let onnx = vaak::backend::onnx::OnnxRuntime::load(
-        config
-            .compute
-            .onnxruntime_lib
-            .as_deref()
-            .unwrap_or(&resolved.onnxruntime_lib),
-        plan.tts.gpu().cloned(),
+    let onnx = vaak::backend::onnx::OnnxRuntime::for_plan(
+        &config.compute,
+        &resolved.onnxruntime_lib,
+        &plan,
     )?;
     let assets = vaak::backend::tts::TtsAssets::of(&resolved);
     let voices = vaak::backend::tts::Voices::build(&config.tts, &assets, &onnx)?;
