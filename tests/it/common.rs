@@ -52,10 +52,24 @@ pub fn sh(program: &str, args: &[&str]) -> (bool, String) {
     ran(Command::new(program).args(args))
 }
 
-/// A local port nobody listens on (bound, then released).
+/// A local port nobody listens on, for a daemon that binds it later. Taken below the kernel's
+/// ephemeral range (32768–60999), where neither `:0` binds nor the outgoing connections of other
+/// processes can take it in between (seen: the container's gRPC port, found free by `:0`, was
+/// in use by the time the daemon bound it). Test processes start at different points (pid).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("bound address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97) % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (start + n * 7) % COUNT).expect("below 32000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT);
 }
 
 pub fn stderr(o: &Output) -> String {
