@@ -69,7 +69,7 @@ fi
 
 if [ "$stub" = 1 ] && [ ! -e "$root/lib/stubs/libcuda.so" ]; then
   mkdir -p "$root/lib/stubs"
-  echo "" | cc -x c -shared -o "$root/lib/stubs/libcuda.so" -
+  echo "" | cc -x c -shared -Wl,-soname,libcuda.so.1 -o "$root/lib/stubs/libcuda.so" -
 fi
 
 cat <<EOF

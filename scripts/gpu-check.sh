@@ -38,6 +38,12 @@ if [ "$mode" = compile ]; then
 else
   eval "$(scripts/cuda-toolkit.sh)"
   export CUDAARCHS="${CUDAARCHS:-native}"
+  # The linker wants `libcuda.so`; the driver installs `libcuda.so.1` (its soname, recorded).
+  driver_dir="$VAAK_CACHE/cuda-driver"
+  mkdir -p "$driver_dir"
+  ln -sf "$(ldconfig -p | awk '/libcuda\.so\.1 / {print $NF; exit}')" "$driver_dir/libcuda.so"
+  export LIBRARY_PATH="$driver_dir:$LIBRARY_PATH"
+  export RUSTFLAGS="$RUSTFLAGS -L native=$driver_dir"
 fi
 export CARGO_TARGET_DIR="$VAAK_CACHE/target-cuda"
 # llama.cpp as shared libraries: its static CUDA link wants cuBLAS's static archives, which the
@@ -50,8 +56,20 @@ nice cargo build --workspace --locked --features vaak/cuda,vaak-llm/cuda
 log "built in $(( $(date +%s) - started )) s"
 bin="$CARGO_TARGET_DIR/debug/vaak"
 export VAAK_LLM_BIN="$CARGO_TARGET_DIR/debug/vaak-llm"
-"$VAAK_LLM_BIN" --probe --gpu 0 || true
-[ "$mode" = compile ] && exit 0
+# llama-cpp-sys-2 hard-links the libraries' plain-name symlinks beside the binaries, where they
+# point nowhere; the binaries ask for the sonames (libllama.so.0 …): copy those from its build.
+lib_dir="$(ls -td "$CARGO_TARGET_DIR"/debug/build/llama-cpp-sys-2-*/out/lib | head -n 1)"
+cp -fL "$lib_dir"/lib*.so.0 "$CARGO_TARGET_DIR/debug/"
+# They find each other there (libggml.so.0 loads libggml-cuda.so.0) through the loader's path.
+export LD_LIBRARY_PATH="$CARGO_TARGET_DIR/debug:$LD_LIBRARY_PATH"
+if [ "$mode" = compile ]; then
+  # Everything but the NVIDIA driver must resolve.
+  missing="$(ldd "$VAAK_LLM_BIN" "$bin" | awk '/not found/ {print $1}' | grep -v '^libcuda\.so' | sort -u || true)"
+  [ -z "$missing" ] || { log "unresolved libraries: $missing"; exit 1; }
+  log "compile-only build done (the binaries need an NVIDIA driver to run)"
+  exit 0
+fi
+"$VAAK_LLM_BIN" --probe --gpu 0
 
 # ONNX Runtime with its CUDA provider; the extras bring the CUDA and cuDNN libraries it loads.
 venv="$VAAK_CACHE/ort-gpu-$ORT_GPU_VERSION"

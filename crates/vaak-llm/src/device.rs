@@ -24,8 +24,17 @@ pub struct Placement {
     pub warning: Option<String>,
 }
 
+/// This binary's llama.cpp has the CUDA backend.
+const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");
+
 /// Chooses from what llama.cpp offers: `gpu` counts CUDA devices only, as CUDA numbers them.
-pub fn choose(gpu: Option<u32>, offload: bool, devices: &[LlamaBackendDevice]) -> Placement {
+/// `offload`: llama.cpp has a usable GPU backend; `with_cuda`: this binary was built with one.
+pub fn choose(
+    gpu: Option<u32>,
+    offload: bool,
+    with_cuda: bool,
+    devices: &[LlamaBackendDevice],
+) -> Placement {
     let cpu = |why: String| Placement {
         ggml_device: None,
         shown: format!("cpu ({why})"),
@@ -38,9 +47,15 @@ pub fn choose(gpu: Option<u32>, offload: bool, devices: &[LlamaBackendDevice]) -
             warning: None,
         };
     };
-    if !offload {
+    if !with_cuda {
         return cpu(
             "this vaak-llm was built without CUDA (build it with --features cuda)".to_string(),
+        );
+    }
+    if !offload {
+        return cpu(
+            "llama.cpp found no usable CUDA GPU (is the NVIDIA driver installed and new enough?)"
+                .to_string(),
         );
     }
     let cuda = devices
@@ -62,6 +77,7 @@ pub fn place(backend: &LlamaBackend, gpu: Option<u32>) -> Placement {
     choose(
         gpu,
         backend.supports_gpu_offload(),
+        BUILT_WITH_CUDA,
         &list_llama_ggml_backend_devices(),
     )
 }
@@ -100,7 +116,7 @@ mod tests {
 
     #[test]
     fn no_gpu_asked_is_the_cpu_without_a_word() {
-        let p = choose(None, true, &[device(0, "CUDA", "NVIDIA H100")]);
+        let p = choose(None, true, true, &[device(0, "CUDA", "NVIDIA H100")]);
         assert_eq!(p.ggml_device, None);
         assert_eq!(p.shown, "cpu");
         assert_eq!(p.warning, None);
@@ -113,26 +129,32 @@ mod tests {
             device(1, "CUDA", "NVIDIA L4"),
             device(2, "CPU", "AMD EPYC"),
         ];
-        let p = choose(Some(1), true, &devices);
+        let p = choose(Some(1), true, true, &devices);
         assert_eq!(p.ggml_device, Some(1));
         assert_eq!(p.shown, "cuda:1 (NVIDIA L4)");
         assert_eq!(p.warning, None);
-        let missing = choose(Some(2), true, &devices);
+        let missing = choose(Some(2), true, true, &devices);
         assert_eq!(missing.ggml_device, None);
         assert_eq!(missing.shown, "cpu (llama.cpp sees no CUDA GPU 2)");
     }
 
     #[test]
     fn a_build_without_cuda_says_how_to_get_it() {
-        let p = choose(Some(0), false, &[device(0, "CPU", "AMD EPYC")]);
+        let p = choose(Some(0), false, false, &[device(0, "CPU", "AMD EPYC")]);
         assert_eq!(p.ggml_device, None);
         assert!(p.shown.contains("built without CUDA"), "{}", p.shown);
         assert!(p.warning.unwrap().contains("--features cuda"));
+        // A CUDA build whose CUDA did not start (no driver, as on this machine's CUDA build).
+        let p = choose(Some(0), false, true, &[device(0, "CPU", "AMD EPYC")]);
+        assert_eq!(
+            p.shown,
+            "cpu (llama.cpp found no usable CUDA GPU (is the NVIDIA driver installed and new enough?))"
+        );
     }
 
     #[test]
     fn the_cpu_keeps_every_layer() {
-        let cpu = choose(None, true, &[]);
+        let cpu = choose(None, true, true, &[]);
         assert_eq!(model_params(&cpu).unwrap().n_gpu_layers(), 0);
     }
 }
