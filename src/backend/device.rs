@@ -47,7 +47,6 @@ impl fmt::Display for Device {
 pub struct Gpu {
     pub index: u32,
     pub name: String,
-    pub memory_mib: u64,
 }
 
 /// What the NVIDIA driver says: its GPUs, or why there are none to use.
@@ -62,9 +61,8 @@ pub fn probe() -> Probe {
     type Init = unsafe extern "C" fn(c_uint) -> c_int;
     type Count = unsafe extern "C" fn(*mut c_int) -> c_int;
     type Name = unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int;
-    type Memory = unsafe extern "C" fn(*mut usize, c_int) -> c_int;
-    // SAFETY: the four symbols have these C signatures in every CUDA driver since 3.2
-    // (cuda.h: cuInit, cuDeviceGetCount, cuDeviceGetName, cuDeviceTotalMem_v2), and a CUdevice
+    // SAFETY: the three symbols have these C signatures in every CUDA driver since 3.2
+    // (cuda.h: cuInit, cuDeviceGetCount, cuDeviceGetName), and a CUdevice
     // is an int ordinal for devices 0..count. The buffer passed to cuDeviceGetName is 256 bytes
     // and its length says so; the driver writes a NUL-terminated name into it.
     unsafe {
@@ -72,8 +70,6 @@ pub fn probe() -> Probe {
         let init: libloading::Symbol<Init> = lib.get(b"cuInit\0").map_err(symbol)?;
         let count: libloading::Symbol<Count> = lib.get(b"cuDeviceGetCount\0").map_err(symbol)?;
         let name: libloading::Symbol<Name> = lib.get(b"cuDeviceGetName\0").map_err(symbol)?;
-        let memory: libloading::Symbol<Memory> =
-            lib.get(b"cuDeviceTotalMem_v2\0").map_err(symbol)?;
         let rc = init(0);
         if rc != 0 {
             return Err(format!(
@@ -92,16 +88,9 @@ pub fn probe() -> Probe {
                 } else {
                     "unnamed GPU".into()
                 };
-                let mut bytes: usize = 0;
-                let mib = if memory(&mut bytes, i) == 0 {
-                    bytes as u64 >> 20
-                } else {
-                    0
-                };
                 Gpu {
                     index: i as u32,
                     name: shown,
-                    memory_mib: mib,
                 }
             })
             .collect())
@@ -114,10 +103,9 @@ pub const WHISPER_CUDA: bool = cfg!(feature = "cuda");
 /// Where each model is to run, and the warnings that plan owes the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The GPU the models are meant for (`None`: everything on the CPU).
-    pub gpu: Option<Gpu>,
     pub asr: Device,
-    /// The LLM worker is asked to use this; it says what it really used when it starts.
+    /// The LLM worker is asked to use this; it says what it really used when it starts. The CPU
+    /// here means the whole plan is the CPU.
     pub llm: Device,
     /// ONNX Runtime's models (Kokoro, Piper) try this; the library may lack the CUDA provider.
     pub tts: Device,
@@ -131,7 +119,6 @@ impl Plan {
     /// Plans from the config, the driver's answer and whether this build's whisper.cpp has CUDA.
     pub fn new(cfg: &ComputeConfig, probe: Probe, whisper_cuda: bool) -> Plan {
         let cpu_only = |because: String, warnings: Vec<String>| Plan {
-            gpu: None,
             asr: Device::Cpu,
             llm: Device::Cpu,
             tts: Device::Cpu,
@@ -165,7 +152,7 @@ impl Plan {
                 }
             },
         };
-        let on_gpu = Device::Cuda(gpu.clone());
+        let on_gpu = Device::Cuda(gpu);
         let mut warnings = Vec::new();
         let asr = if whisper_cuda {
             on_gpu.clone()
@@ -177,19 +164,16 @@ impl Plan {
             ));
             Device::Cpu
         };
-        if cfg.onnxruntime_lib.is_none() {
+        let tts = if cfg.onnxruntime_lib.is_some() {
+            on_gpu.clone()
+        } else {
             warnings.push(format!(
                 "{on_gpu} is here, but the fetched ONNX Runtime is the CPU one: the voices run on \
                  the CPU (set compute.onnxruntime_lib to the onnxruntime-gpu wheel's library)"
             ));
-        }
-        let tts = if cfg.onnxruntime_lib.is_some() {
-            on_gpu.clone()
-        } else {
             Device::Cpu
         };
         Plan {
-            gpu: Some(gpu),
             asr,
             llm: on_gpu,
             tts,
@@ -228,7 +212,6 @@ mod tests {
         Gpu {
             index: 0,
             name: "NVIDIA H100 80GB HBM3".into(),
-            memory_mib: 81_559,
         }
     }
 
@@ -254,7 +237,7 @@ mod tests {
             Some("no NVIDIA driver (libcuda.so.1 not found)")
         );
         let cuda = Plan::new(&cfg(DeviceChoice::Cuda, true), none(), true);
-        assert_eq!(cuda.gpu, None);
+        assert_eq!(cuda.llm, Device::Cpu);
         assert_eq!(
             cuda.warnings,
             [
@@ -284,7 +267,7 @@ mod tests {
     #[test]
     fn cpu_is_never_overruled_and_a_missing_index_is_named() {
         let cpu = Plan::new(&cfg(DeviceChoice::Cpu, true), Ok(vec![h100()]), true);
-        assert_eq!(cpu.gpu, None);
+        assert_eq!(cpu.llm, Device::Cpu);
         assert!(cpu.warnings.is_empty());
         let mut second = cfg(DeviceChoice::Auto, true);
         second.gpu = 1;
@@ -301,7 +284,7 @@ mod tests {
         // The CI machines and this one have no NVIDIA driver; a machine with one must plan it.
         let plan = Plan::for_machine(&ComputeConfig::default());
         match probe() {
-            Ok(gpus) => assert_eq!(plan.gpu.as_ref(), gpus.first()),
+            Ok(gpus) => assert_eq!(plan.llm.gpu(), gpus.first()),
             Err(why) => {
                 assert_eq!(plan.asr, Device::Cpu);
                 assert_eq!(plan.cpu_because, Some(why));

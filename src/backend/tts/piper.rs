@@ -423,7 +423,6 @@ mod tests {
         let gpu = crate::backend::device::Gpu {
             index: 0,
             name: "NVIDIA L4".into(),
-            memory_mib: 23_034,
         };
         let runtime = OnnxRuntime::load(&ort_dylib(), Some(gpu)).unwrap();
         let model = piper_model();
